@@ -1,0 +1,128 @@
+-- Foundation schema (SQLite). Timestamps are unix milliseconds (BIGINT) so that
+-- the same queries run unchanged on SQLite and Postgres. Ciphertexts are stored
+-- with the id of the master key that sealed them (`*_key_id`).
+
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    limits      TEXT NOT NULL DEFAULT '{}',
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name          TEXT,
+    key_hash      BLOB NOT NULL UNIQUE,
+    prefix        TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    last_used_at  BIGINT,
+    revoked_at    BIGINT
+);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, id);
+
+CREATE TABLE sessions (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    channel        TEXT NOT NULL,
+    name           TEXT,
+    status         TEXT NOT NULL,
+    status_reason  TEXT,
+    desired_state  TEXT NOT NULL DEFAULT 'stopped',
+    config         TEXT NOT NULL DEFAULT '{}',
+    state_key_id   TEXT,
+    state          BLOB,
+    created_at     BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_tenant ON sessions (tenant_id, id);
+
+CREATE TABLE messages (
+    id               TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    session_id       TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    direction        TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    peer             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    idempotency_key  TEXT,
+    body_key_id      TEXT,
+    body             BLOB,
+    error            TEXT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    UNIQUE (tenant_id, idempotency_key)
+);
+CREATE INDEX messages_by_session ON messages (session_id, id);
+
+CREATE TABLE events (
+    id           TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    session_id   TEXT,
+    type         TEXT NOT NULL,
+    body_key_id  TEXT,
+    body         BLOB NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX events_by_tenant ON events (tenant_id, id);
+
+CREATE TABLE webhook_endpoints (
+    id                    TEXT PRIMARY KEY,
+    tenant_id             TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    url                   TEXT NOT NULL,
+    description           TEXT,
+    event_types           TEXT,
+    secret_key_id         TEXT NOT NULL,
+    secret                BLOB NOT NULL,
+    previous_secret       BLOB,
+    previous_expires_at   BIGINT,
+    status                TEXT NOT NULL DEFAULT 'enabled',
+    fifo                  INTEGER NOT NULL DEFAULT 0,
+    max_in_flight         INTEGER NOT NULL DEFAULT 8,
+    failing_since         BIGINT,
+    created_at            BIGINT NOT NULL,
+    updated_at            BIGINT NOT NULL
+);
+CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant_id, id);
+
+CREATE TABLE outbox (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id        TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    endpoint_id      TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+    status           TEXT NOT NULL DEFAULT 'pending',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT NOT NULL,
+    locked_until     BIGINT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+
+CREATE TABLE delivery_attempts (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id         BIGINT NOT NULL,
+    tenant_id         TEXT NOT NULL,
+    event_id          TEXT NOT NULL,
+    endpoint_id       TEXT NOT NULL,
+    attempted_at      BIGINT NOT NULL,
+    status_code       INTEGER,
+    latency_ms        BIGINT NOT NULL,
+    error             TEXT,
+    response_snippet  TEXT
+);
+CREATE INDEX delivery_attempts_by_event ON delivery_attempts (event_id, id);
+
+-- Who did what. Deliberately without foreign keys: the trail outlives what it describes.
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          BIGINT NOT NULL,
+    actor       TEXT NOT NULL,
+    tenant_id   TEXT,
+    action      TEXT NOT NULL,
+    target      TEXT,
+    details     TEXT NOT NULL DEFAULT '{}',
+    request_id  TEXT
+);
+CREATE INDEX audit_log_by_tenant ON audit_log (tenant_id, id);

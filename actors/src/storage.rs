@@ -1,0 +1,240 @@
+//! The repository layer: one [`Store`] over SQLite (the embedded default) or Postgres
+//! (`DATABASE_URL=postgres://…`), used by every other component.
+//!
+//! Both backends run the same SQL text: `$n` placeholders (which SQLite accepts too),
+//! unix-millisecond `BIGINT` timestamps and text/bytes columns only. Where the two
+//! must differ (schema types, later `SKIP LOCKED`), the difference is written out
+//! per backend inside [`on_pool!`]. Migrations for each backend are embedded in the
+//! binary and run by [`Store::connect`].
+//!
+//! Writes that change who can do what (tenants, keys) record an audit entry in the
+//! same transaction, so the trail and the change cannot disagree.
+//!
+//! Failure: every method returns [`StoreError`]; a unique-key clash surfaces as
+//! [`StoreError::Conflict`], everything else as [`StoreError::Database`].
+
+mod api_keys;
+mod audit;
+mod tenants;
+
+pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
+pub use audit::{AuditEntry, AuditRecord};
+pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row with the same unique key exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored value could not be decoded (e.g. malformed JSON written by hand).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("unsupported database url: {0}")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database to open.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A SQLite file, created if missing.
+    Sqlite(PathBuf),
+    /// A Postgres connection URL (may hold a password: never printed).
+    Postgres(String),
+}
+
+impl DatabaseTarget {
+    /// Parses `sqlite://PATH`, `sqlite:PATH`, `postgres://…` or `postgresql://…`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(StoreError::UnsupportedUrl(
+                    "sqlite url without a path".into(),
+                ));
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            Err(StoreError::UnsupportedUrl(format!(
+                "scheme `{scheme}` (expected postgres:// or sqlite://)"
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            // The URL may carry a password.
+            Self::Postgres(_) => f.write_str("Postgres([redacted url])"),
+        }
+    }
+}
+
+/// The backend in use, for logs, metrics and the few queries that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same expression against whichever pool the store holds. The body is
+/// expanded once per backend, so it type-checks against each driver separately.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::storage::Pool::Sqlite($pool) => $body,
+            $crate::storage::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Handle to the database; cheap to clone (it wraps a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the database, creating the SQLite file if needed, and runs migrations.
+    pub async fn connect(target: &DatabaseTarget) -> Result<Self> {
+        let pool = match target {
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: a committed event survives power loss, not only a process crash.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+            DatabaseTarget::Postgres(url) => {
+                let opts = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A round trip to the database (readiness probe).
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for checked-out ones to return.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`].
+pub(crate) fn conflict_or(err: sqlx::Error, what: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_database_urls() {
+        assert_eq!(
+            DatabaseTarget::from_url("sqlite:///tmp/x.db").unwrap(),
+            DatabaseTarget::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            DatabaseTarget::from_url("sqlite:data/x.db?mode=rwc").unwrap(),
+            DatabaseTarget::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            DatabaseTarget::from_url("postgres://u:p@127.0.0.1/db")
+                .unwrap()
+                .backend(),
+            Backend::Postgres
+        );
+        assert!(DatabaseTarget::from_url("mysql://x").is_err());
+        assert!(DatabaseTarget::from_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn debug_hides_postgres_password() {
+        let t = DatabaseTarget::from_url("postgres://u:s3cret@127.0.0.1/db").unwrap();
+        assert!(!format!("{t:?}").contains("s3cret"));
+    }
+}

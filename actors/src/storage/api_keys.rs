@@ -1,0 +1,169 @@
+//! API keys: stored as SHA-256 hashes (never in clear), looked up by hash on every
+//! authenticated request, revoked by stamping `revoked_at` (kept for the audit trail).
+
+use super::audit::{AuditEntry, insert_audit};
+use super::tenants::{Tenant, TenantRow};
+use super::{Result, Store, on_pool};
+use crate::{clock, ids};
+use serde::Serialize;
+use switchboard_crypto::ApiKeyHash;
+
+/// An API key as listed: never the key itself, only its id, name and display prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKeyRecord {
+    pub(crate) fn new(tenant_id: &str, name: Option<&str>, prefix: &str, now: i64) -> Self {
+        Self {
+            id: ids::new_id(ids::API_KEY),
+            tenant_id: tenant_id.to_owned(),
+            name: name.map(str::to_owned),
+            prefix: prefix.to_owned(),
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+}
+
+/// The result of a successful key lookup.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    pub key_id: String,
+    pub tenant: Tenant,
+}
+
+pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, tenant_id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+#[derive(sqlx::FromRow)]
+struct AuthRow {
+    key_id: String,
+    #[sqlx(flatten)]
+    tenant: TenantRow,
+}
+
+impl Store {
+    /// Adds a key to a tenant; `None` if the tenant does not exist.
+    pub async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        name: Option<&str>,
+        hash: &ApiKeyHash,
+        prefix: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<ApiKeyRecord>> {
+        let now = clock::now_ms();
+        let key = ApiKeyRecord::new(tenant_id, name, prefix, now);
+        let created = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+                .bind(tenant_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if exists {
+                sqlx::query(INSERT_KEY)
+                    .bind(&key.id)
+                    .bind(tenant_id)
+                    .bind(&key.name)
+                    .bind(hash.as_bytes())
+                    .bind(&key.prefix)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| super::conflict_or(e, "api key hash"))?;
+                let entry = AuditEntry {
+                    details: serde_json::json!({ "name": name, "prefix": prefix }),
+                    ..audit.clone()
+                };
+                insert_audit!(&mut *tx, entry, Some(tenant_id), Some(&key.id)).await?;
+                tx.commit().await?;
+            }
+            exists
+        });
+        Ok(created.then_some(key))
+    }
+
+    /// A tenant's keys, revoked ones included, oldest first.
+    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, ApiKeyRecord>(
+                "SELECT id, tenant_id, name, prefix, created_at, last_used_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind(tenant_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Revokes a key of a tenant. `false` if no such active key belongs to that tenant.
+    pub async fn revoke_api_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let now = clock::now_ms();
+        let revoked = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(key_id)
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                insert_audit!(&mut *tx, audit, Some(tenant_id), Some(key_id)).await?;
+                tx.commit().await?;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(revoked)
+    }
+
+    /// Finds the active key with this hash and its tenant (whatever the tenant's status).
+    pub async fn authenticate(&self, hash: &ApiKeyHash) -> Result<Option<AuthenticatedKey>> {
+        const SQL: &str = "SELECT k.id AS key_id, t.id, t.name, t.status, t.limits, t.created_at, t.updated_at \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, AuthRow>(SQL)
+                .bind(hash.as_bytes())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|r| {
+            Ok(AuthenticatedKey {
+                key_id: r.key_id,
+                tenant: Tenant::try_from(r.tenant)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records that a key was used (callers throttle this; it is not per request).
+    pub async fn touch_api_key(&self, key_id: &str) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                .bind(clock::now_ms())
+                .bind(key_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The HTTP API: one entry point, [`handle`], for every request.
+//!
+//! For each request it assigns a request id (kept from `X-Request-Id` when sane),
+//! opens a tracing span carrying it, matches the route table ([`routes`]),
+//! authenticates by the route's access level, runs the handler, maps any error to
+//! the one JSON error shape ([`error`]), records metrics and echoes the request id.
+//!
+//! # Layout
+//! - [`routes`]: the route table (also the source of the OpenAPI document).
+//! - [`auth`], [`rate_limit`]: admin token, tenant API keys, per-key governor limits.
+//! - [`body`]: strict JSON bodies and query strings.
+//! - [`tenants`], [`keys`], [`system`], [`openapi`]: the handlers.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod keys;
+pub mod openapi;
+pub mod rate_limit;
+pub mod routes;
+pub mod system;
+pub mod tenants;
+
+pub use error::ApiError;
+
+use crate::app::App;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use routes::{Access, Match, RouteId};
+use serde::Serialize;
+use std::convert::Infallible;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Response body type of every route (boxed so streaming routes can share it).
+pub type ResBody = BoxBody<Bytes, Infallible>;
+pub type ApiResult = Result<Response<ResBody>, ApiError>;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ResBody> {
+    let mut res = Response::new(Full::new(body.into()).boxed());
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
+    Ok(full(status, body))
+}
+
+pub fn no_content() -> ApiResult {
+    let mut res = Response::new(Full::new(Bytes::new()).boxed());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    Ok(res)
+}
+
+/// Keeps a caller's request id if it is short and plain; otherwise makes one.
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", ulid::Ulid::new()))
+}
+
+/// Context a handler gets besides the request.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub request_id: &'a str,
+    pub params: Vec<String>,
+}
+
+pub async fn handle(app: &App, req: Request<Incoming>) -> Response<ResBody> {
+    let started = Instant::now();
+    let request_id = request_id(&req);
+    let method = req.method().clone();
+    let found = routes::find(&method, req.uri().path());
+    let route_label = match &found {
+        Match::Found(r, _) => r.path,
+        _ => "unmatched",
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = route_label,
+        tenant_id = tracing::field::Empty,
+    );
+    let mut res = async {
+        let result = match found {
+            Match::Found(route, params) => {
+                let ctx = Ctx {
+                    app,
+                    request_id: &request_id,
+                    params,
+                };
+                dispatch(route, ctx, req).await
+            }
+            Match::MethodNotAllowed(allow) => Err(ApiError::method_not_allowed(allow)),
+            Match::NotFound => Err(ApiError::route_not_found()),
+        };
+        let res = result.unwrap_or_else(ApiError::into_response);
+        let status = res.status().as_u16();
+        let elapsed = started.elapsed();
+        if status >= 500 {
+            tracing::error!(
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1e3,
+                "request failed"
+            );
+        } else {
+            tracing::info!(
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1e3,
+                "request finished"
+            );
+        }
+        metrics::counter!(
+            "switchboard_http_requests_total",
+            "route" => route_label,
+            "method" => method.to_string(),
+            "status" => status.to_string(),
+        )
+        .increment(1);
+        metrics::histogram!("switchboard_http_request_duration_seconds", "route" => route_label)
+            .record(elapsed.as_secs_f64());
+        res
+    }
+    .instrument(span)
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    res
+}
+
+async fn dispatch(
+    route: &'static routes::Route,
+    ctx: Ctx<'_>,
+    req: Request<Incoming>,
+) -> ApiResult {
+    if route.query.is_empty() && req.uri().query().is_some_and(|q| !q.is_empty()) {
+        body::query_pairs(req.uri().query(), route.query)?;
+    }
+    match route.access {
+        Access::Public => {}
+        Access::Admin => auth::admin(ctx.app, req.headers())?,
+        Access::Tenant => {
+            let caller = auth::tenant(ctx.app, req.headers()).await?;
+            return dispatch_tenant(route.id, ctx, caller, req).await;
+        }
+    }
+    match route.id {
+        RouteId::Healthz => system::healthz(),
+        RouteId::Readyz => system::readyz(&ctx).await,
+        RouteId::Metrics => system::metrics(&ctx),
+        RouteId::OpenApi => openapi::serve(),
+        RouteId::CreateTenant => tenants::create(&ctx, req).await,
+        RouteId::ListTenants => tenants::list(&ctx, req).await,
+        RouteId::GetTenant => tenants::get(&ctx).await,
+        RouteId::UpdateTenant => tenants::update(&ctx, req).await,
+        RouteId::DeleteTenant => tenants::delete(&ctx).await,
+        RouteId::CreateTenantKey => keys::create_for_tenant(&ctx, req).await,
+        RouteId::ListTenantKeys => keys::list_for_tenant(&ctx).await,
+        RouteId::RevokeTenantKey => keys::revoke_for_tenant(&ctx).await,
+        RouteId::Me | RouteId::CreateOwnKey | RouteId::ListOwnKeys | RouteId::RevokeOwnKey => {
+            Err(ApiError::internal(format!(
+                "tenant route {:?} reached without a caller",
+                route.id
+            )))
+        }
+    }
+}
+
+async fn dispatch_tenant(
+    id: RouteId,
+    ctx: Ctx<'_>,
+    caller: auth::Caller,
+    req: Request<Incoming>,
+) -> ApiResult {
+    match id {
+        RouteId::Me => tenants::me(&ctx, &caller),
+        RouteId::CreateOwnKey => keys::create_own(&ctx, &caller, req).await,
+        RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
+        RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
+        other => Err(ApiError::internal(format!(
+            "route {other:?} is not a tenant route"
+        ))),
+    }
+}

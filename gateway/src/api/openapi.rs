@@ -1,0 +1,234 @@
+//! `GET /v1/openapi.json`: an OpenAPI 3.1 document generated from the route table,
+//! so every route is described, with the request/response schemas written here.
+
+use super::routes::{Access, ROUTES};
+use super::{ApiResult, json};
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+
+pub fn serve() -> ApiResult {
+    json(StatusCode::OK, document())
+}
+
+/// The document, built once.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(build)
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema_ref("Error") } } })
+}
+
+fn build() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut op = Map::new();
+        op.insert("operationId".into(), json!(format!("{:?}", r.id)));
+        op.insert("summary".into(), json!(r.summary));
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .chain(r.query.iter().map(|q| {
+                let schema = if *q == "limit" {
+                    json!({ "type": "integer", "minimum": 1, "maximum": super::body::MAX_PAGE, "default": super::body::DEFAULT_PAGE })
+                } else {
+                    json!({ "type": "string", "description": "cursor: the `next_cursor` of the previous page" })
+                };
+                json!({ "name": q, "in": "query", "required": false, "schema": schema })
+            }))
+            .collect();
+        if !params.is_empty() {
+            op.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(req) = r.request {
+            op.insert(
+                "requestBody".into(),
+                json!({ "required": true, "content": { "application/json": { "schema": schema_ref(req) } } }),
+            );
+        }
+        let mut responses = Map::new();
+        let (code, schema) = r.success;
+        let ok = match schema {
+            Some("PrometheusText") => {
+                json!({ "description": "metrics", "content": { "text/plain": { "schema": { "type": "string" } } } })
+            }
+            Some(s) => {
+                json!({ "description": "success", "content": { "application/json": { "schema": schema_ref(s) } } })
+            }
+            None => json!({ "description": "done (no body)" }),
+        };
+        responses.insert(code.to_string(), ok);
+        if r.request.is_some() {
+            responses.insert("400".into(), error_response("malformed_json"));
+            responses.insert("413".into(), error_response("payload_too_large"));
+            responses.insert("415".into(), error_response("unsupported_media_type"));
+            responses.insert(
+                "422".into(),
+                error_response("unknown_field, invalid_field or validation_failed"),
+            );
+        }
+        if !r.query.is_empty() {
+            responses.insert("400".into(), error_response("invalid_query"));
+        }
+        match r.access {
+            Access::Public => {
+                if r.path == "/readyz" {
+                    responses.insert("503".into(), error_response("not_ready"));
+                }
+            }
+            Access::Admin => {
+                responses.insert(
+                    "401".into(),
+                    error_response("unauthenticated or invalid_credentials"),
+                );
+                op.insert("security".into(), json!([{ "adminToken": [] }]));
+            }
+            Access::Tenant => {
+                responses.insert(
+                    "401".into(),
+                    error_response("unauthenticated or invalid_credentials"),
+                );
+                responses.insert("403".into(), error_response("tenant_disabled"));
+                responses.insert(
+                    "429".into(),
+                    error_response("rate_limited (see Retry-After)"),
+                );
+                op.insert(
+                    "security".into(),
+                    json!([{ "apiKey": [] }, { "apiKeyBearer": [] }]),
+                );
+            }
+        }
+        if r.path.contains('{') {
+            responses.insert("404".into(), error_response("not_found"));
+        }
+        op.insert("responses".into(), Value::Object(responses));
+        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        entry[r.method.as_str().to_ascii_lowercase()] = Value::Object(op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Multi-tenant messaging gateway. Errors are always {\"error\":{\"code\",\"message\"}}; every response carries X-Request-Id."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token (SWITCHBOARD_ADMIN_TOKEN or data_dir/admin.token)." },
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "apiKeyBearer": { "type": "http", "scheme": "bearer", "description": "A tenant API key." }
+            },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let ts = json!({ "type": "string", "format": "date-time" });
+    let limits = json!({
+        "type": "object",
+        "properties": {
+            "api_requests_per_second": { "type": "integer", "minimum": 1 },
+            "api_burst": { "type": "integer", "minimum": 1 }
+        }
+    });
+    let key = json!({
+        "type": "object",
+        "required": ["id", "tenant_id", "prefix", "status", "created_at"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^key_" },
+            "tenant_id": { "type": "string" },
+            "name": { "type": ["string", "null"] },
+            "prefix": { "type": "string" },
+            "status": { "enum": ["active", "revoked"] },
+            "created_at": ts, "last_used_at": { "type": ["string", "null"] }, "revoked_at": { "type": ["string", "null"] }
+        }
+    });
+    let mut created_key = key.clone();
+    if let Some(required) = created_key["required"].as_array_mut() {
+        required.push(json!("key"));
+    }
+    created_key["properties"]["key"] =
+        json!({ "type": "string", "description": "The API key, shown only here." });
+    json!({
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": { "error": { "type": "object", "required": ["code", "message"],
+                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } }
+        },
+        "Health": { "type": "object", "properties": { "status": { "type": "string" }, "storage": { "type": "string" } } },
+        "OpenApi": { "type": "object" },
+        "Limits": limits,
+        "Tenant": {
+            "type": "object",
+            "required": ["id", "name", "status", "limits", "limit_overrides", "created_at", "updated_at"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^ten_" },
+                "name": { "type": "string" },
+                "status": { "enum": ["active", "disabled"] },
+                "limits": schema_ref("Limits"),
+                "limit_overrides": schema_ref("Limits"),
+                "created_at": ts, "updated_at": ts
+            }
+        },
+        "TenantPage": {
+            "type": "object",
+            "properties": { "data": { "type": "array", "items": schema_ref("Tenant") }, "next_cursor": { "type": ["string", "null"] } }
+        },
+        "CreateTenant": {
+            "type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 200 }, "limits": schema_ref("Limits") }
+        },
+        "UpdateTenant": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 200 },
+                "status": { "enum": ["active", "disabled"] },
+                "limits": { "type": "object", "description": "Each field: a number to override, null to reset to the default." }
+            }
+        },
+        "CreatedTenant": {
+            "type": "object", "required": ["tenant", "api_key"],
+            "properties": { "tenant": schema_ref("Tenant"), "api_key": schema_ref("CreatedKey") }
+        },
+        "CreateKey": {
+            "type": "object", "additionalProperties": false,
+            "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 200 } }
+        },
+        "Key": key,
+        "CreatedKey": created_key,
+        "KeyList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Key") } } }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_schema_exists() {
+        let doc = document();
+        for r in ROUTES {
+            let op = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {} missing", r.method, r.path);
+        }
+        let text = doc.to_string();
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                doc["components"]["schemas"][&name].is_object(),
+                "schema {name} missing"
+            );
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The route table: every route the API serves, with its access level and the words
+//! the OpenAPI document uses. The router and `/v1/openapi.json` both read this table,
+//! so a route cannot exist without being documented.
+
+use http::Method;
+
+/// Which handler a route runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    CreateTenant,
+    ListTenants,
+    GetTenant,
+    UpdateTenant,
+    DeleteTenant,
+    CreateTenantKey,
+    ListTenantKeys,
+    RevokeTenantKey,
+    Me,
+    CreateOwnKey,
+    ListOwnKeys,
+    RevokeOwnKey,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// The admin token as `Authorization: Bearer`.
+    Admin,
+    /// A tenant API key as `X-API-Key` or `Authorization: Bearer`.
+    Tenant,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    /// Path template; `{name}` matches one non-empty segment.
+    pub path: &'static str,
+    pub id: RouteId,
+    pub access: Access,
+    pub summary: &'static str,
+    /// Name of the request body schema in the OpenAPI document, if any.
+    pub request: Option<&'static str>,
+    /// Success status and the name of its response schema (`None` = no body).
+    pub success: (u16, Option<&'static str>),
+    /// Query parameters the route accepts.
+    pub query: &'static [&'static str],
+}
+
+const fn route(
+    method: Method,
+    path: &'static str,
+    id: RouteId,
+    access: Access,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        id,
+        access,
+        summary,
+        request: None,
+        success: (200, None),
+        query: &[],
+    }
+}
+
+const fn with(
+    mut r: Route,
+    request: Option<&'static str>,
+    success: (u16, Option<&'static str>),
+) -> Route {
+    r.request = request;
+    r.success = success;
+    r
+}
+
+const fn paged(mut r: Route) -> Route {
+    r.query = &["limit", "after"];
+    r
+}
+
+use Access::*;
+use RouteId::*;
+
+pub static ROUTES: &[Route] = &[
+    with(
+        route(
+            Method::GET,
+            "/healthz",
+            Healthz,
+            Public,
+            "Liveness: the process answers.",
+        ),
+        None,
+        (200, Some("Health")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/readyz",
+            Readyz,
+            Public,
+            "Readiness: storage is reachable.",
+        ),
+        None,
+        (200, Some("Health")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/metrics",
+            Metrics,
+            Public,
+            "Prometheus metrics (text format).",
+        ),
+        None,
+        (200, Some("PrometheusText")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/openapi.json",
+            OpenApi,
+            Public,
+            "This document.",
+        ),
+        None,
+        (200, Some("OpenApi")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/tenants",
+            CreateTenant,
+            Admin,
+            "Create a tenant; returns its first API key once.",
+        ),
+        Some("CreateTenant"),
+        (201, Some("CreatedTenant")),
+    ),
+    with(
+        paged(route(
+            Method::GET,
+            "/v1/tenants",
+            ListTenants,
+            Admin,
+            "List tenants (cursor paging).",
+        )),
+        None,
+        (200, Some("TenantPage")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/tenants/{id}",
+            GetTenant,
+            Admin,
+            "Get a tenant.",
+        ),
+        None,
+        (200, Some("Tenant")),
+    ),
+    with(
+        route(
+            Method::PATCH,
+            "/v1/tenants/{id}",
+            UpdateTenant,
+            Admin,
+            "Rename, disable/enable, or change limits (null resets a limit to the default).",
+        ),
+        Some("UpdateTenant"),
+        (200, Some("Tenant")),
+    ),
+    with(
+        route(
+            Method::DELETE,
+            "/v1/tenants/{id}",
+            DeleteTenant,
+            Admin,
+            "Delete a tenant and everything it owns.",
+        ),
+        None,
+        (204, None),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/tenants/{id}/keys",
+            CreateTenantKey,
+            Admin,
+            "Create an API key for a tenant; the key is returned once.",
+        ),
+        Some("CreateKey"),
+        (201, Some("CreatedKey")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/tenants/{id}/keys",
+            ListTenantKeys,
+            Admin,
+            "List a tenant's API keys (never the keys themselves).",
+        ),
+        None,
+        (200, Some("KeyList")),
+    ),
+    with(
+        route(
+            Method::DELETE,
+            "/v1/tenants/{id}/keys/{key_id}",
+            RevokeTenantKey,
+            Admin,
+            "Revoke a tenant's API key.",
+        ),
+        None,
+        (204, None),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/me",
+            Me,
+            Tenant,
+            "The calling tenant: id, name, limits.",
+        ),
+        None,
+        (200, Some("Tenant")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/keys",
+            CreateOwnKey,
+            Tenant,
+            "Create another API key for the calling tenant; returned once.",
+        ),
+        Some("CreateKey"),
+        (201, Some("CreatedKey")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/keys",
+            ListOwnKeys,
+            Tenant,
+            "List the calling tenant's API keys.",
+        ),
+        None,
+        (200, Some("KeyList")),
+    ),
+    with(
+        route(
+            Method::DELETE,
+            "/v1/keys/{key_id}",
+            RevokeOwnKey,
+            Tenant,
+            "Revoke one of the calling tenant's API keys.",
+        ),
+        None,
+        (204, None),
+    ),
+];
+
+/// The outcome of matching a request line against [`ROUTES`].
+#[derive(Debug)]
+pub enum Match {
+    Found(&'static Route, Vec<String>),
+    /// The path exists under other methods (listed for the `Allow` header).
+    MethodNotAllowed(String),
+    NotFound,
+}
+
+fn params(template: &str, path: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(out),
+            (Some(ts), Some(ps)) if ts.starts_with('{') => {
+                if ps.is_empty() {
+                    return None;
+                }
+                out.push(ps.to_owned());
+            }
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return None,
+        }
+    }
+}
+
+pub fn find(method: &Method, path: &str) -> Match {
+    let mut allow: Vec<&str> = Vec::new();
+    for r in ROUTES {
+        if let Some(p) = params(r.path, path) {
+            if r.method == *method {
+                return Match::Found(r, p);
+            }
+            allow.push(r.method.as_str());
+        }
+    }
+    if allow.is_empty() {
+        Match::NotFound
+    } else {
+        Match::MethodNotAllowed(allow.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_templates_and_reports_allowed_methods() {
+        match find(&Method::DELETE, "/v1/tenants/ten_1/keys/key_2") {
+            Match::Found(r, p) => {
+                assert_eq!(r.id, RevokeTenantKey);
+                assert_eq!(p, ["ten_1", "key_2"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            find(&Method::GET, "/v1/tenants/"),
+            Match::NotFound
+        ));
+        assert!(matches!(find(&Method::GET, "/v1/nope"), Match::NotFound));
+        match find(&Method::PUT, "/v1/tenants/x") {
+            Match::MethodNotAllowed(a) => assert_eq!(a, "GET, PATCH, DELETE"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_two_routes_overlap() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {}",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+}

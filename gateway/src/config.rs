@@ -1,0 +1,593 @@
+//! Typed configuration: built-in defaults, then an optional TOML file
+//! (`--config` / `SWITCHBOARD_CONFIG`), then environment variables, validated as a
+//! whole before anything is opened or bound.
+//!
+//! Config is read from an injected [`Env`] (tests pass a map; nothing here calls
+//! `set_var`). Every error names the key it is about (and the variable or file it
+//! came from); `main` prints it and exits with code 64.
+//!
+//! | key                              | environment                                 | default               |
+//! |----------------------------------|---------------------------------------------|-----------------------|
+//! | `listen`                         | `SWITCHBOARD_LISTEN`                        | `127.0.0.1:8080`      |
+//! | `data_dir`                       | `SWITCHBOARD_DATA_DIR`                      | `./data`              |
+//! | `database_url`                   | `DATABASE_URL`                              | SQLite in `data_dir`  |
+//! | `admin_token`                    | `SWITCHBOARD_ADMIN_TOKEN`                   | generated, saved      |
+//! | `master_key`                     | `SWITCHBOARD_MASTER_KEY`                    | generated, saved      |
+//! | `log.format`                     | `SWITCHBOARD_LOG_FORMAT`                    | `text` (or `json`)    |
+//! | `http.max_body_bytes`            | `SWITCHBOARD_HTTP_MAX_BODY_BYTES`           | 1 MiB                 |
+//! | `http.shutdown_grace_secs`       | `SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS`      | 10                    |
+//! | `limits.api_requests_per_second` | `SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND`| 50                    |
+//! | `limits.api_burst`               | `SWITCHBOARD_LIMITS_API_BURST`              | 100                   |
+//!
+//! Log filtering follows `RUST_LOG` (default `info`).
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use switchboard_actors::storage::DatabaseTarget;
+use switchboard_crypto::{MasterKey, Secret};
+
+/// Where configuration values come from besides the file.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+    /// Every variable name, to catch misspelt `SWITCHBOARD_*` ones.
+    fn names(&self) -> Vec<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+/// A configuration error, naming the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}`{source_note}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    source_note: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, origin: Origin, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            source_note: origin.note(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a value was read from, for error messages.
+#[derive(Debug, Clone)]
+enum Origin {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+}
+
+impl Origin {
+    fn note(&self) -> String {
+        match self {
+            Origin::Default => String::new(),
+            Origin::File(p) => format!(" (in {})", p.display()),
+            Origin::Env(v) => format!(" (from {v})"),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected `text` or `json`".into()),
+        }
+    }
+}
+
+/// Default limits for tenants without overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultLimits {
+    /// Sustained API requests per second per API key.
+    pub api_requests_per_second: u32,
+    /// Requests a key may make at once above the sustained rate.
+    pub api_burst: u32,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP API binds.
+    pub listen: SocketAddr,
+    /// Holds the SQLite database, the generated master key and admin token.
+    pub data_dir: PathBuf,
+    pub database: DatabaseTarget,
+    /// Admin bearer token; generated into the data directory when absent.
+    pub admin_token: Option<Secret<String>>,
+    /// Master encryption key; generated into the data directory when absent.
+    pub master_key: Option<MasterKey>,
+    pub log_format: LogFormat,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    pub limits: DefaultLimits,
+}
+
+/// The file's shape. Every key optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    master_key: Option<String>,
+    #[serde(default)]
+    log: FileLog,
+    #[serde(default)]
+    http: FileHttp,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    max_body_bytes: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    api_requests_per_second: Option<u32>,
+    api_burst: Option<u32>,
+}
+
+/// Environment variables this binary reads (anything else `SWITCHBOARD_*` is a typo).
+const KNOWN_ENV: &[&str] = &[
+    "SWITCHBOARD_CONFIG",
+    "SWITCHBOARD_LISTEN",
+    "SWITCHBOARD_DATA_DIR",
+    "SWITCHBOARD_ADMIN_TOKEN",
+    "SWITCHBOARD_MASTER_KEY",
+    "SWITCHBOARD_LOG_FORMAT",
+    "SWITCHBOARD_HTTP_MAX_BODY_BYTES",
+    "SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS",
+    "SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND",
+    "SWITCHBOARD_LIMITS_API_BURST",
+];
+
+/// One setting being resolved: the value so far and where it came from.
+struct Layer<T> {
+    value: Option<T>,
+    origin: Origin,
+}
+
+impl<T> Layer<T> {
+    fn file(value: Option<T>, path: Option<&Path>) -> Self {
+        match (value, path) {
+            (Some(v), Some(p)) => Self {
+                value: Some(v),
+                origin: Origin::File(p.to_owned()),
+            },
+            _ => Self {
+                value: None,
+                origin: Origin::Default,
+            },
+        }
+    }
+
+    /// Overrides with the environment variable `var`, if set, parsed by `parse`.
+    fn env(
+        mut self,
+        env: &dyn Env,
+        key: &str,
+        var: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(raw) = env.get(var) {
+            let v = parse(raw.trim()).map_err(|m| ConfigError::new(key, Origin::Env(var), m))?;
+            self.value = Some(v);
+            self.origin = Origin::Env(var);
+        }
+        Ok(self)
+    }
+
+    fn or(self, default: T) -> (T, Origin) {
+        match self.value {
+            Some(v) => (v, self.origin),
+            None => (default, Origin::Default),
+        }
+    }
+}
+
+fn parse_from_str<T: FromStr>(what: &'static str) -> impl FnOnce(&str) -> Result<T, String> {
+    move |s| {
+        s.parse::<T>()
+            .map_err(|_| format!("expected {what}, got `{s}`"))
+    }
+}
+
+fn check_range(key: &str, origin: &Origin, v: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::new(
+            key,
+            origin.clone(),
+            format!("must be between {min} and {max}, got {v}"),
+        ))
+    }
+}
+
+impl Config {
+    /// Loads and validates. `config_path` (from `--config`) wins over `SWITCHBOARD_CONFIG`.
+    pub fn load(env: &dyn Env, config_path: Option<&Path>) -> Result<Self, ConfigError> {
+        for name in env.names() {
+            if name.starts_with("SWITCHBOARD_") && !KNOWN_ENV.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    &name,
+                    Origin::Default,
+                    format!(
+                        "unknown environment variable (known: {})",
+                        KNOWN_ENV.join(", ")
+                    ),
+                ));
+            }
+        }
+        let path = config_path.map(Path::to_path_buf).or_else(|| {
+            env.get("SWITCHBOARD_CONFIG")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        });
+        let file = match &path {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError::new(
+                        "config",
+                        Origin::Env("SWITCHBOARD_CONFIG or --config"),
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    let key = e
+                        .span()
+                        .map(|s| key_at(&text, s.start))
+                        .unwrap_or_else(|| "config".to_owned());
+                    ConfigError::new(&key, Origin::File(p.clone()), e.message().to_owned())
+                })?
+            }
+        };
+        let p = path.as_deref();
+
+        let (listen, listen_origin) = Layer::file(file.listen, p)
+            .env(env, "listen", "SWITCHBOARD_LISTEN", |s| Ok(s.to_owned()))?
+            .or("127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            ConfigError::new(
+                "listen",
+                listen_origin,
+                format!("expected address:port like 127.0.0.1:8080, got `{listen}`"),
+            )
+        })?;
+
+        let (data_dir, _) = Layer::file(file.data_dir, p)
+            .env(env, "data_dir", "SWITCHBOARD_DATA_DIR", |s| {
+                if s.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(PathBuf::from(s))
+                }
+            })?
+            .or(PathBuf::from("./data"));
+
+        let (database_url, db_origin) = Layer::file(file.database_url.map(Some), p)
+            .env(env, "database_url", "DATABASE_URL", |s| {
+                Ok((!s.is_empty()).then(|| s.to_owned()))
+            })?
+            .or(None);
+        let database = match database_url {
+            None => DatabaseTarget::Sqlite(data_dir.join("switchboard.db")),
+            Some(url) => DatabaseTarget::from_url(&url)
+                .map_err(|e| ConfigError::new("database_url", db_origin, e.to_string()))?,
+        };
+
+        let (admin_token, token_origin) = Layer::file(file.admin_token.map(Some), p)
+            .env(env, "admin_token", "SWITCHBOARD_ADMIN_TOKEN", |s| {
+                Ok(Some(s.to_owned()))
+            })?
+            .or(None);
+        if let Some(t) = &admin_token
+            && t.len() < 16
+        {
+            return Err(ConfigError::new(
+                "admin_token",
+                token_origin,
+                "must be at least 16 characters",
+            ));
+        }
+        let admin_token = admin_token.map(Secret::new);
+
+        let (master_key, key_origin) = Layer::file(file.master_key.map(Some), p)
+            .env(env, "master_key", "SWITCHBOARD_MASTER_KEY", |s| {
+                Ok(Some(s.to_owned()))
+            })?
+            .or(None);
+        let master_key = master_key
+            .map(|text| {
+                let text = Secret::new(text);
+                MasterKey::from_base64(text.expose()).map_err(|e| {
+                    ConfigError::new(
+                        "master_key",
+                        key_origin,
+                        format!("expected 32 bytes in standard base64: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
+
+        let (log_format, _) = Layer::file(file.log.format, p)
+            .env(env, "log.format", "SWITCHBOARD_LOG_FORMAT", |s| s.parse())?
+            .or(LogFormat::Text);
+
+        let (max_body, origin) = Layer::file(file.http.max_body_bytes, p)
+            .env(
+                env,
+                "http.max_body_bytes",
+                "SWITCHBOARD_HTTP_MAX_BODY_BYTES",
+                parse_from_str("a byte count"),
+            )?
+            .or(1024 * 1024);
+        let max_body_bytes =
+            check_range("http.max_body_bytes", &origin, max_body, 1024, 1 << 30)? as usize;
+
+        let (grace, origin) = Layer::file(file.http.shutdown_grace_secs, p)
+            .env(
+                env,
+                "http.shutdown_grace_secs",
+                "SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS",
+                parse_from_str("seconds"),
+            )?
+            .or(10);
+        let shutdown_grace = Duration::from_secs(check_range(
+            "http.shutdown_grace_secs",
+            &origin,
+            grace,
+            0,
+            3600,
+        )?);
+
+        let (rps, origin) = Layer::file(file.limits.api_requests_per_second, p)
+            .env(
+                env,
+                "limits.api_requests_per_second",
+                "SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND",
+                parse_from_str("a whole number"),
+            )?
+            .or(50);
+        check_range(
+            "limits.api_requests_per_second",
+            &origin,
+            rps.into(),
+            1,
+            1_000_000,
+        )?;
+        let (burst, origin) = Layer::file(file.limits.api_burst, p)
+            .env(
+                env,
+                "limits.api_burst",
+                "SWITCHBOARD_LIMITS_API_BURST",
+                parse_from_str("a whole number"),
+            )?
+            .or(100);
+        check_range("limits.api_burst", &origin, burst.into(), 1, 1_000_000)?;
+
+        Ok(Config {
+            listen,
+            data_dir,
+            database,
+            admin_token,
+            master_key,
+            log_format,
+            max_body_bytes,
+            shutdown_grace,
+            limits: DefaultLimits {
+                api_requests_per_second: rps,
+                api_burst: burst,
+            },
+        })
+    }
+}
+
+/// The dotted key whose line holds byte `offset` of a TOML text (`http.max_body_bytes`).
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_matches('"');
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match (section, key.is_empty()) {
+        (_, true) => "config".to_owned(),
+        (Some(sec), false) => format!("{sec}.{key}"),
+        (None, false) => key.to_owned(),
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_configuration_at_all_gives_laptop_defaults() {
+        let c = Config::load(&env(&[]), None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            c.database,
+            DatabaseTarget::Sqlite("./data/switchboard.db".into())
+        );
+        assert!(c.admin_token.is_none() && c.master_key.is_none());
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[http]\nmax_body_bytes = 4096\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            &env(&[("SWITCHBOARD_LISTEN", "127.0.0.1:9001")]),
+            Some(&file),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.max_body_bytes, 4096);
+        let c = Config::load(
+            &env(&[("SWITCHBOARD_CONFIG", file.to_str().unwrap())]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("SWITCHBOARD_LISTEN", "nope")],
+                "`listen` (from SWITCHBOARD_LISTEN)",
+            ),
+            (
+                &[("SWITCHBOARD_HTTP_MAX_BODY_BYTES", "x")],
+                "`http.max_body_bytes`",
+            ),
+            (
+                &[("SWITCHBOARD_HTTP_MAX_BODY_BYTES", "10")],
+                "must be between",
+            ),
+            (&[("SWITCHBOARD_MASTER_KEY", "short")], "`master_key`"),
+            (&[("SWITCHBOARD_ADMIN_TOKEN", "short")], "`admin_token`"),
+            (
+                &[("DATABASE_URL", "mysql://x")],
+                "`database_url` (from DATABASE_URL)",
+            ),
+            (&[("SWITCHBOARD_LOG_FORMAT", "xml")], "`log.format`"),
+            (
+                &[("SWITCHBOARD_LISTN", "127.0.0.1:1")],
+                "`SWITCHBOARD_LISTN`",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = Config::load(&env(vars), None).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[http]\nmax_body_byte = 4096\n").unwrap();
+        let err = Config::load(&env(&[]), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`http.max_body_byte`"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+        std::fs::write(&file, "listen = 5\n").unwrap();
+        let err = Config::load(&env(&[]), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let c = Config::load(
+            &env(&[
+                ("SWITCHBOARD_ADMIN_TOKEN", "admin-token-secret-value"),
+                ("SWITCHBOARD_MASTER_KEY", key),
+                ("DATABASE_URL", "postgres://u:dbpassword@127.0.0.1/x"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        for secret in ["admin-token-secret-value", key, "dbpassword"] {
+            assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
+        }
+    }
+}

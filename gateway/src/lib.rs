@@ -1,0 +1,21 @@
+//! The `switchboard` gateway: configuration, the HTTP API, authentication, metrics
+//! and the admin CLI, in front of the actor system in `switchboard-actors`.
+//!
+//! # Layout
+//! - [`config`]: typed configuration (defaults ← TOML file ← environment), validated.
+//! - [`bootstrap`]: the data directory, master key and admin token on first start.
+//! - [`app`]: shared state handed to every request.
+//! - [`api`]: routing, auth, rate limits, handlers, errors, OpenAPI.
+//! - [`admin`]: tenant and key operations shared by the API and the CLI.
+//! - [`server`]: the hyper accept loop and graceful shutdown.
+//! - [`telemetry`]: logging and the Prometheus recorder.
+//! - [`views`]: the JSON shapes returned to clients.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod server;
+pub mod telemetry;
+pub mod views;

@@ -1,0 +1,147 @@
+//! JSON shapes the API and the admin CLI print: tenants, keys, limits, timestamps.
+//!
+//! Stored rows carry unix milliseconds; people and tools get RFC 3339 UTC strings.
+
+use crate::config::DefaultLimits;
+use serde::Serialize;
+use switchboard_actors::storage::{ApiKeyRecord, LimitOverrides, Tenant, TenantStatus};
+
+/// Limits in force for a tenant: its overrides over the configured defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EffectiveLimits {
+    pub api_requests_per_second: u32,
+    pub api_burst: u32,
+}
+
+impl EffectiveLimits {
+    pub fn of(overrides: &LimitOverrides, defaults: &DefaultLimits) -> Self {
+        Self {
+            api_requests_per_second: overrides
+                .api_requests_per_second
+                .unwrap_or(defaults.api_requests_per_second),
+            api_burst: overrides.api_burst.unwrap_or(defaults.api_burst),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub status: TenantStatus,
+    /// What applies now.
+    pub limits: EffectiveLimits,
+    /// What was set for this tenant (the rest comes from the gateway's defaults).
+    pub limit_overrides: LimitOverrides,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl TenantView {
+    pub fn new(t: &Tenant, defaults: &DefaultLimits) -> Self {
+        Self {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            status: t.status,
+            limits: EffectiveLimits::of(&t.limits, defaults),
+            limit_overrides: t.limits.clone(),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: Option<String>,
+    /// The first characters of the key, to tell keys apart.
+    pub prefix: String,
+    pub status: &'static str,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&ApiKeyRecord> for KeyView {
+    fn from(k: &ApiKeyRecord) -> Self {
+        Self {
+            id: k.id.clone(),
+            tenant_id: k.tenant_id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            status: if k.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            created_at: rfc3339(k.created_at),
+            last_used_at: k.last_used_at.map(rfc3339),
+            revoked_at: k.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// A key as returned at creation: the only time the clear key is shown.
+#[derive(Serialize)]
+pub struct CreatedKeyView {
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// The API key. Shown once; store it now.
+    #[serde(rename = "key")]
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedKeyView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKeyView")
+            .field("key", &self.key)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// One page of a listing; `next_cursor` is passed back as `after`.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Formats unix milliseconds as RFC 3339 UTC with millisecond precision.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_795_910_400_000), "2026-11-29T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+}
