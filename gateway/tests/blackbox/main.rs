@@ -1,0 +1,8 @@
+//! Black-box tests of the `switchboard` binary over real sockets. They run against
+//! SQLite by default and against Postgres when `TEST_DATABASE_URL` is set (the CI
+//! script runs them both ways).
+
+mod support;
+
+mod api;
+mod process;
