@@ -7,18 +7,24 @@
 //! - [`token`]: random bytes and prefixed bearer tokens (API keys, the admin token).
 //! - [`api_key`]: API-key generation and the hash that is stored instead of the key.
 //! - [`master_key`]: the 256-bit master key that encrypts data at rest, and its key id.
+//! - [`envelope`]: AES-256-GCM envelope encryption bound to a row, with a keyring for rotation.
+//! - [`webhook`]: Standard Webhooks signatures (`whsec_` secrets, `v1,` HMAC-SHA256).
 //!
 //! Everything here is synchronous and cheap except where a doc comment says otherwise;
 //! callers may use it from async code directly.
 
 pub mod api_key;
+pub mod envelope;
 pub mod master_key;
 pub mod secret;
 pub mod token;
+pub mod webhook;
 
 pub use api_key::{ApiKeyHash, GeneratedApiKey};
+pub use envelope::{Binding, Keyring, OpenError, Sealed};
 pub use master_key::MasterKey;
 pub use secret::Secret;
+pub use webhook::WebhookSecret;
 
 /// Errors from this crate. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
