@@ -7,9 +7,15 @@
 //!   start-up). Every other component reads and writes through it.
 //! - [`ids`]: prefixed ULID identifiers (`ten_…`, `key_…`).
 //! - [`clock`]: wall-clock milliseconds, the unit every timestamp is stored in.
+//! - [`events`]: publishing events durably (group commit of event + outbox rows).
+//! - [`webhooks`]: SSRF rules, retry schedule and the webhook dispatcher.
+//! - [`rotation`]: re-sealing every encrypted column after a master-key rotation.
 
 pub mod clock;
+pub mod events;
 pub mod ids;
+pub mod rotation;
 pub mod storage;
+pub mod webhooks;
 
 pub use storage::{Store, StoreError};

@@ -15,11 +15,19 @@
 
 mod api_keys;
 mod audit;
+mod events;
+mod outbox;
+mod sealed;
 mod tenants;
+mod webhooks;
 
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
+pub use events::{AttemptRow, DeliveryRow, EventQuery, EventRow, NewEvent, Targets};
+pub use outbox::{AttemptResult, Claimed, Outcome};
+pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};
 pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
+pub use webhooks::{Endpoint, EndpointPatch, EndpointStatus, type_matches};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -37,7 +37,9 @@ pub struct Binding<'a> {
 
 impl Binding<'_> {
     fn aad(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.tenant_id.len() + self.record_id.len() + self.purpose.len() + 3);
+        let mut v = Vec::with_capacity(
+            self.tenant_id.len() + self.record_id.len() + self.purpose.len() + 3,
+        );
         for part in [self.purpose, self.tenant_id, self.record_id] {
             v.extend_from_slice(part.as_bytes());
             v.push(0);
@@ -86,7 +88,8 @@ impl std::fmt::Debug for Keyring {
 impl Keyring {
     pub fn new(current: MasterKey, retired: impl IntoIterator<Item = MasterKey>) -> Self {
         let current_id = current.key_id();
-        let mut by_id: HashMap<String, MasterKey> = retired.into_iter().map(|k| (k.key_id(), k)).collect();
+        let mut by_id: HashMap<String, MasterKey> =
+            retired.into_iter().map(|k| (k.key_id(), k)).collect();
         by_id.insert(current_id.clone(), current.clone());
         Self {
             current,
@@ -107,7 +110,8 @@ impl Keyring {
     fn cipher(key: &MasterKey, salt: &[u8]) -> Aes256Gcm {
         let hk = Hkdf::<Sha256>::new(Some(salt), key.bytes());
         let mut dek = Zeroizing::new([0u8; 32]);
-        hk.expand(HKDF_INFO, dek.as_mut()).expect("32 bytes is a valid HKDF length");
+        hk.expand(HKDF_INFO, dek.as_mut())
+            .expect("32 bytes is a valid HKDF length");
         Aes256Gcm::new_from_slice(dek.as_ref()).expect("32-byte key")
     }
 
@@ -137,7 +141,12 @@ impl Keyring {
     }
 
     /// Decrypts a value sealed by any key in the ring for the same `binding`.
-    pub fn open(&self, key_id: &str, data: &[u8], binding: Binding<'_>) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    pub fn open(
+        &self,
+        key_id: &str,
+        data: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let key = self
             .by_id
             .get(key_id)
@@ -149,7 +158,10 @@ impl Keyring {
         let (nonce, ct) = rest.split_at(NONCE_LEN);
         let aad = binding.aad();
         Self::cipher(key, salt)
-            .decrypt(nonce.try_into().expect("12-byte nonce"), Payload { msg: ct, aad: &aad })
+            .decrypt(
+                nonce.try_into().expect("12-byte nonce"),
+                Payload { msg: ct, aad: &aad },
+            )
             .map(Zeroizing::new)
             .map_err(|_| OpenError::Authentication)
     }
@@ -173,7 +185,10 @@ mod tests {
         let ring = Keyring::new(MasterKey::generate().unwrap(), []);
         let sealed = ring.seal(b"hello", binding()).unwrap();
         assert_eq!(sealed.key_id, ring.current_id());
-        assert_eq!(&*ring.open(&sealed.key_id, &sealed.data, binding()).unwrap(), b"hello");
+        assert_eq!(
+            &*ring.open(&sealed.key_id, &sealed.data, binding()).unwrap(),
+            b"hello"
+        );
         let other_row = Binding {
             record_id: "evt_2",
             ..binding()
@@ -186,7 +201,10 @@ mod tests {
             tenant_id: "ten_2",
             ..binding()
         };
-        assert!(ring.open(&sealed.key_id, &sealed.data, other_tenant).is_err());
+        assert!(
+            ring.open(&sealed.key_id, &sealed.data, other_tenant)
+                .is_err()
+        );
         // Two seals of the same value differ (fresh salt and nonce).
         assert_ne!(ring.seal(b"hello", binding()).unwrap().data, sealed.data);
     }
@@ -197,8 +215,16 @@ mod tests {
         let old_ring = Keyring::new(old.clone(), []);
         let sealed = old_ring.seal(b"secret", binding()).unwrap();
         let new_ring = Keyring::new(MasterKey::generate().unwrap(), [old]);
-        assert_eq!(&*new_ring.open(&sealed.key_id, &sealed.data, binding()).unwrap(), b"secret");
-        assert_ne!(new_ring.seal(b"x", binding()).unwrap().key_id, sealed.key_id);
+        assert_eq!(
+            &*new_ring
+                .open(&sealed.key_id, &sealed.data, binding())
+                .unwrap(),
+            b"secret"
+        );
+        assert_ne!(
+            new_ring.seal(b"x", binding()).unwrap().key_id,
+            sealed.key_id
+        );
         let fresh = Keyring::new(MasterKey::generate().unwrap(), []);
         assert!(matches!(
             fresh.open(&sealed.key_id, &sealed.data, binding()),
@@ -210,10 +236,16 @@ mod tests {
     fn truncated_or_unknown_version_is_malformed() {
         let ring = Keyring::new(MasterKey::generate().unwrap(), []);
         let sealed = ring.seal(b"x", binding()).unwrap();
-        assert_eq!(ring.open(&sealed.key_id, &sealed.data[..20], binding()), Err(OpenError::Malformed));
+        assert_eq!(
+            ring.open(&sealed.key_id, &sealed.data[..20], binding()),
+            Err(OpenError::Malformed)
+        );
         let mut v2 = sealed.data.clone();
         v2[0] = 2;
-        assert_eq!(ring.open(&sealed.key_id, &v2, binding()), Err(OpenError::Malformed));
+        assert_eq!(
+            ring.open(&sealed.key_id, &v2, binding()),
+            Err(OpenError::Malformed)
+        );
     }
 
     proptest! {

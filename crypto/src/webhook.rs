@@ -30,12 +30,17 @@ pub struct WebhookSecret(Zeroizing<Vec<u8>>);
 
 impl WebhookSecret {
     pub fn generate() -> Result<Self, Error> {
-        Ok(Self(Zeroizing::new(token::random_bytes(GENERATED_SECRET_BYTES)?)))
+        Ok(Self(Zeroizing::new(token::random_bytes(
+            GENERATED_SECRET_BYTES,
+        )?)))
     }
 
     /// Parses `whsec_<base64>` (the prefix is optional, as in the reference libraries).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let b64 = text.trim().strip_prefix(SECRET_PREFIX).unwrap_or(text.trim());
+        let b64 = text
+            .trim()
+            .strip_prefix(SECRET_PREFIX)
+            .unwrap_or(text.trim());
         let bytes = Zeroizing::new(STANDARD.decode(b64).map_err(|_| Error::Base64)?);
         Self::from_bytes(&bytes)
     }
@@ -60,7 +65,8 @@ impl WebhookSecret {
     }
 
     fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
@@ -142,7 +148,10 @@ pub fn verify<'a>(
     body: &[u8],
     now: i64,
 ) -> Result<(), VerifyError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::InvalidTimestamp)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::InvalidTimestamp)?;
     if ts < now - TOLERANCE_SECS {
         return Err(VerifyError::TooOld);
     }
@@ -177,7 +186,10 @@ mod tests {
     fn spec_test_vector() {
         let secret = WebhookSecret::parse(SECRET).unwrap();
         assert_eq!(sign(&secret, ID, TS, BODY), EXPECTED);
-        assert_eq!(verify([&secret], ID, "1649367553", EXPECTED, BODY, TS), Ok(()));
+        assert_eq!(
+            verify([&secret], ID, "1649367553", EXPECTED, BODY, TS),
+            Ok(())
+        );
         assert_eq!(secret.to_text().expose(), SECRET);
     }
 

@@ -9,17 +9,19 @@
 //! - [`routes`]: the route table (also the source of the OpenAPI document).
 //! - [`auth`], [`rate_limit`]: admin token, tenant API keys, per-key governor limits.
 //! - [`body`]: strict JSON bodies and query strings.
-//! - [`tenants`], [`keys`], [`system`], [`openapi`]: the handlers.
+//! - [`tenants`], [`keys`], [`webhooks`], [`events`], [`system`], [`openapi`]: the handlers.
 
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod system;
 pub mod tenants;
+pub mod webhooks;
 
 pub use error::ApiError;
 
@@ -175,12 +177,10 @@ async fn dispatch(
         RouteId::CreateTenantKey => keys::create_for_tenant(&ctx, req).await,
         RouteId::ListTenantKeys => keys::list_for_tenant(&ctx).await,
         RouteId::RevokeTenantKey => keys::revoke_for_tenant(&ctx).await,
-        RouteId::Me | RouteId::CreateOwnKey | RouteId::ListOwnKeys | RouteId::RevokeOwnKey => {
-            Err(ApiError::internal(format!(
-                "tenant route {:?} reached without a caller",
-                route.id
-            )))
-        }
+        // Tenant routes returned above, through `dispatch_tenant`.
+        other => Err(ApiError::internal(format!(
+            "tenant route {other:?} reached without a caller"
+        ))),
     }
 }
 
@@ -195,6 +195,18 @@ async fn dispatch_tenant(
         RouteId::CreateOwnKey => keys::create_own(&ctx, &caller, req).await,
         RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
         RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
+        RouteId::CreateWebhook => webhooks::create(&ctx, &caller, req).await,
+        RouteId::ListWebhooks => webhooks::list(&ctx, &caller).await,
+        RouteId::GetWebhook => webhooks::get(&ctx, &caller).await,
+        RouteId::UpdateWebhook => webhooks::update(&ctx, &caller, req).await,
+        RouteId::DeleteWebhook => webhooks::delete(&ctx, &caller).await,
+        RouteId::RotateWebhookSecret => webhooks::rotate_secret(&ctx, &caller, req).await,
+        RouteId::TestWebhook => webhooks::test(&ctx, &caller).await,
+        RouteId::ReplayWebhook => webhooks::replay(&ctx, &caller, req).await,
+        RouteId::ListEvents => events::list(&ctx, &caller, req).await,
+        RouteId::GetEvent => events::get(&ctx, &caller).await,
+        RouteId::ListEventAttempts => events::attempts(&ctx, &caller).await,
+        RouteId::ReplayEvent => events::replay(&ctx, &caller).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

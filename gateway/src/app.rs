@@ -3,16 +3,22 @@
 use crate::api::rate_limit::KeyLimiters;
 use crate::config::Config;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
 use switchboard_actors::Store;
-use switchboard_crypto::{MasterKey, Secret};
+use switchboard_actors::events::Events;
+use switchboard_crypto::{Keyring, Secret};
 
 #[derive(Debug)]
 pub struct App {
     pub config: Config,
     pub store: Store,
     pub admin_token: Secret<String>,
-    /// Encrypts data at rest (used by the components that store secrets and bodies).
-    pub master_key: MasterKey,
+    /// Seals and opens data at rest (webhook secrets, event bodies).
+    pub keyring: Arc<Keyring>,
+    /// Publishes events durably (webhook tests, operational events).
+    pub events: Events,
+    /// Wakes the webhook dispatcher (after replays).
+    pub dispatch_wakeup: Arc<tokio::sync::Notify>,
     pub limiters: KeyLimiters,
     /// Renders `/metrics`; `None` when no recorder is installed (e.g. in unit tests).
     pub metrics: Option<PrometheusHandle>,

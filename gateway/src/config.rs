@@ -18,6 +18,13 @@
 //! | `http.shutdown_grace_secs`       | `SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS`      | 10                    |
 //! | `limits.api_requests_per_second` | `SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND`| 50                    |
 //! | `limits.api_burst`               | `SWITCHBOARD_LIMITS_API_BURST`              | 100                   |
+//! | `previous_master_keys`           | `SWITCHBOARD_PREVIOUS_MASTER_KEYS` (a,b)    | none (still decrypt)  |
+//! | `webhooks.allow_private`         | `SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS`        | false                 |
+//! | `webhooks.timeout`               | `SWITCHBOARD_WEBHOOKS_TIMEOUT`              | `15s`                 |
+//! | `webhooks.retry_schedule`        | `SWITCHBOARD_WEBHOOKS_RETRY_SCHEDULE`       | `0,5s,5m,30m,2h,5h,10h,10h` |
+//! | `webhooks.disable_after`         | `SWITCHBOARD_WEBHOOKS_DISABLE_AFTER`        | `5d`                  |
+//! | `webhooks.rotation_grace`        | `SWITCHBOARD_WEBHOOKS_ROTATION_GRACE`       | `24h`                 |
+//! | `webhooks.max_in_flight`         | `SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT`        | 256                   |
 //!
 //! Log filtering follows `RUST_LOG` (default `info`).
 
@@ -29,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 use switchboard_actors::storage::DatabaseTarget;
+use switchboard_actors::webhooks::schedule;
 use switchboard_crypto::{MasterKey, Secret};
 
 /// Where configuration values come from besides the file.
@@ -127,6 +135,23 @@ pub struct DefaultLimits {
     pub api_burst: u32,
 }
 
+/// Webhook delivery settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    /// Allow endpoints on loopback/private networks (tests, on-premise receivers).
+    pub allow_private: bool,
+    /// Per-attempt HTTP timeout.
+    pub timeout: Duration,
+    /// Waits before each attempt; its length is the number of attempts.
+    pub retry_schedule: Vec<Duration>,
+    /// An endpoint whose every delivery fails for this long is disabled.
+    pub disable_after: Duration,
+    /// How long a rotated-out secret keeps signing.
+    pub rotation_grace: Duration,
+    /// Deliveries in flight at once across all endpoints.
+    pub max_in_flight: usize,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -145,6 +170,9 @@ pub struct Config {
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     pub limits: DefaultLimits,
+    /// Retired master keys: still decrypt, never encrypt.
+    pub previous_master_keys: Vec<MasterKey>,
+    pub webhooks: WebhookSettings,
 }
 
 /// The file's shape. Every key optional; unknown keys are errors.
@@ -162,6 +190,20 @@ struct FileConfig {
     http: FileHttp,
     #[serde(default)]
     limits: FileLimits,
+    previous_master_keys: Option<Vec<String>>,
+    #[serde(default)]
+    webhooks: FileWebhooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    allow_private: Option<bool>,
+    timeout: Option<String>,
+    retry_schedule: Option<String>,
+    disable_after: Option<String>,
+    rotation_grace: Option<String>,
+    max_in_flight: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +238,13 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS",
     "SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND",
     "SWITCHBOARD_LIMITS_API_BURST",
+    "SWITCHBOARD_PREVIOUS_MASTER_KEYS",
+    "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS",
+    "SWITCHBOARD_WEBHOOKS_TIMEOUT",
+    "SWITCHBOARD_WEBHOOKS_RETRY_SCHEDULE",
+    "SWITCHBOARD_WEBHOOKS_DISABLE_AFTER",
+    "SWITCHBOARD_WEBHOOKS_ROTATION_GRACE",
+    "SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT",
 ];
 
 /// One setting being resolved: the value so far and where it came from.
@@ -246,6 +295,14 @@ fn parse_from_str<T: FromStr>(what: &'static str) -> impl FnOnce(&str) -> Result
     move |s| {
         s.parse::<T>()
             .map_err(|_| format!("expected {what}, got `{s}`"))
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got `{s}`")),
     }
 }
 
@@ -424,7 +481,108 @@ impl Config {
             .or(100);
         check_range("limits.api_burst", &origin, burst.into(), 1, 1_000_000)?;
 
+        let (previous, origin) = Layer::file(file.previous_master_keys, p)
+            .env(
+                env,
+                "previous_master_keys",
+                "SWITCHBOARD_PREVIOUS_MASTER_KEYS",
+                |s| {
+                    Ok(s.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect())
+                },
+            )?
+            .or(Vec::new());
+        let previous_master_keys = previous
+            .iter()
+            .map(|k| {
+                let k = Secret::new(k.clone());
+                MasterKey::from_base64(k.expose()).map_err(|e| {
+                    ConfigError::new(
+                        "previous_master_keys",
+                        origin.clone(),
+                        format!("expected 32-byte base64 keys: {e}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let (allow_private, _) = Layer::file(file.webhooks.allow_private, p)
+            .env(
+                env,
+                "webhooks.allow_private",
+                "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS",
+                parse_bool,
+            )?
+            .or(false);
+        let duration = |key: &str,
+                        v: Option<String>,
+                        var: &'static str,
+                        default: &str|
+         -> Result<Duration, ConfigError> {
+            let (text, origin) = Layer::file(v, p)
+                .env(env, key, var, |s| Ok(s.to_owned()))?
+                .or(default.to_owned());
+            schedule::parse_duration(&text).map_err(|m| ConfigError::new(key, origin, m))
+        };
+        let timeout = duration(
+            "webhooks.timeout",
+            file.webhooks.timeout,
+            "SWITCHBOARD_WEBHOOKS_TIMEOUT",
+            "15s",
+        )?;
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            return Err(ConfigError::new(
+                "webhooks.timeout",
+                Origin::Default,
+                "must be between 1ms and 5m",
+            ));
+        }
+        let (sched, origin) = Layer::file(file.webhooks.retry_schedule, p)
+            .env(
+                env,
+                "webhooks.retry_schedule",
+                "SWITCHBOARD_WEBHOOKS_RETRY_SCHEDULE",
+                |s| Ok(s.to_owned()),
+            )?
+            .or("0,5s,5m,30m,2h,5h,10h,10h".to_owned());
+        let retry_schedule = schedule::parse(&sched)
+            .map_err(|m| ConfigError::new("webhooks.retry_schedule", origin, m))?;
+        let disable_after = duration(
+            "webhooks.disable_after",
+            file.webhooks.disable_after,
+            "SWITCHBOARD_WEBHOOKS_DISABLE_AFTER",
+            "5d",
+        )?;
+        let rotation_grace = duration(
+            "webhooks.rotation_grace",
+            file.webhooks.rotation_grace,
+            "SWITCHBOARD_WEBHOOKS_ROTATION_GRACE",
+            "24h",
+        )?;
+        let (in_flight, origin) = Layer::file(file.webhooks.max_in_flight, p)
+            .env(
+                env,
+                "webhooks.max_in_flight",
+                "SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT",
+                parse_from_str("a whole number"),
+            )?
+            .or(256);
+        let max_in_flight =
+            check_range("webhooks.max_in_flight", &origin, in_flight, 1, 10_000)? as usize;
+
         Ok(Config {
+            previous_master_keys,
+            webhooks: WebhookSettings {
+                allow_private,
+                timeout,
+                retry_schedule,
+                disable_after,
+                rotation_grace,
+                max_in_flight,
+            },
             listen,
             data_dir,
             database,
@@ -497,6 +655,9 @@ mod tests {
         assert!(c.admin_token.is_none() && c.master_key.is_none());
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert!(!c.webhooks.allow_private);
+        assert_eq!(c.webhooks.retry_schedule.len(), 8);
+        assert_eq!(c.webhooks.disable_after, Duration::from_secs(5 * 86_400));
     }
 
     #[test]

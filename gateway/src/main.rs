@@ -13,14 +13,18 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use switchboard_actors::Store;
+use switchboard_actors::events::Events;
 use switchboard_actors::storage::{AuditEntry, LimitOverrides};
+use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
+use switchboard_actors::{Store, rotation};
 use switchboard_gateway::api::ApiError;
 use switchboard_gateway::api::rate_limit::KeyLimiters;
 use switchboard_gateway::app::App;
 use switchboard_gateway::config::{Config, ConfigError, ProcessEnv};
 use switchboard_gateway::views::{KeyView, TenantView};
 use switchboard_gateway::{admin, bootstrap, server, telemetry};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Exit code for bad configuration or usage (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -57,6 +61,11 @@ enum AdminCommand {
     Tenant(TenantCommand),
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Re-encrypt everything under a new master key. With the key in the data
+    /// directory, a new one is generated and the old one retired; with
+    /// SWITCHBOARD_MASTER_KEY, data is re-encrypted under that key (list the old
+    /// ones in SWITCHBOARD_PREVIOUS_MASTER_KEYS).
+    RotateMasterKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +101,8 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // Both rustls back-ends are in the dependency graph; pick one before any TLS use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let config = match Config::load(&ProcessEnv, cli.config.as_deref()) {
         Ok(c) => c,
@@ -166,15 +177,54 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     println!("switchboard listening on http://{addr}");
     std::io::stdout().flush()?;
+    let keyring = Arc::new(secrets.keyring);
+    let cancel = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let (events, writer) =
+        Events::spawn(store.clone(), keyring.clone(), wake.clone(), cancel.clone());
+    let webhooks = &config.webhooks;
+    let dispatcher_config = DispatcherConfig {
+        timeout: webhooks.timeout,
+        schedule: webhooks.retry_schedule.clone(),
+        disable_after: webhooks.disable_after,
+        max_in_flight: webhooks.max_in_flight,
+        allow_private: webhooks.allow_private,
+        single_process: store.backend() == switchboard_actors::storage::Backend::Sqlite,
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::spawn(
+        store.clone(),
+        keyring.clone(),
+        events.clone(),
+        dispatcher_config,
+        wake.clone(),
+        cancel.clone(),
+    )
+    .context("starting the webhook dispatcher")?;
+    let grace = config.shutdown_grace;
     let app = Arc::new(App {
         config,
         store: store.clone(),
         admin_token: secrets.admin_token,
-        master_key: secrets.master_key,
+        keyring,
+        events,
+        dispatch_wakeup: wake,
         limiters: KeyLimiters::default(),
         metrics: Some(metrics),
     });
     server::serve(listener, app, server::shutdown_signal()).await;
+    // HTTP is drained; stop the pipeline. Unfinished deliveries keep their outbox
+    // rows and go out after the next start.
+    cancel.cancel();
+    if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), async {
+        let _ = writer.await;
+        let _ = dispatcher.await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("event pipeline did not stop within the grace period");
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -244,6 +294,23 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> anyhow::Result<()> 
         AdminCommand::Key(KeyCommand::List { tenant_id }) => {
             let keys = store.list_api_keys(&tenant_id).await?;
             print_json(&keys.iter().map(KeyView::from).collect::<Vec<_>>())
+        }
+        AdminCommand::RotateMasterKey => {
+            let (keyring, retired) = match &config.master_key {
+                Some(key) => (bootstrap::keyring(&config, key.clone())?, None),
+                None => {
+                    bootstrap::prepare(&config)?;
+                    let (new, old) = bootstrap::rotate_key_file(&config)?;
+                    (bootstrap::keyring(&config, new)?, Some(old.key_id()))
+                }
+            };
+            let resealed = rotation::reseal_all(&store, &keyring).await?;
+            print_json(&serde_json::json!({
+                "current_key_id": keyring.current_id(),
+                "retired_key_id": retired,
+                "resealed": resealed,
+                "note": "restart running gateways so they encrypt with the new key; run this again afterwards to re-seal anything they wrote meanwhile",
+            }))
         }
         AdminCommand::Key(KeyCommand::Revoke { tenant_id, key_id }) => {
             if !store

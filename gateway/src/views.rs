@@ -4,6 +4,7 @@
 
 use crate::config::DefaultLimits;
 use serde::Serialize;
+use switchboard_actors::clock::rfc3339;
 use switchboard_actors::storage::{ApiKeyRecord, LimitOverrides, Tenant, TenantStatus};
 
 /// Limits in force for a tenant: its overrides over the configured defaults.
@@ -107,41 +108,4 @@ impl std::fmt::Debug for CreatedKeyView {
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
-}
-
-/// Formats unix milliseconds as RFC 3339 UTC with millisecond precision.
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339(1_795_910_400_000), "2026-11-29T00:00:00.000Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
-    }
 }

@@ -60,45 +60,54 @@ CREATE TABLE events (
     id           TEXT PRIMARY KEY,
     tenant_id    TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     session_id   TEXT,
+    channel      TEXT,
     type         TEXT NOT NULL,
-    body_key_id  TEXT,
+    body_key_id  TEXT NOT NULL,
     body         BLOB NOT NULL,
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX events_by_tenant ON events (tenant_id, id);
+CREATE INDEX events_by_tenant_time ON events (tenant_id, created_at);
 
 CREATE TABLE webhook_endpoints (
-    id                    TEXT PRIMARY KEY,
-    tenant_id             TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    url                   TEXT NOT NULL,
-    description           TEXT,
-    event_types           TEXT,
-    secret_key_id         TEXT NOT NULL,
-    secret                BLOB NOT NULL,
-    previous_secret       BLOB,
-    previous_expires_at   BIGINT,
-    status                TEXT NOT NULL DEFAULT 'enabled',
-    fifo                  INTEGER NOT NULL DEFAULT 0,
-    max_in_flight         INTEGER NOT NULL DEFAULT 8,
-    failing_since         BIGINT,
-    created_at            BIGINT NOT NULL,
-    updated_at            BIGINT NOT NULL
+    id                      TEXT PRIMARY KEY,
+    tenant_id               TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    url                     TEXT NOT NULL,
+    description             TEXT,
+    event_types             TEXT,
+    secret_key_id           TEXT NOT NULL,
+    secret                  BLOB NOT NULL,
+    previous_secret_key_id  TEXT,
+    previous_secret         BLOB,
+    previous_expires_at     BIGINT,
+    status                  TEXT NOT NULL DEFAULT 'enabled' CHECK (status IN ('enabled', 'disabled')),
+    disabled_reason         TEXT,
+    fifo                    BOOLEAN NOT NULL DEFAULT FALSE,
+    max_in_flight           BIGINT NOT NULL DEFAULT 8,
+    failing_since           BIGINT,
+    created_at              BIGINT NOT NULL,
+    updated_at              BIGINT NOT NULL
 );
 CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant_id, id);
 
+-- One row per (event, endpoint): the delivery's state. `locked_until` is the lease of
+-- the dispatcher that claimed it; an expired lease makes the row claimable again.
 CREATE TABLE outbox (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id        TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
     endpoint_id      TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
-    status           TEXT NOT NULL DEFAULT 'pending',
-    attempts         INTEGER NOT NULL DEFAULT 0,
+    status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts         BIGINT NOT NULL DEFAULT 0,
     next_attempt_at  BIGINT NOT NULL,
     locked_until     BIGINT,
+    last_attempt_at  BIGINT,
     created_at       BIGINT NOT NULL,
-    updated_at       BIGINT NOT NULL
+    updated_at       BIGINT NOT NULL,
+    UNIQUE (event_id, endpoint_id)
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+CREATE INDEX outbox_by_endpoint ON outbox (endpoint_id, status, id);
 
 CREATE TABLE delivery_attempts (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,

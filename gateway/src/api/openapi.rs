@@ -160,7 +160,7 @@ fn schemas() -> Value {
     }
     created_key["properties"]["key"] =
         json!({ "type": "string", "description": "The API key, shown only here." });
-    json!({
+    let mut schemas = json!({
         "Error": {
             "type": "object", "required": ["error"],
             "properties": { "error": { "type": "object", "required": ["code", "message"],
@@ -208,7 +208,94 @@ fn schemas() -> Value {
         "Key": key,
         "CreatedKey": created_key,
         "KeyList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Key") } } }
-    })
+    });
+    let more = json!({
+        "Webhook": {
+            "type": "object",
+            "required": ["id", "url", "status", "fifo", "max_in_flight", "created_at", "updated_at"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^whk_" },
+                "url": { "type": "string", "format": "uri" },
+                "description": { "type": ["string", "null"] },
+                "events": { "type": ["array", "null"], "items": { "type": "string" }, "description": "Event types (`message.*` prefixes allowed); null = all." },
+                "status": { "enum": ["enabled", "disabled"] },
+                "disabled_reason": { "type": ["string", "null"] },
+                "fifo": { "type": "boolean" },
+                "max_in_flight": { "type": "integer" },
+                "failing_since": { "type": ["string", "null"] },
+                "previous_secret_expires_at": { "type": ["string", "null"] },
+                "created_at": ts, "updated_at": ts
+            }
+        },
+        "CreatedWebhook": {
+            "allOf": [schema_ref("Webhook"), { "type": "object", "required": ["secret"],
+                "properties": { "secret": { "type": "string", "description": "whsec_…, shown only here." } } }]
+        },
+        "WebhookList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Webhook") } } },
+        "CreateWebhook": {
+            "type": "object", "required": ["url"], "additionalProperties": false,
+            "properties": {
+                "url": { "type": "string", "format": "uri" },
+                "events": { "type": "array", "items": { "type": "string" } },
+                "secret": { "type": "string", "description": "whsec_ + base64 of 24–64 bytes; generated when absent." },
+                "description": { "type": "string" },
+                "fifo": { "type": "boolean", "default": false },
+                "max_in_flight": { "type": "integer", "minimum": 1, "maximum": 100, "default": 8 }
+            }
+        },
+        "UpdateWebhook": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "url": { "type": "string" }, "events": { "type": ["array", "null"] }, "description": { "type": ["string", "null"] },
+                "status": { "enum": ["enabled", "disabled"] }, "fifo": { "type": "boolean" }, "max_in_flight": { "type": "integer" }
+            }
+        },
+        "RotateSecret": {
+            "type": "object", "additionalProperties": false,
+            "properties": { "secret": { "type": "string" }, "grace_secs": { "type": "integer", "maximum": 604800 } }
+        },
+        "RotatedSecret": {
+            "type": "object",
+            "properties": { "id": { "type": "string" }, "secret": { "type": "string" }, "previous_secret_expires_at": ts }
+        },
+        "Replay": {
+            "type": "object", "required": ["since"], "additionalProperties": false,
+            "properties": { "since": ts, "until": ts }
+        },
+        "Queued": { "type": "object", "properties": { "queued": { "type": "integer" }, "event_id": { "type": "string" } } },
+        "Event": {
+            "type": "object",
+            "required": ["id", "type", "tenant_id", "created_at", "data"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^evt_" }, "type": { "type": "string" }, "tenant_id": { "type": "string" },
+                "session_id": { "type": ["string", "null"] }, "channel": { "type": ["string", "null"] },
+                "created_at": ts, "data": { "type": "object" }
+            }
+        },
+        "EventPage": {
+            "type": "object",
+            "properties": { "data": { "type": "array", "items": schema_ref("Event") }, "next_cursor": { "type": ["string", "null"] } }
+        },
+        "EventDetail": {
+            "type": "object",
+            "properties": {
+                "event": schema_ref("Event"),
+                "deliveries": { "type": "array", "items": { "type": "object", "properties": {
+                    "endpoint_id": { "type": "string" }, "status": { "enum": ["pending", "delivered", "dead"] },
+                    "attempts": { "type": "integer" }, "next_attempt_at": { "type": ["string", "null"] }, "last_attempt_at": { "type": ["string", "null"] } } } }
+            }
+        },
+        "AttemptList": {
+            "type": "object",
+            "properties": { "data": { "type": "array", "items": { "type": "object", "properties": {
+                "endpoint_id": { "type": "string" }, "attempted_at": ts, "status_code": { "type": ["integer", "null"] },
+                "latency_ms": { "type": "integer" }, "error": { "type": ["string", "null"] }, "response": { "type": ["string", "null"] } } } } }
+        }
+    });
+    if let (Some(a), Value::Object(b)) = (schemas.as_object_mut(), more) {
+        a.extend(b);
+    }
+    schemas
 }
 
 #[cfg(test)]

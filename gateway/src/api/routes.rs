@@ -23,6 +23,18 @@ pub enum RouteId {
     CreateOwnKey,
     ListOwnKeys,
     RevokeOwnKey,
+    CreateWebhook,
+    ListWebhooks,
+    GetWebhook,
+    UpdateWebhook,
+    DeleteWebhook,
+    RotateWebhookSecret,
+    TestWebhook,
+    ReplayWebhook,
+    ListEvents,
+    GetEvent,
+    ListEventAttempts,
+    ReplayEvent,
 }
 
 /// Who may call a route.
@@ -82,6 +94,11 @@ const fn with(
 
 const fn paged(mut r: Route) -> Route {
     r.query = &["limit", "after"];
+    r
+}
+
+const fn event_filters(mut r: Route) -> Route {
+    r.query = &["limit", "after", "type", "since"];
     r
 }
 
@@ -264,6 +281,138 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (204, None),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/webhooks",
+            CreateWebhook,
+            Tenant,
+            "Register a webhook endpoint; its signing secret is returned once.",
+        ),
+        Some("CreateWebhook"),
+        (201, Some("CreatedWebhook")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/webhooks",
+            ListWebhooks,
+            Tenant,
+            "List webhook endpoints.",
+        ),
+        None,
+        (200, Some("WebhookList")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/webhooks/{id}",
+            GetWebhook,
+            Tenant,
+            "Get a webhook endpoint.",
+        ),
+        None,
+        (200, Some("Webhook")),
+    ),
+    with(
+        route(
+            Method::PATCH,
+            "/v1/webhooks/{id}",
+            UpdateWebhook,
+            Tenant,
+            "Change URL, filters, description, status, FIFO mode or concurrency.",
+        ),
+        Some("UpdateWebhook"),
+        (200, Some("Webhook")),
+    ),
+    with(
+        route(
+            Method::DELETE,
+            "/v1/webhooks/{id}",
+            DeleteWebhook,
+            Tenant,
+            "Delete a webhook endpoint and its pending deliveries.",
+        ),
+        None,
+        (204, None),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/webhooks/{id}/rotate-secret",
+            RotateWebhookSecret,
+            Tenant,
+            "New signing secret (returned once); the old one keeps signing for the grace period.",
+        ),
+        Some("RotateSecret"),
+        (200, Some("RotatedSecret")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/webhooks/{id}/test",
+            TestWebhook,
+            Tenant,
+            "Send a webhook.test event to this endpoint.",
+        ),
+        None,
+        (202, Some("Queued")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/webhooks/{id}/replay",
+            ReplayWebhook,
+            Tenant,
+            "Deliver again every matching event created in [since, until) to this endpoint.",
+        ),
+        Some("Replay"),
+        (202, Some("Queued")),
+    ),
+    with(
+        event_filters(route(
+            Method::GET,
+            "/v1/events",
+            ListEvents,
+            Tenant,
+            "List events, oldest first (cursor paging; filter by type and since).",
+        )),
+        None,
+        (200, Some("EventPage")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/events/{id}",
+            GetEvent,
+            Tenant,
+            "An event's envelope and its delivery state per endpoint.",
+        ),
+        None,
+        (200, Some("EventDetail")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/events/{id}/attempts",
+            ListEventAttempts,
+            Tenant,
+            "Every delivery attempt of an event.",
+        ),
+        None,
+        (200, Some("AttemptList")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/events/{id}/replay",
+            ReplayEvent,
+            Tenant,
+            "Deliver an event again to every endpoint that subscribes to it now.",
+        ),
+        None,
+        (202, Some("Queued")),
     ),
 ];
 

@@ -1,0 +1,213 @@
+//! The event pipeline's front door: [`Events::publish`] is what channels (and the
+//! gateway, for test and operational events) call to turn something that happened
+//! into a durable event.
+//!
+//! `publish` builds the envelope `{"id","type","tenant_id","session_id","channel",
+//! "created_at","data"}`, seals it under the master key (bound to the tenant and
+//! event id), and hands it to a writer task that commits whatever has queued up in
+//! one transaction (group commit): the event rows and one outbox row per matching
+//! endpoint. `publish` returns only after that commit, so an acknowledged event is
+//! never lost; then the dispatcher is woken.
+//!
+//! Failure: if the commit fails, every producer in that batch gets the error and
+//! may retry; nothing was written.
+
+use crate::clock;
+use crate::storage::{NewEvent, Store, Targets};
+use serde::Serialize;
+use std::sync::Arc;
+use switchboard_crypto::{Binding, Keyring};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Prefix of event ids.
+pub const EVENT_ID_PREFIX: &str = "evt";
+/// Purpose bound into sealed event bodies.
+pub const BODY_PURPOSE: &str = "event.body";
+/// Most events committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// What a producer reports.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub tenant_id: String,
+    pub session_id: Option<String>,
+    pub channel: Option<String>,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub targets: Targets,
+}
+
+impl Publish {
+    /// An event for every subscribed endpoint of the tenant.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        event_type: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            session_id: None,
+            channel: None,
+            event_type: event_type.into(),
+            data,
+            targets: Targets::Subscribers,
+        }
+    }
+}
+
+/// The committed event.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub id: String,
+    pub created_at: i64,
+    /// Deliveries queued for it.
+    pub deliveries: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("could not encrypt the event: {0}")]
+    Seal(#[from] switchboard_crypto::Error),
+    #[error("could not store the event: {0}")]
+    Store(String),
+    #[error("the event writer has stopped")]
+    Closed,
+}
+
+/// The envelope every webhook receives (and the bytes that are signed).
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub tenant_id: &'a str,
+    pub session_id: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub created_at: String,
+    pub data: &'a serde_json::Value,
+}
+
+/// The binding of an event body's ciphertext.
+pub fn body_binding<'a>(tenant_id: &'a str, event_id: &'a str) -> Binding<'a> {
+    Binding {
+        tenant_id,
+        record_id: event_id,
+        purpose: BODY_PURPOSE,
+    }
+}
+
+struct Request {
+    event: NewEvent,
+    ack: oneshot::Sender<Result<usize, String>>,
+}
+
+/// Handle for publishing events; cheap to clone.
+#[derive(Clone)]
+pub struct Events {
+    tx: mpsc::Sender<Request>,
+    keyring: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// Starts the writer task. `committed` is notified after every commit (the
+    /// dispatcher waits on it). The task ends when `cancel` fires or every handle is
+    /// dropped, after committing what it already received.
+    pub fn spawn(
+        store: Store,
+        keyring: Arc<Keyring>,
+        committed: Arc<Notify>,
+        cancel: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
+        let task = tokio::spawn(writer(store, rx, committed, cancel));
+        (Self { tx, keyring }, task)
+    }
+
+    /// Stores the event durably, then returns its id.
+    pub async fn publish(&self, p: Publish) -> Result<Published, PublishError> {
+        let id = format!("{EVENT_ID_PREFIX}_{}", ulid::Ulid::new());
+        let created_at = clock::now_ms();
+        let envelope = Envelope {
+            id: &id,
+            event_type: &p.event_type,
+            tenant_id: &p.tenant_id,
+            session_id: p.session_id.as_deref(),
+            channel: p.channel.as_deref(),
+            created_at: clock::rfc3339(created_at),
+            data: &p.data,
+        };
+        let json = serde_json::to_vec(&envelope).map_err(|e| PublishError::Store(e.to_string()))?;
+        let body = self.keyring.seal(&json, body_binding(&p.tenant_id, &id))?;
+        let event = NewEvent {
+            id: id.clone(),
+            tenant_id: p.tenant_id,
+            session_id: p.session_id,
+            channel: p.channel,
+            event_type: p.event_type,
+            body,
+            created_at,
+            targets: p.targets,
+        };
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Request { event, ack })
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        let deliveries = done
+            .await
+            .map_err(|_| PublishError::Closed)?
+            .map_err(PublishError::Store)?;
+        Ok(Published {
+            id,
+            created_at,
+            deliveries,
+        })
+    }
+}
+
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Request>,
+    committed: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            () = cancel.cancelled() => {
+                rx.close();
+                rx.recv_many(&mut batch, MAX_BATCH).await
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let (events, acks): (Vec<NewEvent>, Vec<_>) =
+            batch.drain(..).map(|r| (r.event, r.ack)).unzip();
+        match store.insert_events(&events).await {
+            Ok(counts) => {
+                metrics::counter!("switchboard_events_committed_total")
+                    .increment(events.len() as u64);
+                for (ack, count) in acks.into_iter().zip(counts) {
+                    let _ = ack.send(Ok(count));
+                }
+                committed.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "event batch not stored; producers will retry");
+                for ack in acks {
+                    let _ = ack.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+    tracing::debug!("event writer stopped");
+}

@@ -1,0 +1,264 @@
+//! Events and their outbox rows. [`Store::insert_events`] writes a batch of events
+//! and one outbox row per (event, subscribed endpoint) in ONE transaction: once it
+//! returns, every delivery is durable. Bodies arrive already sealed.
+
+use super::webhooks::type_matches;
+use super::{Result, Store, StoreError, on_pool};
+use crate::clock;
+use serde::Serialize;
+use std::collections::HashMap;
+use switchboard_crypto::Sealed;
+
+/// Which endpoints an event goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Every enabled endpoint of the tenant whose filter matches.
+    Subscribers,
+    /// Exactly this endpoint (test events), whatever its filter.
+    Only(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub session_id: Option<String>,
+    pub channel: Option<String>,
+    pub event_type: String,
+    /// The sealed envelope JSON (the exact bytes delivered and signed).
+    pub body: Sealed,
+    pub created_at: i64,
+    pub targets: Targets,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub session_id: Option<String>,
+    pub channel: Option<String>,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub body_key_id: String,
+    pub body: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl EventRow {
+    pub fn sealed(&self) -> Sealed {
+        Sealed {
+            key_id: self.body_key_id.clone(),
+            data: self.body.clone(),
+        }
+    }
+}
+
+/// The state of one event's delivery to one endpoint.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub endpoint_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_attempt_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub endpoint_id: String,
+    pub attempted_at: i64,
+    pub status_code: Option<i32>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+}
+
+/// Filters for listing events.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    /// Only events created at or after this time (unix ms).
+    pub since: Option<i64>,
+    /// Cursor: only ids after this one.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// An enabled endpoint and its event-type filter.
+type Subscriber = (String, Option<Vec<String>>);
+
+/// Outbox rows are inserted this many at a time (bind-parameter limits).
+const OUTBOX_CHUNK: usize = 500;
+const EVENT_CHUNK: usize = 200;
+
+impl Store {
+    /// Writes events and their outbox rows atomically. Returns, per event, how many
+    /// deliveries were queued.
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<usize>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = clock::now_ms();
+        let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let counts = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            // Subscribed endpoints per tenant, read inside the transaction.
+            let mut subs: HashMap<String, Vec<Subscriber>> = HashMap::new();
+            for t in &tenants {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT id, event_types FROM webhook_endpoints WHERE tenant_id = $1 AND status = 'enabled'",
+                )
+                .bind(*t)
+                .fetch_all(&mut *tx)
+                .await?;
+                let parsed = rows
+                    .into_iter()
+                    .map(|(id, types)| {
+                        let types = types
+                            .map(|s| serde_json::from_str::<Vec<String>>(&s))
+                            .transpose()
+                            .map_err(|e| {
+                                StoreError::Corrupt(format!("endpoint {id} event_types: {e}"))
+                            })?;
+                        Ok((id, types))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                subs.insert((*t).to_owned(), parsed);
+            }
+            for chunk in events.chunks(EVENT_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO events (id, tenant_id, session_id, channel, type, body_key_id, body, created_at) ",
+                );
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.id)
+                        .push_bind(&e.tenant_id)
+                        .push_bind(&e.session_id)
+                        .push_bind(&e.channel)
+                        .push_bind(&e.event_type)
+                        .push_bind(&e.body.key_id)
+                        .push_bind(&e.body.data)
+                        .push_bind(e.created_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            let mut rows: Vec<(&str, &str, String)> = Vec::new();
+            let mut counts = Vec::with_capacity(events.len());
+            for e in events {
+                let before = rows.len();
+                match &e.targets {
+                    Targets::Only(endpoint) => {
+                        rows.push((&e.tenant_id, &e.id, endpoint.clone()));
+                    }
+                    Targets::Subscribers => {
+                        for (endpoint, types) in subs.get(&e.tenant_id).into_iter().flatten() {
+                            if type_matches(types.as_deref(), &e.event_type) {
+                                rows.push((&e.tenant_id, &e.id, endpoint.clone()));
+                            }
+                        }
+                    }
+                }
+                counts.push(rows.len() - before);
+            }
+            for chunk in rows.chunks(OUTBOX_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO outbox (tenant_id, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, (tenant, event, endpoint)| {
+                    b.push_bind(*tenant)
+                        .push_bind(*event)
+                        .push_bind(endpoint)
+                        .push_bind("pending")
+                        .push_bind(0i64)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            counts
+        });
+        Ok(counts)
+    }
+
+    pub async fn list_events(&self, tenant_id: &str, q: &EventQuery) -> Result<Vec<EventRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT id, tenant_id, session_id, channel, type, body_key_id, body, created_at FROM events \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR created_at >= $3) \
+                 AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+            )
+            .bind(tenant_id)
+            .bind(&q.event_type)
+            .bind(q.since)
+            .bind(&q.after)
+            .bind(i64::from(q.limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn get_event(&self, tenant_id: &str, id: &str) -> Result<Option<EventRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT id, tenant_id, session_id, channel, type, body_key_id, body, created_at FROM events \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// Events by id, whatever their tenant (for the dispatcher).
+    pub async fn events_by_ids(&self, ids: &[String]) -> Result<Vec<EventRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows = on_pool!(self, |pool| {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT id, tenant_id, session_id, channel, type, body_key_id, body, created_at FROM events WHERE id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id);
+                }
+                q.push(")");
+                q.build_query_as::<EventRow>().fetch_all(pool).await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    pub async fn event_deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, DeliveryRow>(
+                "SELECT endpoint_id, status, attempts, next_attempt_at, last_attempt_at \
+                 FROM outbox WHERE event_id = $1 ORDER BY endpoint_id",
+            )
+            .bind(event_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, AttemptRow>(
+                "SELECT id, endpoint_id, attempted_at, status_code, latency_ms, error, response_snippet \
+                 FROM delivery_attempts WHERE event_id = $1 ORDER BY id",
+            )
+            .bind(event_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+}
