@@ -3,7 +3,7 @@
 
 use super::audit::{AuditEntry, insert_audit};
 use super::tenants::{Tenant, TenantRow};
-use super::{Result, Store, on_pool};
+use super::{BeginWrite, Result, Store, on_pool};
 use crate::{clock, ids};
 use serde::Serialize;
 use switchboard_crypto::ApiKeyHash;
@@ -63,7 +63,7 @@ impl Store {
         let now = clock::now_ms();
         let key = ApiKeyRecord::new(tenant_id, name, prefix, now);
         let created = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
                 .bind(tenant_id)
                 .fetch_optional(&mut *tx)
@@ -115,7 +115,7 @@ impl Store {
     ) -> Result<bool> {
         let now = clock::now_ms();
         let revoked = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
             )

@@ -3,7 +3,7 @@
 //! returns, every delivery is durable. Bodies arrive already sealed.
 
 use super::webhooks::type_matches;
-use super::{Result, Store, StoreError, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool};
 use crate::clock;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -104,7 +104,7 @@ impl Store {
         tenants.sort_unstable();
         tenants.dedup();
         let counts = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // Subscribed endpoints per tenant, read inside the transaction.
             let mut subs: HashMap<String, Vec<Subscriber>> = HashMap::new();
             for t in &tenants {

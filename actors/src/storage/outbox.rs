@@ -7,7 +7,7 @@
 //! dies leaves rows that become claimable again once the lease runs out. FIFO
 //! endpoints only ever expose their oldest pending row.
 
-use super::{Pool, Result, Store, on_pool};
+use super::{BeginWrite, Pool, Result, Store, on_pool};
 use crate::clock;
 
 /// A claimed delivery.
@@ -122,7 +122,7 @@ impl Store {
         }
         let now = clock::now_ms();
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in results.chunks(200) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO delivery_attempts (outbox_id, tenant_id, event_id, endpoint_id, attempted_at, \

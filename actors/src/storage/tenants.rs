@@ -7,7 +7,7 @@
 
 use super::api_keys::{self, ApiKeyRecord};
 use super::audit::{AuditEntry, insert_audit};
-use super::{Result, Store, StoreError, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool};
 use crate::{clock, ids};
 use serde::{Deserialize, Deserializer, Serialize};
 use switchboard_crypto::ApiKeyHash;
@@ -153,7 +153,7 @@ impl Store {
         };
         let key = ApiKeyRecord::new(&tenant.id, key_name, key_prefix, now);
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
                 "INSERT INTO tenants (",
                 tenant_columns!(),
@@ -227,7 +227,7 @@ impl Store {
     ) -> Result<Option<Tenant>> {
         let now = clock::now_ms();
         let updated = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // Read-modify-write under the transaction: the UPDATE below re-checks
             // `updated_at` so a concurrent PATCH cannot be silently overwritten.
             let row = sqlx::query_as::<_, TenantRow>(concat!(
@@ -289,7 +289,7 @@ impl Store {
     /// Deletes a tenant and everything it owns. `false` if it did not exist.
     pub async fn delete_tenant(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
         let deleted = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)

@@ -3,7 +3,7 @@
 //! previous one is kept, also sealed, until `previous_expires_at`.
 
 use super::audit::{AuditEntry, insert_audit};
-use super::{Result, Store, StoreError, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool};
 use crate::clock;
 use serde::{Deserialize, Serialize};
 use switchboard_crypto::Sealed;
@@ -156,7 +156,7 @@ fn types_json(t: &Option<Vec<String>>) -> Option<String> {
 impl Store {
     pub async fn create_endpoint(&self, e: &Endpoint, audit: &AuditEntry) -> Result<()> {
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
                 "INSERT INTO webhook_endpoints (",
                 endpoint_columns!(),
@@ -285,7 +285,7 @@ impl Store {
         }
         e.updated_at = clock::now_ms().max(before + 1);
         let done = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, status = $4, \
                  disabled_reason = $5, fifo = $6, max_in_flight = $7, failing_since = $8, updated_at = $9 \
@@ -335,7 +335,7 @@ impl Store {
     ) -> Result<bool> {
         let now = clock::now_ms();
         let done = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE webhook_endpoints SET previous_secret_key_id = secret_key_id, previous_secret = secret, \
                  previous_expires_at = $1, secret_key_id = $2, secret = $3, updated_at = $4 \
@@ -366,7 +366,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<bool> {
         let done = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
                 .bind(id)
                 .bind(tenant_id)

@@ -2,7 +2,9 @@
 //! SQLite by default and against Postgres when `TEST_DATABASE_URL` is set (the CI
 //! script runs them both ways).
 
+mod receiver;
 mod support;
 
 mod api;
 mod process;
+mod webhooks;

@@ -203,8 +203,10 @@ impl Gateway {
 
     /// Starts another process on the same data directory and database.
     pub async fn restart(mut self) -> Self {
-        let status = self.stop();
-        assert!(status.success(), "gateway exited with {status}");
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "gateway exited with {status}");
+        }
         let tmp = self._tmp.take();
         Self::launch(
             self.data_dir.clone(),
@@ -285,6 +287,15 @@ impl Gateway {
             client: Client::builder(TokioExecutor::new()).build_http(),
             _tmp: tmp,
         }
+    }
+
+    /// SIGKILL: no chance to clean up (crash tests).
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("gateway already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Keep the handle's shape for `restart`.
+        self.child = None;
     }
 
     /// SIGTERM, then waits for the exit (killing it after 30 s).
@@ -389,6 +400,9 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}\n--- end of gateway log ---", self.output.stderr());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
