@@ -1,5 +1,7 @@
 # Starts a throwaway Postgres cluster on loopback for the tests (sourced).
 # Sets PG_URL (superuser URL of the `postgres` database) and registers cleanup.
+# Tests run it with fsync off (speed); PG_DURABLE=1 keeps Postgres' durable defaults
+# (for benchmarks).
 
 pg_bin() {
     ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
@@ -12,6 +14,8 @@ start_postgres() {
     PG_DIR=$(mktemp -d /tmp/switchboard-pg.XXXXXX)
     local port; port=$(free_port)
     local run=()
+    local fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${PG_DURABLE:-0}" = 1 ] && fast=""
     if [ "$(id -u)" = 0 ]; then
         # initdb refuses to run as root: use the postgres user the package created.
         chown postgres:postgres "$PG_DIR"
@@ -20,7 +24,7 @@ start_postgres() {
     "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
         || { cat "$PG_DIR/initdb.log" >&2; return 1; }
     "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-        -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 $fast" \
         start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
     PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
     PG_RUN=("${run[@]}")

@@ -1,6 +1,14 @@
-//! `switchboard-bench`: the load harness for the Switchboard gateway (scenarios,
-//! HDR histograms, progress output, JSON and HTML reports).
+//! `switchboard-bench`: the load harness for the Switchboard gateway.
 //!
-//! The scenarios and the `switchboard-bench` binary arrive with the bench issue;
-//! this crate exists now so the workspace has its final shape and dependency order
-//! (`gateway` ← `bench`).
+//! # Layout
+//! - [`target`]: spawns the `switchboard` binary on a fresh data directory (or
+//!   attaches to a running gateway) and talks to its API.
+//! - [`receiver`]: a webhook receiver on loopback that verifies every signature and
+//!   measures end-to-end latency, losses and duplicates.
+//! - [`scenarios`]: the load scenarios.
+//!
+//! Everything stays on loopback and every loop is bounded in count and time.
+
+pub mod receiver;
+pub mod scenarios;
+pub mod target;

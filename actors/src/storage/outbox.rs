@@ -9,6 +9,7 @@
 
 use super::{BeginWrite, Pool, Result, Store, on_pool};
 use crate::clock;
+use std::collections::HashMap;
 
 /// A claimed delivery.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -141,12 +142,32 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            for r in results {
+            // Successes move on in one statement; the rest one by one (their next
+            // attempt times differ).
+            let delivered: Vec<&AttemptResult> = results
+                .iter()
+                .filter(|r| r.outcome == Outcome::Delivered)
+                .collect();
+            for chunk in delivered.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, locked_until = NULL, last_attempt_at = ",
+                );
+                q.push_bind(now)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for r in chunk {
+                    sep.push_bind(r.outbox_id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
+            for r in results.iter().filter(|r| r.outcome != Outcome::Delivered) {
                 let (status, next) = match r.outcome {
-                    Outcome::Delivered => ("delivered", None),
                     Outcome::Retry { at } => ("pending", Some(at)),
                     Outcome::Dead => ("dead", None),
-                    Outcome::Parked => ("pending", Some(now)),
+                    Outcome::Parked | Outcome::Delivered => ("pending", Some(now)),
                 };
                 sqlx::query(
                     "UPDATE outbox SET status = $1, attempts = attempts + 1, \
@@ -160,15 +181,22 @@ impl Store {
                 .bind(r.outbox_id)
                 .execute(&mut *tx)
                 .await?;
+            }
+            // Failure streaks: the last result per endpoint in this batch decides.
+            let mut last: HashMap<&str, &AttemptResult> = HashMap::new();
+            for r in results {
+                last.insert(&r.endpoint_id, r);
+            }
+            for (endpoint, r) in last {
                 if r.outcome == Outcome::Delivered {
                     sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(&r.endpoint_id)
+                        .bind(endpoint)
                         .execute(&mut *tx)
                         .await?;
                 } else {
                     sqlx::query("UPDATE webhook_endpoints SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
                         .bind(r.attempted_at)
-                        .bind(&r.endpoint_id)
+                        .bind(endpoint)
                         .execute(&mut *tx)
                         .await?;
                 }

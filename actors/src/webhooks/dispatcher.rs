@@ -1,8 +1,10 @@
 //! The webhook dispatcher: turns outbox rows into signed HTTP deliveries.
 //!
 //! Loop: claim due rows under a lease (batch), load their events and endpoints,
-//! and start one delivery task per row within a global cap and each endpoint's
-//! in-flight cap (one for FIFO endpoints). A delivery opens the sealed envelope,
+//! and start one delivery task per row within a global cap; each endpoint has at
+//! most its in-flight cap of deliveries running (one for FIFO endpoints) and at most
+//! twice that claimed, so a slow endpoint neither hogs the batch nor holds rows past
+//! their lease. A delivery opens the sealed envelope,
 //! signs it per Standard Webhooks with the endpoint's secret(s), POSTs it with a
 //! timeout and no redirects, and reports the attempt. A result writer commits
 //! attempts in batches (group commit) and moves each row on: delivered, retried
@@ -77,9 +79,20 @@ struct Shared {
     config: DispatcherConfig,
     client: reqwest::Client,
     results: mpsc::Sender<AttemptResult>,
-    /// Deliveries in flight per endpoint, and that endpoint's cap.
-    in_flight: Mutex<HashMap<String, (usize, usize)>>,
+    /// Per endpoint: claimed rows not yet finished, and the semaphore that lets at
+    /// most its cap of them be in flight.
+    assigned: Mutex<HashMap<String, Slot>>,
 }
+
+struct Slot {
+    claimed: usize,
+    cap: usize,
+    permits: Arc<Semaphore>,
+}
+
+/// Rows an endpoint may hold claimed (in flight plus waiting), in multiples of its
+/// cap: enough to keep it busy without claiming rows that would outlive the lease.
+const CLAIM_DEPTH: usize = 2;
 
 #[derive(Debug)]
 pub struct Dispatcher;
@@ -114,7 +127,7 @@ impl Dispatcher {
             config,
             client,
             results,
-            in_flight: Mutex::new(HashMap::new()),
+            assigned: Mutex::new(HashMap::new()),
         });
         let writer = tokio::spawn(result_writer(store, results_rx, wake.clone()));
         Ok(tokio::spawn(async move {
@@ -151,9 +164,9 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
             continue;
         }
         let saturated: Vec<String> = {
-            let map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let map = shared.assigned.lock().unwrap_or_else(|p| p.into_inner());
             map.iter()
-                .filter(|(_, (n, cap))| n >= cap)
+                .filter(|(_, s)| s.claimed >= s.cap * CLAIM_DEPTH)
                 .map(|(k, _)| k.clone())
                 .collect()
         };
@@ -228,17 +241,26 @@ async fn start_deliveries(
         } else {
             endpoint.max_in_flight.max(1) as usize
         };
-        {
-            let mut map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = map.entry(endpoint.id.clone()).or_insert((0, cap));
-            slot.1 = cap;
-            if slot.0 >= cap {
+        let permits = {
+            let mut map = shared.assigned.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = map.entry(endpoint.id.clone()).or_insert_with(|| Slot {
+                claimed: 0,
+                cap,
+                permits: Arc::new(Semaphore::new(cap)),
+            });
+            if slot.cap != cap {
+                // The endpoint's cap changed: new deliveries use a fresh semaphore.
+                slot.cap = cap;
+                slot.permits = Arc::new(Semaphore::new(cap));
+            }
+            if slot.claimed >= cap * CLAIM_DEPTH {
                 give_back.push(row.id);
                 continue;
             }
-            slot.0 += 1;
-        }
-        let Ok(permit) = global.clone().try_acquire_owned() else {
+            slot.claimed += 1;
+            slot.permits.clone()
+        };
+        let Ok(global_permit) = global.clone().try_acquire_owned() else {
             release_slot(shared, &endpoint.id);
             give_back.push(row.id);
             continue;
@@ -253,14 +275,17 @@ async fn start_deliveries(
             attempt = row.attempts + 1,
         );
         tokio::spawn(async move {
+            // Waits here while the endpoint has its cap of deliveries in flight.
+            let endpoint_permit = permits.acquire_owned().await;
             let result = deliver(&shared, &row, &endpoint, &event)
                 .instrument(span)
                 .await;
             if shared.results.send(result).await.is_err() {
                 tracing::error!(event_id = %row.event_id, "result writer gone; the lease will expire and retry");
             }
+            drop(endpoint_permit);
             release_slot(&shared, &endpoint.id);
-            drop(permit);
+            drop(global_permit);
         });
     }
     if !give_back.is_empty() {
@@ -270,10 +295,10 @@ async fn start_deliveries(
 }
 
 fn release_slot(shared: &Shared, endpoint_id: &str) {
-    let mut map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = shared.assigned.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(slot) = map.get_mut(endpoint_id) {
-        slot.0 = slot.0.saturating_sub(1);
-        if slot.0 == 0 {
+        slot.claimed = slot.claimed.saturating_sub(1);
+        if slot.claimed == 0 {
             map.remove(endpoint_id);
         }
     }

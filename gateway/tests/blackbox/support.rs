@@ -401,7 +401,10 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- gateway log ---\n{}\n--- end of gateway log ---", self.output.stderr());
+            eprintln!(
+                "--- gateway log ---\n{}\n--- end of gateway log ---",
+                self.output.stderr()
+            );
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -1,0 +1,180 @@
+//! The gateway under test: a child process on a fresh data directory (default), with
+//! a small JSON client for its API.
+
+use anyhow::{Context, bail};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Admin token given to spawned gateways.
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Option<Child>,
+    pub base: String,
+    admin_token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    _data: Option<tempfile::TempDir>,
+}
+
+/// The `switchboard` binary next to this one, unless given.
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("switchboard"))
+        .unwrap_or_else(|| PathBuf::from("switchboard"))
+}
+
+impl Gateway {
+    /// Spawns `binary serve` on loopback with a fresh data directory.
+    pub fn spawn(
+        binary: &std::path::Path,
+        database_url: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+            .env("SWITCHBOARD_DATA_DIR", data.path().join("data"))
+            .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(base) = line.strip_prefix("switchboard listening on ") {
+                    let _ = tx.send(base.to_owned());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the gateway did not start within 60 s");
+            }
+        };
+        Ok(Self {
+            child: Some(child),
+            base,
+            admin_token: ADMIN_TOKEN.into(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            _data: Some(data),
+        })
+    }
+
+    /// A JSON request; returns status and parsed body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {auth}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))?;
+        let res = tokio::time::timeout(Duration::from_secs(30), self.client.request(req)).await??;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, v) = self.call(method, path, &self.admin_token, body).await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// Creates a tenant without API limits that would throttle the bench; returns its key.
+    pub async fn unthrottled_tenant(&self, name: &str) -> anyhow::Result<(String, String)> {
+        let created = self
+            .admin(
+                Method::POST,
+                "/v1/tenants",
+                Some(&serde_json::json!({ "name": name })),
+            )
+            .await?;
+        let id = created["tenant"]["id"]
+            .as_str()
+            .context("tenant id")?
+            .to_owned();
+        let key = created["api_key"]["key"]
+            .as_str()
+            .context("api key")?
+            .to_owned();
+        let limits = serde_json::json!({ "limits": { "api_requests_per_second": 1_000_000, "api_burst": 1_000_000 } });
+        self.admin(Method::PATCH, &format!("/v1/tenants/{id}"), Some(&limits))
+            .await?;
+        Ok((id, key))
+    }
+
+    /// Resident memory of the gateway process in KiB (Linux), if known.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
