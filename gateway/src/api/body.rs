@@ -131,8 +131,16 @@ pub fn query_pairs(
     Ok(pairs)
 }
 
-fn invalid_query(message: String) -> ApiError {
+pub fn invalid_query(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+/// Parses a `limit` parameter (1 to [`MAX_PAGE`]).
+pub fn parse_limit(v: &str) -> Result<u32, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| invalid_query(format!("`limit` must be between 1 and {MAX_PAGE}")))
 }
 
 pub fn page_query(query: Option<&str>) -> Result<PageQuery, ApiError> {
@@ -142,15 +150,7 @@ pub fn page_query(query: Option<&str>) -> Result<PageQuery, ApiError> {
     };
     for (k, v) in query_pairs(query, &["limit", "after"])? {
         match k.as_str() {
-            "limit" => {
-                page.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        invalid_query(format!("`limit` must be between 1 and {MAX_PAGE}"))
-                    })?;
-            }
+            "limit" => page.limit = parse_limit(&v)?,
             _ => page.after = Some(v),
         }
     }

@@ -2,7 +2,7 @@
 //! delivery state, its attempts, and replay.
 
 use super::auth::Caller;
-use super::body::{DEFAULT_PAGE, MAX_PAGE, query_pairs};
+use super::body::{DEFAULT_PAGE, invalid_query, parse_limit, query_pairs};
 use super::{ApiError, ApiResult, Ctx, json};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -23,10 +23,6 @@ fn envelope(ctx: &Ctx<'_>, e: &EventRow) -> Result<Value, ApiError> {
     serde_json::from_slice(&plain).map_err(ApiError::internal)
 }
 
-fn invalid_query(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
 pub async fn list(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
     let mut q = EventQuery {
         limit: DEFAULT_PAGE,
@@ -34,15 +30,7 @@ pub async fn list(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
     };
     for (k, v) in query_pairs(req.uri().query(), &["limit", "after", "type", "since"])? {
         match k.as_str() {
-            "limit" => {
-                q.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        invalid_query(format!("`limit` must be between 1 and {MAX_PAGE}"))
-                    })?;
-            }
+            "limit" => q.limit = parse_limit(&v)?,
             "after" => q.after = Some(v),
             "type" => q.event_type = Some(v),
             _ => {

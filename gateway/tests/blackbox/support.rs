@@ -289,6 +289,25 @@ impl Gateway {
         }
     }
 
+    /// Runs `switchboard ARGS` against this gateway's data directory and database
+    /// (with the gateway stopped or running); returns standard output.
+    pub fn admin_command(&self, args: &[&str]) -> String {
+        let mut env = vec![(
+            "SWITCHBOARD_DATA_DIR".to_string(),
+            self.data_dir.display().to_string(),
+        )];
+        if let TestDb::Postgres(url) = &self.db {
+            env.push(("DATABASE_URL".into(), url.clone()));
+        }
+        let out = command(&env).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// SIGKILL: no chance to clean up (crash tests).
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("gateway already stopped");

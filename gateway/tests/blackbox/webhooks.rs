@@ -445,3 +445,86 @@ async fn sigkill_mid_delivery_loses_nothing() {
     }
     drop(gw);
 }
+
+#[tokio::test]
+async fn fifo_endpoints_deliver_in_order_one_at_a_time() {
+    let gw = Gateway::start_with(options("0,200ms,200ms,200ms,200ms")).await;
+    let (_, key) = gw.create_tenant("fifo").await;
+    let rx = Receiver::start(Behaviour {
+        fail_first: 2,
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let ep = endpoint(&gw, &key, &rx.url, json!({ "fifo": true })).await;
+    let r = gw
+        .tenant(&key, Method::GET, &format!("/v1/webhooks/{ep}"), None)
+        .await;
+    assert_eq!(
+        (r.json["fifo"].as_bool(), r.json["max_in_flight"].as_i64()),
+        (Some(true), Some(1))
+    );
+    let ids = test_events(&gw, &key, &ep, 6).await;
+    rx.wait_for(Duration::from_secs(30), "all six", |_| {
+        rx.delivered_ids().len() == 6
+    })
+    .await;
+    let d = rx.deliveries();
+    // The first event failed twice and everything else waited behind it.
+    assert_eq!(d[0].id, ids[0]);
+    assert_eq!(d[1].id, ids[0]);
+    let order: Vec<&str> = d
+        .iter()
+        .filter(|x| x.answered == 200)
+        .map(|x| x.id.as_str())
+        .collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn master_key_rotation_reencrypts_everything_and_keeps_it_readable() {
+    let mut gw = Gateway::start_with(options("0")).await;
+    let (_, key) = gw.create_tenant("rotating").await;
+    let rx = Receiver::start(Behaviour::default()).await;
+    let ep = endpoint(&gw, &key, &rx.url, json!({})).await;
+    let old_event = test_events(&gw, &key, &ep, 3).await.remove(0);
+    rx.wait_for(Duration::from_secs(30), "3 deliveries", |d| d.len() >= 3)
+        .await;
+    let key_file = gw.data_dir.join("master.key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(gw.stop().success());
+
+    let out = gw.admin_command(&["admin", "rotate-master-key"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // 4 events (3 tests + none else) and 1 endpoint secret were re-sealed.
+    assert_eq!(report["resealed"], 4, "{report}");
+    let retired = report["retired_key_id"].as_str().unwrap().to_owned();
+    assert_ne!(report["current_key_id"], retired.as_str());
+    assert_ne!(std::fs::read_to_string(&key_file).unwrap(), old_key);
+    assert!(
+        gw.data_dir
+            .join("retired-keys")
+            .join(format!("{retired}.key"))
+            .exists()
+    );
+    // Rotating again moves everything once more, under the newest key.
+    let again: serde_json::Value =
+        serde_json::from_str(&gw.admin_command(&["admin", "rotate-master-key"])).unwrap();
+    assert_eq!(again["resealed"], 4, "{again}");
+
+    let gw = gw.restart().await;
+    let ev = gw
+        .tenant(&key, Method::GET, &format!("/v1/events/{old_event}"), None)
+        .await;
+    assert_eq!(ev.status, StatusCode::OK, "{}", ev.text);
+    assert_eq!(ev.json["event"]["id"], old_event.as_str());
+    test_events(&gw, &key, &ep, 1).await;
+    rx.wait_for(Duration::from_secs(30), "delivery after rotation", |d| {
+        d.len() >= 4
+    })
+    .await;
+    assert!(
+        rx.deliveries()[3].verifies_with(SECRET),
+        "endpoint secret unreadable after rotation"
+    );
+}
