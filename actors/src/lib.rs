@@ -10,12 +10,18 @@
 //! - [`events`]: publishing events durably (group commit of event + outbox rows).
 //! - [`webhooks`]: SSRF rules, retry schedule and the webhook dispatcher.
 //! - [`rotation`]: re-sealing every encrypted column after a master-key rotation.
+//! - [`supervision`]: the restart strategy every supervisor uses.
+//! - [`channels`]: the channel trait and the `sim` channel.
+//! - [`sessions`]: the supervised session actors (Root → TenantSupervisor → SessionActor).
 
+pub mod channels;
 pub mod clock;
 pub mod events;
 pub mod ids;
 pub mod rotation;
+pub mod sessions;
 pub mod storage;
+pub mod supervision;
 pub mod webhooks;
 
 pub use storage::{Store, StoreError};

@@ -18,6 +18,7 @@ mod audit;
 mod events;
 mod outbox;
 mod sealed;
+mod sessions;
 mod tenants;
 mod webhooks;
 
@@ -26,6 +27,7 @@ pub use audit::{AuditEntry, AuditRecord};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventRow, NewEvent, Targets};
 pub use outbox::{AttemptResult, Claimed, Outcome};
 pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};
+pub use sessions::SessionRow;
 pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
 pub use webhooks::{Endpoint, EndpointPatch, EndpointStatus, type_matches};
 

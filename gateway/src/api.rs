@@ -9,7 +9,7 @@
 //! - [`routes`]: the route table (also the source of the OpenAPI document).
 //! - [`auth`], [`rate_limit`]: admin token, tenant API keys, per-key governor limits.
 //! - [`body`]: strict JSON bodies and query strings.
-//! - [`tenants`], [`keys`], [`webhooks`], [`events`], [`system`], [`openapi`]: the handlers.
+//! - [`tenants`], [`keys`], [`webhooks`], [`events`], [`sessions`], [`system`], [`openapi`]: the handlers.
 
 pub mod auth;
 pub mod body;
@@ -19,6 +19,7 @@ pub mod keys;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod sessions;
 pub mod system;
 pub mod tenants;
 pub mod webhooks;
@@ -207,6 +208,15 @@ async fn dispatch_tenant(
         RouteId::GetEvent => events::get(&ctx, &caller).await,
         RouteId::ListEventAttempts => events::attempts(&ctx, &caller).await,
         RouteId::ReplayEvent => events::replay(&ctx, &caller).await,
+        RouteId::CreateSession => sessions::create(&ctx, &caller, req).await,
+        RouteId::ListSessions => sessions::list(&ctx, &caller).await,
+        RouteId::GetSession => sessions::get(&ctx, &caller).await,
+        RouteId::DeleteSession => sessions::delete(&ctx, &caller).await,
+        RouteId::StartSession => sessions::start(&ctx, &caller).await,
+        RouteId::StopSession => sessions::stop(&ctx, &caller).await,
+        RouteId::RestartSession => sessions::restart(&ctx, &caller).await,
+        RouteId::LogoutSession => sessions::logout(&ctx, &caller).await,
+        RouteId::FaultSession => sessions::fault(&ctx, &caller, req).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

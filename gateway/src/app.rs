@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use switchboard_actors::Store;
 use switchboard_actors::events::Events;
+use switchboard_actors::sessions::Sessions;
 use switchboard_crypto::{Keyring, Secret};
 
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct App {
     pub keyring: Arc<Keyring>,
     /// Publishes events durably (webhook tests, operational events).
     pub events: Events,
+    /// The session actor tree.
+    pub sessions: Sessions,
     /// Wakes the webhook dispatcher (after replays).
     pub dispatch_wakeup: Arc<tokio::sync::Notify>,
     pub limiters: KeyLimiters,

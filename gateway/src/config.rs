@@ -25,6 +25,12 @@
 //! | `webhooks.disable_after`         | `SWITCHBOARD_WEBHOOKS_DISABLE_AFTER`        | `5d`                  |
 //! | `webhooks.rotation_grace`        | `SWITCHBOARD_WEBHOOKS_ROTATION_GRACE`       | `24h`                 |
 //! | `webhooks.max_in_flight`         | `SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT`        | 256                   |
+//! | `sessions.restart_base`          | `SWITCHBOARD_SESSIONS_RESTART_BASE`         | `500ms`               |
+//! | `sessions.restart_max`           | `SWITCHBOARD_SESSIONS_RESTART_MAX`          | `60s`                 |
+//! | `sessions.max_restarts`          | `SWITCHBOARD_SESSIONS_MAX_RESTARTS`         | 5 (per window)        |
+//! | `sessions.restart_window`        | `SWITCHBOARD_SESSIONS_RESTART_WINDOW`       | `5m`                  |
+//! | `sessions.watchdog_interval`     | `SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL`    | `10s`                 |
+//! | `sessions.watchdog_timeout`      | `SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT`     | `5s`                  |
 //!
 //! Log filtering follows `RUST_LOG` (default `info`).
 
@@ -152,6 +158,19 @@ pub struct WebhookSettings {
     pub max_in_flight: usize,
 }
 
+/// Session supervision settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// First restart delay (doubles per restart in the window, with jitter).
+    pub restart_base: Duration,
+    pub restart_max: Duration,
+    /// Restarts allowed per window before the session is `FAILED`.
+    pub max_restarts: usize,
+    pub restart_window: Duration,
+    pub watchdog_interval: Duration,
+    pub watchdog_timeout: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -173,6 +192,7 @@ pub struct Config {
     /// Retired master keys: still decrypt, never encrypt.
     pub previous_master_keys: Vec<MasterKey>,
     pub webhooks: WebhookSettings,
+    pub sessions: SessionConfig,
 }
 
 /// The file's shape. Every key optional; unknown keys are errors.
@@ -193,6 +213,19 @@ struct FileConfig {
     previous_master_keys: Option<Vec<String>>,
     #[serde(default)]
     webhooks: FileWebhooks,
+    #[serde(default)]
+    sessions: FileSessions,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSessions {
+    restart_base: Option<String>,
+    restart_max: Option<String>,
+    max_restarts: Option<u64>,
+    restart_window: Option<String>,
+    watchdog_interval: Option<String>,
+    watchdog_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +278,12 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WEBHOOKS_DISABLE_AFTER",
     "SWITCHBOARD_WEBHOOKS_ROTATION_GRACE",
     "SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT",
+    "SWITCHBOARD_SESSIONS_RESTART_BASE",
+    "SWITCHBOARD_SESSIONS_RESTART_MAX",
+    "SWITCHBOARD_SESSIONS_MAX_RESTARTS",
+    "SWITCHBOARD_SESSIONS_RESTART_WINDOW",
+    "SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL",
+    "SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT",
 ];
 
 /// One setting being resolved: the value so far and where it came from.
@@ -573,7 +612,80 @@ impl Config {
         let max_in_flight =
             check_range("webhooks.max_in_flight", &origin, in_flight, 1, 10_000)? as usize;
 
+        let fs = file.sessions;
+        let positive = |key: &str, d: Duration| -> Result<Duration, ConfigError> {
+            if d.is_zero() {
+                Err(ConfigError::new(
+                    key,
+                    Origin::Default,
+                    "must be greater than zero",
+                ))
+            } else {
+                Ok(d)
+            }
+        };
+        let restart_base = positive(
+            "sessions.restart_base",
+            duration(
+                "sessions.restart_base",
+                fs.restart_base,
+                "SWITCHBOARD_SESSIONS_RESTART_BASE",
+                "500ms",
+            )?,
+        )?;
+        let restart_max = duration(
+            "sessions.restart_max",
+            fs.restart_max,
+            "SWITCHBOARD_SESSIONS_RESTART_MAX",
+            "60s",
+        )?;
+        let restart_window = positive(
+            "sessions.restart_window",
+            duration(
+                "sessions.restart_window",
+                fs.restart_window,
+                "SWITCHBOARD_SESSIONS_RESTART_WINDOW",
+                "5m",
+            )?,
+        )?;
+        let watchdog_interval = positive(
+            "sessions.watchdog_interval",
+            duration(
+                "sessions.watchdog_interval",
+                fs.watchdog_interval,
+                "SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL",
+                "10s",
+            )?,
+        )?;
+        let watchdog_timeout = positive(
+            "sessions.watchdog_timeout",
+            duration(
+                "sessions.watchdog_timeout",
+                fs.watchdog_timeout,
+                "SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT",
+                "5s",
+            )?,
+        )?;
+        let (max_restarts, origin) = Layer::file(fs.max_restarts, p)
+            .env(
+                env,
+                "sessions.max_restarts",
+                "SWITCHBOARD_SESSIONS_MAX_RESTARTS",
+                parse_from_str("a whole number"),
+            )?
+            .or(5);
+        let max_restarts =
+            check_range("sessions.max_restarts", &origin, max_restarts, 0, 1000)? as usize;
+
         Ok(Config {
+            sessions: SessionConfig {
+                restart_base,
+                restart_max: restart_max.max(restart_base),
+                max_restarts,
+                restart_window,
+                watchdog_interval,
+                watchdog_timeout,
+            },
             previous_master_keys,
             webhooks: WebhookSettings {
                 allow_private,

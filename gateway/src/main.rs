@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use switchboard_actors::events::Events;
+use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
 use switchboard_actors::storage::{AuditEntry, LimitOverrides};
+use switchboard_actors::supervision::RestartPolicy;
 use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
 use switchboard_actors::{Store, rotation};
 use switchboard_gateway::api::ApiError;
@@ -201,8 +203,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
     )
     .context("starting the webhook dispatcher")?;
+    let session_settings = SessionSettings {
+        restart: RestartPolicy {
+            base: config.sessions.restart_base,
+            max: config.sessions.restart_max,
+            max_restarts: config.sessions.max_restarts,
+            window: config.sessions.restart_window,
+        },
+        watchdog_interval: config.sessions.watchdog_interval,
+        watchdog_timeout: config.sessions.watchdog_timeout,
+        ..SessionSettings::default()
+    };
+    let (sessions, session_tree) = Sessions::spawn(Deps {
+        store: store.clone(),
+        events: events.clone(),
+        settings: session_settings,
+    })
+    .await
+    .context("starting the session actors")?;
     let grace = config.shutdown_grace;
     let app = Arc::new(App {
+        sessions: sessions.clone(),
         config,
         store: store.clone(),
         admin_token: secrets.admin_token,
@@ -213,8 +234,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Some(metrics),
     });
     server::serve(listener, app, server::shutdown_signal()).await;
-    // HTTP is drained; stop the pipeline. Unfinished deliveries keep their outbox
-    // rows and go out after the next start.
+    // HTTP is drained; stop the sessions (their rows keep wanting to run, so they
+    // come back on the next start), then the pipeline.
+    sessions.shutdown();
+    if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), session_tree)
+        .await
+        .is_err()
+    {
+        tracing::warn!("session actors did not stop within the grace period");
+    }
+    // Unfinished deliveries keep their outbox rows and go out after the next start.
     cancel.cancel();
     if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), async {
         let _ = writer.await;

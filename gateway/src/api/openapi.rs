@@ -285,6 +285,34 @@ fn schemas() -> Value {
                     "attempts": { "type": "integer" }, "next_attempt_at": { "type": ["string", "null"] }, "last_attempt_at": { "type": ["string", "null"] } } } }
             }
         },
+        "Session": {
+            "type": "object",
+            "required": ["id", "channel", "status", "running", "config", "created_at", "updated_at"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^ses_" },
+                "channel": { "enum": ["sim"] },
+                "name": { "type": ["string", "null"] },
+                "status": { "enum": ["STOPPED", "STARTING", "SCAN_QR", "WORKING", "FAILED", "LOGGED_OUT"] },
+                "status_reason": { "type": ["string", "null"] },
+                "running": { "type": "boolean", "description": "Kept running and restored after gateway restarts." },
+                "config": { "type": "object" },
+                "created_at": ts, "updated_at": ts
+            }
+        },
+        "SessionList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Session") } } },
+        "CreateSession": {
+            "type": "object", "required": ["channel"], "additionalProperties": false,
+            "properties": {
+                "channel": { "enum": ["sim"] },
+                "name": { "type": "string" },
+                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N}" },
+                "start": { "type": "boolean", "default": true }
+            }
+        },
+        "Fault": {
+            "type": "object", "required": ["fault"], "additionalProperties": false,
+            "properties": { "fault": { "enum": ["panic", "error", "hang", "disconnect"] } }
+        },
         "AttemptList": {
             "type": "object",
             "properties": { "data": { "type": "array", "items": { "type": "object", "properties": {

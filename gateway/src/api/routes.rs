@@ -35,6 +35,15 @@ pub enum RouteId {
     GetEvent,
     ListEventAttempts,
     ReplayEvent,
+    CreateSession,
+    ListSessions,
+    GetSession,
+    DeleteSession,
+    StartSession,
+    StopSession,
+    RestartSession,
+    LogoutSession,
+    FaultSession,
 }
 
 /// Who may call a route.
@@ -412,6 +421,105 @@ pub static ROUTES: &[Route] = &[
             "Deliver an event again to every endpoint that subscribes to it now.",
         ),
         None,
+        (202, Some("Queued")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions",
+            CreateSession,
+            Tenant,
+            "Create a session on a channel (started at once unless \"start\": false).",
+        ),
+        Some("CreateSession"),
+        (201, Some("Session")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions",
+            ListSessions,
+            Tenant,
+            "List sessions.",
+        ),
+        None,
+        (200, Some("SessionList")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}",
+            GetSession,
+            Tenant,
+            "Get a session and its status.",
+        ),
+        None,
+        (200, Some("Session")),
+    ),
+    with(
+        route(
+            Method::DELETE,
+            "/v1/sessions/{id}",
+            DeleteSession,
+            Tenant,
+            "Stop and delete a session.",
+        ),
+        None,
+        (204, None),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/start",
+            StartSession,
+            Tenant,
+            "Start (idempotent); a FAILED session gets a fresh restart budget.",
+        ),
+        None,
+        (200, Some("Session")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/stop",
+            StopSession,
+            Tenant,
+            "Stop (idempotent); it stays stopped across gateway restarts.",
+        ),
+        None,
+        (200, Some("Session")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/restart",
+            RestartSession,
+            Tenant,
+            "Stop then start.",
+        ),
+        None,
+        (200, Some("Session")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/logout",
+            LogoutSession,
+            Tenant,
+            "Log the session out of its network (pairing needed again).",
+        ),
+        None,
+        (200, Some("Session")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/fault",
+            FaultSession,
+            Tenant,
+            "Inject a failure (panic, error, hang, disconnect) into a sim session.",
+        ),
+        Some("Fault"),
         (202, Some("Queued")),
     ),
 ];

@@ -7,4 +7,5 @@ mod support;
 
 mod api;
 mod process;
+mod sessions;
 mod webhooks;

@@ -1,0 +1,199 @@
+//! The `sim` channel: synthetic traffic for tests and the bench.
+//!
+//! Config `{"inbound_per_second": R, "payload_bytes": N}`: once connected it reports
+//! `Ready`, then R inbound messages per second with N-byte texts. Sends are accepted
+//! and acknowledged at once. Faults (panic, error, hang, disconnect) are injected by
+//! the session actor on request, not here.
+
+use super::{BoxFuture, Channel, ChannelError, ChannelEvent, InboundMessage, OutboundMessage};
+use crate::clock;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Most inbound messages per second one sim session generates.
+pub const MAX_RATE: f64 = 10_000.0;
+/// Largest payload.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    #[serde(default)]
+    pub inbound_per_second: f64,
+    #[serde(default = "default_payload")]
+    pub payload_bytes: usize,
+}
+
+fn default_payload() -> usize {
+    64
+}
+
+impl SimConfig {
+    pub fn parse(v: &serde_json::Value) -> Result<Self, ChannelError> {
+        let v = if v.is_null() {
+            serde_json::json!({})
+        } else {
+            v.clone()
+        };
+        let c: SimConfig =
+            serde_json::from_value(v).map_err(|e| ChannelError::Config(e.to_string()))?;
+        if !(0.0..=MAX_RATE).contains(&c.inbound_per_second) || !c.inbound_per_second.is_finite() {
+            return Err(ChannelError::Config(format!(
+                "inbound_per_second must be between 0 and {MAX_RATE}"
+            )));
+        }
+        if !(1..=MAX_PAYLOAD).contains(&c.payload_bytes) {
+            return Err(ChannelError::Config(format!(
+                "payload_bytes must be between 1 and {MAX_PAYLOAD}"
+            )));
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug)]
+pub struct Sim {
+    session_id: String,
+    config: SimConfig,
+    generator: Option<JoinHandle<()>>,
+    sent: u64,
+}
+
+impl Sim {
+    pub fn new(session_id: &str, config: SimConfig) -> Self {
+        Self {
+            session_id: session_id.to_owned(),
+            config,
+            generator: None,
+            sent: 0,
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(g) = self.generator.take() {
+            g.abort();
+        }
+    }
+}
+
+async fn generate(session_id: String, config: SimConfig, events: mpsc::Sender<ChannelEvent>) {
+    if events.send(ChannelEvent::Ready).await.is_err() || config.inbound_per_second <= 0.0 {
+        return;
+    }
+    let period = Duration::from_secs_f64(1.0 / config.inbound_per_second);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let text: String = "x".repeat(config.payload_bytes);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let msg = InboundMessage {
+            external_id: format!("sim-{session_id}-{}-{n}", clock::now_ms()),
+            from: format!("sim:{}", n % 100),
+            text: text.clone(),
+            chat: None,
+            sent_at: clock::now_ms(),
+        };
+        if events.send(ChannelEvent::Inbound(msg)).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Channel for Sim {
+    fn connect(
+        &mut self,
+        events: mpsc::Sender<ChannelEvent>,
+    ) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if let Some(g) = self.generator.take() {
+                g.abort();
+            }
+            self.generator = Some(tokio::spawn(generate(
+                self.session_id.clone(),
+                self.config.clone(),
+                events,
+            )));
+            Ok(())
+        })
+    }
+
+    fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>> {
+        Box::pin(async move {
+            if self.generator.is_none() {
+                return Err(ChannelError::NotConnected);
+            }
+            self.sent += 1;
+            Ok(format!("sim-sent-{}-{}", message.id, self.sent))
+        })
+    }
+
+    fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if let Some(g) = self.generator.take() {
+                g.abort();
+            }
+            Ok(())
+        })
+    }
+
+    fn disconnect(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(g) = self.generator.take() {
+                g.abort();
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_validated() {
+        assert!(
+            SimConfig::parse(&serde_json::json!({ "inbound_per_second": 5, "payload_bytes": 10 }))
+                .is_ok()
+        );
+        assert!(SimConfig::parse(&serde_json::Value::Null).is_ok());
+        assert!(SimConfig::parse(&serde_json::json!({ "inbound_per_second": -1 })).is_err());
+        assert!(SimConfig::parse(&serde_json::json!({ "payload_bytes": 0 })).is_err());
+        assert!(SimConfig::parse(&serde_json::json!({ "colour": 1 })).is_err());
+    }
+
+    #[tokio::test]
+    async fn generates_ready_then_messages_at_the_rate() {
+        let mut sim = Sim::new(
+            "ses_1",
+            SimConfig {
+                inbound_per_second: 200.0,
+                payload_bytes: 16,
+            },
+        );
+        let (tx, mut rx) = mpsc::channel(100);
+        sim.connect(tx).await.unwrap();
+        assert_eq!(rx.recv().await, Some(ChannelEvent::Ready));
+        for _ in 0..5 {
+            match rx.recv().await {
+                Some(ChannelEvent::Inbound(m)) => assert_eq!(m.text.len(), 16),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            sim.send(OutboundMessage {
+                id: "msg_1".into(),
+                to: "x".into(),
+                text: "hi".into()
+            })
+            .await
+            .is_ok()
+        );
+        sim.disconnect().await;
+    }
+}

@@ -1,0 +1,104 @@
+//! Session actors and their supervision: the heart of the gateway.
+//!
+//! ```text
+//! Root ── TenantSupervisor (one per tenant with running sessions)
+//!            └── SessionActor (one per session: its channel, e.g. sim)
+//! ```
+//!
+//! - [`root`]: routes commands (start, stop, restart, logout, fault) to the tenant's
+//!   supervisor, creating it on demand; restores every session whose row says it
+//!   should run when the gateway starts.
+//! - [`tenant`]: supervises its sessions with the one [`crate::supervision`]
+//!   strategy: restart with exponential backoff and jitter, give up after too many
+//!   restarts in a window (`FAILED`); a watchdog kills a session that stops answering;
+//!   every status change is stored and published as a `session.status` event, with
+//!   repeats coalesced so reconnect loops cannot flood webhooks.
+//! - [`session`]: one session: connects its channel after start, turns inbound
+//!   messages into `message.received` events, reports readiness and disconnections.
+//!
+//! [`Sessions`] is the handle the HTTP API uses.
+
+pub mod root;
+pub mod session;
+pub mod tenant;
+
+pub use root::Sessions;
+
+use crate::events::{Events, Publish};
+use crate::storage::Store;
+use crate::supervision::RestartPolicy;
+use std::time::Duration;
+
+/// Session statuses (stable API strings).
+pub mod status {
+    pub const STOPPED: &str = "STOPPED";
+    pub const STARTING: &str = "STARTING";
+    pub const SCAN_QR: &str = "SCAN_QR";
+    pub const WORKING: &str = "WORKING";
+    pub const FAILED: &str = "FAILED";
+    pub const LOGGED_OUT: &str = "LOGGED_OUT";
+}
+
+/// Event type of status changes.
+pub const STATUS_EVENT: &str = "session.status";
+/// Event type of inbound messages.
+pub const MESSAGE_RECEIVED: &str = "message.received";
+
+/// A fault a test or the bench can inject into a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    Panic,
+    Error,
+    Hang,
+    Disconnect,
+}
+
+/// Settings for session supervision.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub restart: RestartPolicy,
+    /// How often the watchdog pings each session.
+    pub watchdog_interval: Duration,
+    /// A session that does not answer a ping within this is killed and restarted.
+    pub watchdog_timeout: Duration,
+    /// Identical status changes within this window are published once.
+    pub coalesce_window: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            restart: RestartPolicy::default(),
+            watchdog_interval: Duration::from_secs(10),
+            watchdog_timeout: Duration::from_secs(5),
+            coalesce_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every actor in the tree needs.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub events: Events,
+    pub settings: SessionSettings,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("session is not running")]
+    NotRunning,
+    #[error("the session actor did not answer in time")]
+    Timeout,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Publishes an event, logging (not failing) when the pipeline refuses it: status
+/// changes are also stored on the session row, so nothing is lost for the API.
+pub(crate) async fn publish(events: &Events, event: Publish) {
+    if let Err(e) = events.publish(event).await {
+        tracing::error!(error = %e, "could not publish a session event");
+    }
+}

@@ -1,0 +1,225 @@
+//! `Root`: the top of the session tree, and [`Sessions`], the handle to it.
+//!
+//! Messages: `Command` (routed to the tenant's supervisor, which is spawned on first
+//! use) and `Restore` (start every session whose row says it should run; sent once
+//! at start-up). If a tenant supervisor dies its sessions die with it (linked); the
+//! root forgets it and restores that tenant's sessions from the database.
+
+use super::tenant::{TenantMsg, TenantSupervisor};
+use super::{Deps, Fault, SessionError};
+use crate::storage::SessionRow;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+
+/// How long API calls wait for the tree.
+const CALL_TIMEOUT_MS: u64 = 15_000;
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    Start(Box<SessionRow>),
+    Stop(String),
+    Logout(String),
+    Fault(String, Fault),
+}
+
+#[derive(Debug)]
+pub enum RootMsg {
+    Command {
+        tenant_id: String,
+        command: Command,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    },
+    Restore,
+}
+
+#[derive(Debug)]
+pub struct RootState {
+    deps: Deps,
+    tenants: HashMap<String, ActorRef<TenantMsg>>,
+    by_actor: HashMap<ActorId, String>,
+}
+
+#[derive(Debug)]
+pub struct Root;
+
+impl RootState {
+    async fn tenant(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        tenant_id: &str,
+    ) -> Result<ActorRef<TenantMsg>, ActorProcessingErr> {
+        if let Some(t) = self.tenants.get(tenant_id) {
+            return Ok(t.clone());
+        }
+        let (actor, _) =
+            Actor::spawn_linked(None, TenantSupervisor, self.deps.clone(), myself.get_cell())
+                .await?;
+        self.by_actor.insert(actor.get_id(), tenant_id.to_owned());
+        self.tenants.insert(tenant_id.to_owned(), actor.clone());
+        Ok(actor)
+    }
+
+    async fn restore(&mut self, myself: &ActorRef<RootMsg>, only_tenant: Option<&str>) {
+        let rows = match self.deps.store.sessions_to_run().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "could not load sessions to restore");
+                return;
+            }
+        };
+        let mut restored = 0;
+        for row in rows
+            .into_iter()
+            .filter(|r| only_tenant.is_none_or(|t| t == r.tenant_id))
+        {
+            let Ok(tenant) = self.tenant(myself, &row.tenant_id).await else {
+                continue;
+            };
+            let id = row.id.clone();
+            match ractor::call_t!(tenant, TenantMsg::Start, CALL_TIMEOUT_MS, Box::new(row)) {
+                Ok(Ok(())) => restored += 1,
+                Ok(Err(e)) => tracing::warn!(session_id = %id, error = %e, "session not restored"),
+                Err(e) => tracing::warn!(session_id = %id, error = %e, "session not restored"),
+            }
+        }
+        if restored > 0 {
+            tracing::info!(sessions = restored, "sessions restored");
+        }
+    }
+}
+
+impl Actor for Root {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = Deps;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        deps: Deps,
+    ) -> Result<RootState, ActorProcessingErr> {
+        Ok(RootState {
+            deps,
+            tenants: HashMap::new(),
+            by_actor: HashMap::new(),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        _state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.cast(RootMsg::Restore)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Restore => state.restore(&myself, None).await,
+            RootMsg::Command {
+                tenant_id,
+                command,
+                reply,
+            } => {
+                let tenant = state.tenant(&myself, &tenant_id).await?;
+                // The tenant supervisor answers the caller directly; the root never waits.
+                let msg = match command {
+                    Command::Start(row) => TenantMsg::Start(row, reply),
+                    Command::Stop(id) => TenantMsg::Stop(id, reply),
+                    Command::Logout(id) => TenantMsg::Logout(id, reply),
+                    Command::Fault(id, f) => TenantMsg::Fault(id, f, reply),
+                };
+                if let Err(e) = tenant.cast(msg) {
+                    tracing::error!(tenant_id = %tenant_id, error = %e, "tenant supervisor unreachable");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, _)
+        | SupervisionEvent::ActorTerminated(cell, _, _) = &event
+            && let Some(tenant_id) = state.by_actor.remove(&cell.get_id())
+        {
+            tracing::error!(tenant_id = %tenant_id, "tenant supervisor ended; restoring its sessions");
+            state.tenants.remove(&tenant_id);
+            state.restore(&myself, Some(&tenant_id)).await;
+        }
+        Ok(())
+    }
+}
+
+/// The API's handle to the session tree.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    root: ActorRef<RootMsg>,
+}
+
+impl Sessions {
+    /// Spawns the root (which restores running sessions).
+    pub async fn spawn(
+        deps: Deps,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
+        let (root, handle) = Actor::spawn(None, Root, deps).await?;
+        Ok((Self { root }, handle))
+    }
+
+    async fn command(&self, tenant_id: &str, command: Command) -> Result<(), SessionError> {
+        let tenant_id = tenant_id.to_owned();
+        match ractor::call_t!(
+            self.root,
+            |reply| RootMsg::Command {
+                tenant_id,
+                command,
+                reply
+            },
+            CALL_TIMEOUT_MS
+        ) {
+            Ok(r) => r,
+            Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
+            Err(e) => Err(SessionError::Failed(e.to_string())),
+        }
+    }
+
+    pub async fn start(&self, row: SessionRow) -> Result<(), SessionError> {
+        let tenant = row.tenant_id.clone();
+        self.command(&tenant, Command::Start(Box::new(row))).await
+    }
+
+    pub async fn stop(&self, tenant_id: &str, session_id: &str) -> Result<(), SessionError> {
+        self.command(tenant_id, Command::Stop(session_id.to_owned()))
+            .await
+    }
+
+    pub async fn logout(&self, tenant_id: &str, session_id: &str) -> Result<(), SessionError> {
+        self.command(tenant_id, Command::Logout(session_id.to_owned()))
+            .await
+    }
+
+    pub async fn fault(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        fault: Fault,
+    ) -> Result<(), SessionError> {
+        self.command(tenant_id, Command::Fault(session_id.to_owned(), fault))
+            .await
+    }
+
+    /// Stops every session actor (not their rows' desired state: they come back on restart).
+    pub fn shutdown(&self) {
+        self.root.stop(Some("gateway shutting down".into()));
+    }
+}

@@ -1,0 +1,215 @@
+//! `SessionActor`: one running session and its channel.
+//!
+//! Messages: `Connect` (sent to itself after start: connecting is never done in
+//! `pre_start`, so a failure is a supervised failure, not a spawn error),
+//! `Channel(event)` from the channel's event pump, `Ping` (watchdog), `Fault`
+//! (injected failures), `Logout`.
+//!
+//! It reports status changes to its `TenantSupervisor` (which stores and publishes
+//! them) and publishes each inbound message as a `message.received` event, awaiting
+//! the commit before taking the next one, so a slow database slows the channel
+//! rather than losing messages. A disconnection ends the actor with an error: the
+//! supervisor restarts it with backoff (that is the reconnect).
+
+use super::tenant::TenantMsg;
+use super::{Deps, Fault, MESSAGE_RECEIVED, publish, status};
+use crate::channels::{self, Channel, ChannelEvent};
+use crate::events::Publish;
+use crate::storage::SessionRow;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+/// Why a session actor ended with an error (the supervisor reads the kind).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionFailure {
+    #[error("error: {0}")]
+    Error(String),
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+}
+
+impl SessionFailure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Error(_) => "error",
+            Self::Disconnected(_) => "disconnect",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum SessionMsg {
+    Connect,
+    Channel(ChannelEvent),
+    Ping(RpcReplyPort<()>),
+    Fault(Fault),
+    Logout(RpcReplyPort<Result<(), String>>),
+}
+
+#[derive(Debug)]
+pub struct SessionArgs {
+    pub row: SessionRow,
+    pub deps: Deps,
+    pub supervisor: ActorRef<TenantMsg>,
+}
+
+pub struct SessionState {
+    row: SessionRow,
+    deps: Deps,
+    supervisor: ActorRef<TenantMsg>,
+    channel: Box<dyn Channel>,
+    pump: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionState")
+            .field("session_id", &self.row.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct SessionActor;
+
+impl SessionState {
+    fn report(&self, status: &'static str, reason: &str) {
+        let _ = self.supervisor.cast(TenantMsg::Status {
+            session_id: self.row.id.clone(),
+            status,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
+        let config: serde_json::Value =
+            serde_json::from_str(&args.row.config).unwrap_or(serde_json::Value::Null);
+        let channel = channels::build(&args.row.channel, &args.row.id, &config)?;
+        Ok(SessionState {
+            row: args.row,
+            deps: args.deps,
+            supervisor: args.supervisor,
+            channel,
+            pump: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        _state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.cast(SessionMsg::Connect)?;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(p) = state.pump.take() {
+            p.abort();
+        }
+        state.channel.disconnect().await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Connect => {
+                let (tx, mut rx) = mpsc::channel(256);
+                state
+                    .channel
+                    .connect(tx)
+                    .await
+                    .map_err(|e| SessionFailure::Error(format!("connect failed: {e}")))?;
+                let me = myself.clone();
+                state.pump = Some(tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        if me.cast(SessionMsg::Channel(ev)).is_err() {
+                            return;
+                        }
+                    }
+                }));
+            }
+            SessionMsg::Channel(ev) => match ev {
+                ChannelEvent::Ready => state.report(status::WORKING, "connected"),
+                ChannelEvent::Qr(_) | ChannelEvent::PairingCode(_) => {
+                    state.report(status::SCAN_QR, "waiting for pairing")
+                }
+                ChannelEvent::Inbound(m) => {
+                    let data = serde_json::json!({
+                        "external_id": m.external_id,
+                        "from": m.from,
+                        "chat": m.chat,
+                        "text": m.text,
+                        "sent_at": crate::clock::rfc3339(m.sent_at),
+                    });
+                    let mut event = Publish::new(&state.row.tenant_id, MESSAGE_RECEIVED, data);
+                    event.session_id = Some(state.row.id.clone());
+                    event.channel = Some(state.row.channel.clone());
+                    // Retry until stored: the channel waits meanwhile, nothing is dropped.
+                    let mut wait = std::time::Duration::from_millis(50);
+                    while let Err(e) = state.deps.events.publish(event.clone()).await {
+                        tracing::warn!(error = %e, "inbound message not stored yet; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    metrics::counter!("switchboard_inbound_messages_total", "channel" => state.row.channel.clone()).increment(1);
+                }
+                ChannelEvent::Ack { .. } => {}
+                ChannelEvent::Disconnected(why) => {
+                    return Err(SessionFailure::Disconnected(why).into());
+                }
+                ChannelEvent::LoggedOut(why) => {
+                    state.report(status::LOGGED_OUT, &why);
+                    myself.stop(Some("logged out".into()));
+                }
+            },
+            SessionMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            SessionMsg::Fault(f) => match f {
+                Fault::Panic => panic!("injected panic"),
+                Fault::Error => return Err(SessionFailure::Error("injected error".into()).into()),
+                Fault::Hang => std::future::pending::<()>().await,
+                Fault::Disconnect => {
+                    state.channel.disconnect().await;
+                    myself.cast(SessionMsg::Channel(ChannelEvent::Disconnected(
+                        "injected disconnect".into(),
+                    )))?;
+                }
+            },
+            SessionMsg::Logout(reply) => {
+                let result = state.channel.logout().await.map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Publishes a `session.status` event for a session row.
+pub(crate) async fn publish_status(deps: &Deps, row: &SessionRow, status: &str, reason: &str) {
+    let data = serde_json::json!({ "status": status, "reason": reason });
+    let mut event = Publish::new(&row.tenant_id, super::STATUS_EVENT, data);
+    event.session_id = Some(row.id.clone());
+    event.channel = Some(row.channel.clone());
+    publish(&deps.events, event).await;
+}

@@ -1,0 +1,168 @@
+//! Sessions: one row per (tenant, channel session). The row is the session's durable
+//! truth: its configuration, its last status and why, and whether it should be
+//! running (`desired_state`), which is what brings it back after a gateway restart.
+
+use super::audit::{AuditEntry, insert_audit};
+use super::{BeginWrite, Result, Store, on_pool};
+use crate::clock;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub channel: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// `running` or `stopped`.
+    pub desired_state: String,
+    /// Channel configuration (JSON text).
+    pub config: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, tenant_id, channel, name, status, status_reason, desired_state, config, created_at, updated_at"
+    };
+}
+
+impl Store {
+    pub async fn create_session(&self, s: &SessionRow, audit: &AuditEntry) -> Result<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(concat!(
+                "INSERT INTO sessions (",
+                session_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ))
+            .bind(&s.id)
+            .bind(&s.tenant_id)
+            .bind(&s.channel)
+            .bind(&s.name)
+            .bind(&s.status)
+            .bind(&s.status_reason)
+            .bind(&s.desired_state)
+            .bind(&s.config)
+            .bind(s.created_at)
+            .bind(s.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            let entry = AuditEntry {
+                details: serde_json::json!({ "channel": s.channel, "name": s.name }),
+                ..audit.clone()
+            };
+            insert_audit!(&mut *tx, entry, Some(&s.tenant_id), Some(&s.id)).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn list_sessions(&self, tenant_id: &str) -> Result<Vec<SessionRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, SessionRow>(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE tenant_id = $1 ORDER BY id"
+            ))
+            .bind(tenant_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn get_session(&self, tenant_id: &str, id: &str) -> Result<Option<SessionRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, SessionRow>(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// A session by id, whatever its tenant (for the actors).
+    pub async fn session_by_id(&self, id: &str) -> Result<Option<SessionRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, SessionRow>(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// Sessions that should be running (restored at start-up).
+    pub async fn sessions_to_run(&self) -> Result<Vec<SessionRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, SessionRow>(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE desired_state = 'running' ORDER BY id"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Records a status change (and, when given, the new desired state).
+    pub async fn set_session_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        desired: Option<&str>,
+    ) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE sessions SET status = $1, status_reason = $2, \
+                 desired_state = COALESCE($3, desired_state), updated_at = $4 WHERE id = $5",
+            )
+            .bind(status)
+            .bind(reason)
+            .bind(desired)
+            .bind(clock::now_ms())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn delete_session(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let done = on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let n = sqlx::query("DELETE FROM sessions WHERE id = $1 AND tenant_id = $2")
+                .bind(id)
+                .bind(tenant_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                insert_audit!(&mut *tx, audit, Some(tenant_id), Some(id)).await?;
+                tx.commit().await?;
+            }
+            n == 1
+        });
+        Ok(done)
+    }
+}

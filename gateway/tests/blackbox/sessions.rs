@@ -1,0 +1,436 @@
+//! Sessions: supervision of every failure mode, the restart cap, sim traffic through
+//! signed webhooks, restore after SIGKILL, validation and isolation.
+
+use super::receiver::{Behaviour, Receiver};
+use super::support::{Gateway, Options};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+fn options(max_restarts: u32) -> Options {
+    Options {
+        env: vec![
+            ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS".into(), "true".into()),
+            ("SWITCHBOARD_SESSIONS_RESTART_BASE".into(), "100ms".into()),
+            ("SWITCHBOARD_SESSIONS_RESTART_MAX".into(), "400ms".into()),
+            (
+                "SWITCHBOARD_SESSIONS_MAX_RESTARTS".into(),
+                max_restarts.to_string(),
+            ),
+            (
+                "SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL".into(),
+                "200ms".into(),
+            ),
+            (
+                "SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT".into(),
+                "300ms".into(),
+            ),
+            (
+                "SWITCHBOARD_WEBHOOKS_RETRY_SCHEDULE".into(),
+                "0,200ms,500ms,1s,1s,1s".into(),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+async fn create_session(gw: &Gateway, key: &str, config: Value) -> String {
+    let r = gw
+        .tenant(
+            key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "sim", "name": "sim one", "config": config })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_status(gw: &Gateway, key: &str, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = gw
+            .tenant(key, Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        if r.json["status"] == want {
+            return r.json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session never reached {want}: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `session.status` events of a session, oldest first, as (status, reason).
+async fn status_events(gw: &Gateway, key: &str, id: &str) -> Vec<(String, String)> {
+    let r = gw
+        .tenant(
+            key,
+            Method::GET,
+            "/v1/events?type=session.status&limit=200",
+            None,
+        )
+        .await;
+    r.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["session_id"] == id)
+        .map(|e| {
+            (
+                e["data"]["status"].as_str().unwrap().to_owned(),
+                e["data"]["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
+    let m = gw.request(Method::GET, "/metrics", &[], None).await;
+    m.text
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn fault(gw: &Gateway, key: &str, id: &str, kind: &str) {
+    let r = gw
+        .tenant(
+            key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/fault"),
+            Some(json!({ "fault": kind })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+}
+
+async fn restarted_after(kind: &str) {
+    let gw = Gateway::start_with(options(5)).await;
+    let (_, key) = gw.create_tenant("faults").await;
+    let id = create_session(&gw, &key, json!({})).await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+    fault(&gw, &key, &id, kind).await;
+    let reason = format!("restarting after {kind}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = status_events(&gw, &key, &id).await;
+        let i = events
+            .iter()
+            .position(|(s, r)| s == "STARTING" && *r == reason);
+        if let Some(i) = i
+            && events[i + 1..].iter().any(|(s, _)| s == "WORKING")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no restart after {kind}: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&gw, &key, &id, "WORKING").await;
+    let failures = metric(
+        &gw,
+        &format!("switchboard_session_failures_total{{kind=\"{kind}\"}}"),
+    )
+    .await;
+    let restarts = metric(
+        &gw,
+        &format!("switchboard_session_restarts_total{{kind=\"{kind}\"}}"),
+    )
+    .await;
+    assert_eq!((failures, restarts), (1.0, 1.0), "counters for {kind}");
+    if kind == "hang" {
+        assert_eq!(metric(&gw, "switchboard_session_kills_total").await, 1.0);
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_session_is_restarted() {
+    restarted_after("panic").await;
+}
+
+#[tokio::test]
+async fn a_session_returning_an_error_is_restarted() {
+    restarted_after("error").await;
+}
+
+#[tokio::test]
+async fn a_hung_session_is_killed_by_the_watchdog_and_restarted() {
+    restarted_after("hang").await;
+}
+
+#[tokio::test]
+async fn a_disconnected_session_reconnects() {
+    restarted_after("disconnect").await;
+}
+
+#[tokio::test]
+async fn past_the_restart_cap_a_session_is_failed_until_started() {
+    let gw = Gateway::start_with(options(2)).await;
+    let (_, key) = gw.create_tenant("cap").await;
+    let id = create_session(&gw, &key, json!({})).await;
+    for _ in 0..2 {
+        wait_status(&gw, &key, &id, "WORKING").await;
+        fault(&gw, &key, &id, "error").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&gw, &key, &id, "WORKING").await;
+    fault(&gw, &key, &id, "panic").await;
+    let s = wait_status(&gw, &key, &id, "FAILED").await;
+    assert!(
+        s["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("restart limit"),
+        "{s}"
+    );
+    assert_eq!(s["running"], false);
+    // It stays failed: nothing restarts it behind the operator's back.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        wait_status(&gw, &key, &id, "FAILED").await["status"],
+        "FAILED"
+    );
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/fault"),
+            Some(json!({ "fault": "panic" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "session_not_running")
+    );
+    let events = status_events(&gw, &key, &id).await;
+    assert_eq!(events.last().unwrap().0, "FAILED");
+    // Starting it again gives it a fresh restart budget.
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_status(&gw, &key, &id, "WORKING").await;
+    assert_eq!(
+        metric(&gw, "switchboard_sessions_given_up_total").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn lifecycle_actions_are_idempotent() {
+    let gw = Gateway::start_with(options(5)).await;
+    let (_, key) = gw.create_tenant("life").await;
+    let id = create_session(&gw, &key, json!({})).await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+    for _ in 0..2 {
+        let r = gw
+            .tenant(
+                &key,
+                Method::POST,
+                &format!("/v1/sessions/{id}/start"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    for _ in 0..2 {
+        let r = gw
+            .tenant(&key, Method::POST, &format!("/v1/sessions/{id}/stop"), None)
+            .await;
+        assert_eq!(
+            (r.status, r.json["status"].as_str()),
+            (StatusCode::OK, Some("STOPPED"))
+        );
+    }
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/restart"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    wait_status(&gw, &key, &id, "WORKING").await;
+    for _ in 0..2 {
+        let r = gw
+            .tenant(
+                &key,
+                Method::POST,
+                &format!("/v1/sessions/{id}/logout"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json["status"].as_str()),
+            (StatusCode::OK, Some("LOGGED_OUT"))
+        );
+    }
+    let r = gw
+        .tenant(&key, Method::DELETE, &format!("/v1/sessions/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = gw
+        .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn sim_traffic_arrives_as_signed_webhooks_none_lost() {
+    let gw = Gateway::start_with(options(5)).await;
+    let (_, key) = gw.create_tenant("traffic").await;
+    let rx = Receiver::start(Behaviour::default()).await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({ "url": rx.url, "secret": SECRET, "events": ["message.received"] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = create_session(
+        &gw,
+        &key,
+        json!({ "inbound_per_second": 100, "payload_bytes": 32 }),
+    )
+    .await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+    rx.wait_for(Duration::from_secs(30), "150 messages", |d| d.len() >= 150)
+        .await;
+    gw.tenant(&key, Method::POST, &format!("/v1/sessions/{id}/stop"), None)
+        .await;
+
+    // Everything the gateway stored arrives, each once (retries only reuse an id).
+    let mut stored = BTreeSet::new();
+    let mut path = "/v1/events?type=message.received&limit=200".to_owned();
+    loop {
+        let page = gw.tenant(&key, Method::GET, &path, None).await;
+        for e in page.json["data"].as_array().unwrap() {
+            assert_eq!(e["session_id"], id.as_str());
+            assert_eq!(e["channel"], "sim");
+            assert_eq!(e["data"]["text"].as_str().unwrap().len(), 32);
+            stored.insert(e["id"].as_str().unwrap().to_owned());
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/events?type=message.received&limit=200&after={c}"),
+            None => break,
+        }
+    }
+    rx.wait_for(Duration::from_secs(30), "every stored message", |_| {
+        rx.delivered_ids() == stored
+    })
+    .await;
+    let deliveries = rx.deliveries();
+    assert_eq!(deliveries.len(), stored.len(), "duplicates without retries");
+    assert!(deliveries.iter().all(|d| d.verifies_with(SECRET)));
+    // The external ids are distinct: the channel produced no duplicates either.
+    let external: BTreeSet<String> = deliveries
+        .iter()
+        .map(|d| d.json()["data"]["external_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(external.len(), stored.len());
+}
+
+#[tokio::test]
+async fn running_sessions_come_back_after_sigkill() {
+    let mut gw = Gateway::start_with(options(5)).await;
+    let (_, key) = gw.create_tenant("restore").await;
+    let running = create_session(&gw, &key, json!({})).await;
+    let stopped = create_session(&gw, &key, json!({})).await;
+    wait_status(&gw, &key, &running, "WORKING").await;
+    gw.tenant(
+        &key,
+        Method::POST,
+        &format!("/v1/sessions/{stopped}/stop"),
+        None,
+    )
+    .await;
+    gw.kill();
+    let gw = gw.restart().await;
+    wait_status(&gw, &key, &running, "WORKING").await;
+    let s = gw
+        .tenant(&key, Method::GET, &format!("/v1/sessions/{stopped}"), None)
+        .await;
+    assert_eq!(s.json["status"], "STOPPED");
+}
+
+#[tokio::test]
+async fn bad_session_input_is_refused_and_sessions_are_isolated() {
+    let gw = Gateway::start_with(options(5)).await;
+    let (_, a) = gw.create_tenant("a").await;
+    let (_, b) = gw.create_tenant("b").await;
+    let before = gw.db.count("sessions").await;
+    for (body, code) in [
+        (json!({ "channel": "telegram" }), "unknown_channel"),
+        (
+            json!({ "channel": "sim", "config": { "inbound_per_second": -5 } }),
+            "invalid_session_config",
+        ),
+        (
+            json!({ "channel": "sim", "config": { "payload_bytes": 0 } }),
+            "invalid_session_config",
+        ),
+        (
+            json!({ "channel": "sim", "config": { "colour": 1 } }),
+            "invalid_session_config",
+        ),
+        (json!({ "channel": "sim", "name": "" }), "validation_failed"),
+        (json!({ "channel": "sim", "extra": 1 }), "unknown_field"),
+        (json!({ "channel": 5 }), "invalid_field"),
+    ] {
+        let r = gw
+            .tenant(&a, Method::POST, "/v1/sessions", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{body}: {}",
+            r.text
+        );
+    }
+    assert_eq!(gw.db.count("sessions").await, before);
+
+    let id = create_session(&gw, &a, json!({})).await;
+    for (method, path) in [
+        (Method::GET, format!("/v1/sessions/{id}")),
+        (Method::DELETE, format!("/v1/sessions/{id}")),
+        (Method::POST, format!("/v1/sessions/{id}/stop")),
+        (Method::POST, format!("/v1/sessions/{id}/start")),
+        (Method::POST, format!("/v1/sessions/{id}/logout")),
+    ] {
+        let r = gw.tenant(&b, method.clone(), &path, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let listed = gw.tenant(&b, Method::GET, "/v1/sessions", None).await;
+    assert_eq!(listed.json["data"].as_array().unwrap().len(), 0);
+    // A's session was not touched by B.
+    wait_status(&gw, &a, &id, "WORKING").await;
+    let r = gw
+        .tenant(
+            &a,
+            Method::POST,
+            &format!("/v1/sessions/{id}/fault"),
+            Some(json!({ "fault": "explode" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
