@@ -17,7 +17,7 @@ use crate::storage::{NewEvent, Store, Targets};
 use serde::Serialize;
 use std::sync::Arc;
 use switchboard_crypto::{Binding, Keyring};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Prefix of event ids.
@@ -107,6 +107,8 @@ struct Request {
 pub struct Events {
     tx: mpsc::Sender<Request>,
     keyring: Arc<Keyring>,
+    /// Counts commits; readers that follow events live (SSE) wait on it.
+    commits: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Events {
@@ -126,8 +128,21 @@ impl Events {
         cancel: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
-        let task = tokio::spawn(writer(store, rx, committed, cancel));
-        (Self { tx, keyring }, task)
+        let (commits_tx, commits) = watch::channel(0);
+        let task = tokio::spawn(writer(store, rx, committed, commits_tx, cancel));
+        (
+            Self {
+                tx,
+                keyring,
+                commits,
+            },
+            task,
+        )
+    }
+
+    /// A receiver that changes after every commit.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Stores the event durably, then returns its id.
@@ -176,6 +191,7 @@ async fn writer(
     store: Store,
     mut rx: mpsc::Receiver<Request>,
     committed: Arc<Notify>,
+    commits: watch::Sender<u64>,
     cancel: CancellationToken,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
@@ -200,6 +216,7 @@ async fn writer(
                     let _ = ack.send(Ok(count));
                 }
                 committed.notify_one();
+                commits.send_modify(|n| *n += 1);
             }
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "event batch not stored; producers will retry");

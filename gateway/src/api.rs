@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod sessions;
+pub mod stream;
 pub mod system;
 pub mod tenants;
 pub mod webhooks;
@@ -217,6 +218,7 @@ async fn dispatch_tenant(
         RouteId::RestartSession => sessions::restart(&ctx, &caller).await,
         RouteId::LogoutSession => sessions::logout(&ctx, &caller).await,
         RouteId::FaultSession => sessions::fault(&ctx, &caller, req).await,
+        RouteId::SessionEvents => stream::session_events(&ctx, &caller, req).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

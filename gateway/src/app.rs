@@ -18,6 +18,8 @@ pub struct App {
     pub keyring: Arc<Keyring>,
     /// Publishes events durably (webhook tests, operational events).
     pub events: Events,
+    /// Fires when the gateway starts shutting down (ends long-lived streams).
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// The session actor tree.
     pub sessions: Sessions,
     /// Wakes the webhook dispatcher (after replays).

@@ -222,7 +222,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the session actors")?;
     let grace = config.shutdown_grace;
+    let shutdown = CancellationToken::new();
     let app = Arc::new(App {
+        shutdown: shutdown.clone(),
         sessions: sessions.clone(),
         config,
         store: store.clone(),
@@ -233,7 +235,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         limiters: KeyLimiters::default(),
         metrics: Some(metrics),
     });
-    server::serve(listener, app, server::shutdown_signal()).await;
+    let signal = shutdown.clone();
+    let stop = async move {
+        server::shutdown_signal().await;
+        signal.cancel();
+    };
+    server::serve(listener, app, stop).await;
     // HTTP is drained; stop the sessions (their rows keep wanting to run, so they
     // come back on the next start), then the pipeline.
     sessions.shutdown();

@@ -56,8 +56,11 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_session ON messages (session_id, id);
 
+-- `seq` is commit order (one event writer per process), which readers that resume
+-- from a cursor (SSE, listings) follow; `id` (a ULID) is the public identifier.
 CREATE TABLE events (
-    id           TEXT PRIMARY KEY,
+    seq          BIGSERIAL PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
     tenant_id    TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     session_id   TEXT,
     channel      TEXT,
@@ -66,7 +69,8 @@ CREATE TABLE events (
     body         BYTEA NOT NULL,
     created_at   BIGINT NOT NULL
 );
-CREATE INDEX events_by_tenant ON events (tenant_id, id);
+CREATE INDEX events_by_tenant ON events (tenant_id, seq);
+CREATE INDEX events_by_session ON events (session_id, seq);
 CREATE INDEX events_by_tenant_time ON events (tenant_id, created_at);
 
 CREATE TABLE webhook_endpoints (

@@ -189,7 +189,7 @@ impl Store {
             sqlx::query_as::<_, EventRow>(
                 "SELECT id, tenant_id, session_id, channel, type, body_key_id, body, created_at FROM events \
                  WHERE tenant_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR created_at >= $3) \
-                 AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+                 AND ($4 IS NULL OR seq > (SELECT seq FROM events WHERE id = $4)) ORDER BY seq LIMIT $5",
             )
             .bind(tenant_id)
             .bind(&q.event_type)
@@ -214,6 +214,48 @@ impl Store {
             .await?
         });
         Ok(row)
+    }
+
+    /// A session's events in commit order, after the event `after` (exclusive).
+    pub async fn session_events_after(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT id, tenant_id, session_id, channel, type, body_key_id, body, created_at FROM events \
+                 WHERE tenant_id = $1 AND session_id = $2 \
+                 AND ($3 IS NULL OR seq > (SELECT seq FROM events WHERE id = $3)) ORDER BY seq LIMIT $4",
+            )
+            .bind(tenant_id)
+            .bind(session_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// The newest event of a session, if any.
+    pub async fn last_session_event_id(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+    ) -> Result<Option<String>> {
+        let id = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT id FROM events WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(tenant_id)
+            .bind(session_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(id)
     }
 
     /// Events by id, whatever their tenant (for the dispatcher).

@@ -60,6 +60,10 @@ fn build() -> Value {
             Some("PrometheusText") => {
                 json!({ "description": "metrics", "content": { "text/plain": { "schema": { "type": "string" } } } })
             }
+            Some("EventStream") => json!({
+                "description": "Server-Sent Events: `id` = event id, `event` = type, `data` = envelope",
+                "content": { "text/event-stream": { "schema": { "type": "string" } } }
+            }),
             Some(s) => {
                 json!({ "description": "success", "content": { "application/json": { "schema": schema_ref(s) } } })
             }

@@ -44,6 +44,7 @@ pub enum RouteId {
     RestartSession,
     LogoutSession,
     FaultSession,
+    SessionEvents,
 }
 
 /// Who may call a route.
@@ -521,6 +522,17 @@ pub static ROUTES: &[Route] = &[
         ),
         Some("Fault"),
         (202, Some("Queued")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}/events",
+            SessionEvents,
+            Tenant,
+            "Server-Sent Events of the session (status, QR, messages); resume with Last-Event-ID.",
+        ),
+        None,
+        (200, Some("EventStream")),
     ),
 ];
 
