@@ -36,6 +36,8 @@ pub struct Publish {
     pub event_type: String,
     pub data: serde_json::Value,
     pub targets: Targets,
+    /// A message row change to commit with the event.
+    pub message: Option<crate::storage::MessageWrite>,
 }
 
 impl Publish {
@@ -52,6 +54,7 @@ impl Publish {
             event_type: event_type.into(),
             data,
             targets: Targets::Subscribers,
+            message: None,
         }
     }
 }
@@ -169,6 +172,7 @@ impl Events {
             body,
             created_at,
             targets: p.targets,
+            message: p.message,
         };
         let (ack, done) = oneshot::channel();
         self.tx

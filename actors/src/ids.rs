@@ -7,6 +7,8 @@
 pub const TENANT: &str = "ten";
 /// Prefix of API key ids.
 pub const API_KEY: &str = "key";
+/// Prefix of message ids.
+pub const MESSAGE: &str = "msg";
 
 /// A new id with the given prefix.
 pub fn new_id(prefix: &str) -> String {

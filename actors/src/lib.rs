@@ -13,11 +13,13 @@
 //! - [`supervision`]: the restart strategy every supervisor uses.
 //! - [`channels`]: the channel trait and the `sim` channel.
 //! - [`sessions`]: the supervised session actors (Root → TenantSupervisor → SessionActor).
+//! - [`outbound`]: per-tenant senders draining the durable send queue under governor limits.
 
 pub mod channels;
 pub mod clock;
 pub mod events;
 pub mod ids;
+pub mod outbound;
 pub mod rotation;
 pub mod sessions;
 pub mod storage;

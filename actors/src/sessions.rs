@@ -43,6 +43,12 @@ pub mod status {
 pub const STATUS_EVENT: &str = "session.status";
 /// Event type of inbound messages.
 pub const MESSAGE_RECEIVED: &str = "message.received";
+/// Event type of a send the network took.
+pub const MESSAGE_SENT: &str = "message.sent";
+/// Event type of a send the recipient got.
+pub const MESSAGE_DELIVERED: &str = "message.delivered";
+/// Event type of a send that cannot be made.
+pub const MESSAGE_FAILED: &str = "message.failed";
 
 /// A fault a test or the bench can inject into a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -82,6 +88,8 @@ impl Default for SessionSettings {
 pub struct Deps {
     pub store: Store,
     pub events: Events,
+    /// Seals message bodies stored by sessions.
+    pub keyring: std::sync::Arc<switchboard_crypto::Keyring>,
     pub settings: SessionSettings,
 }
 

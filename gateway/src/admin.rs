@@ -149,12 +149,12 @@ mod tests {
     fn limits_must_be_positive_and_bounded() {
         let ok = LimitOverrides {
             api_requests_per_second: Some(5),
-            api_burst: None,
+            ..Default::default()
         };
         assert!(validate_overrides(&ok).is_ok());
         let zero = LimitOverrides {
             api_requests_per_second: Some(0),
-            api_burst: None,
+            ..Default::default()
         };
         assert!(validate_overrides(&zero).is_err());
     }

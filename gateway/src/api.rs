@@ -16,6 +16,7 @@ pub mod body;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod messages;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
@@ -219,6 +220,9 @@ async fn dispatch_tenant(
         RouteId::LogoutSession => sessions::logout(&ctx, &caller).await,
         RouteId::FaultSession => sessions::fault(&ctx, &caller, req).await,
         RouteId::SessionEvents => stream::session_events(&ctx, &caller, req).await,
+        RouteId::SendMessage => messages::send(&ctx, &caller, req).await,
+        RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
+        RouteId::GetMessage => messages::get(&ctx, &caller).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

@@ -20,6 +20,8 @@ pub struct App {
     pub events: Events,
     /// Fires when the gateway starts shutting down (ends long-lived streams).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Per-tenant senders of the outbound queue.
+    pub outbound: switchboard_actors::outbound::Outbound,
     /// The session actor tree.
     pub sessions: Sessions,
     /// Wakes the webhook dispatcher (after replays).

@@ -18,6 +18,9 @@
 //! | `http.shutdown_grace_secs`       | `SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS`      | 10                    |
 //! | `limits.api_requests_per_second` | `SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND`| 50                    |
 //! | `limits.api_burst`               | `SWITCHBOARD_LIMITS_API_BURST`              | 100                   |
+//! | `limits.sends_per_second`        | `SWITCHBOARD_LIMITS_SENDS_PER_SECOND`       | 10 (per tenant)       |
+//! | `limits.send_burst`              | `SWITCHBOARD_LIMITS_SEND_BURST`             | 20                    |
+//! | `limits.max_queued_sends`        | `SWITCHBOARD_LIMITS_MAX_QUEUED_SENDS`       | 10000                 |
 //! | `previous_master_keys`           | `SWITCHBOARD_PREVIOUS_MASTER_KEYS` (a,b)    | none (still decrypt)  |
 //! | `webhooks.allow_private`         | `SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS`        | false                 |
 //! | `webhooks.timeout`               | `SWITCHBOARD_WEBHOOKS_TIMEOUT`              | `15s`                 |
@@ -139,6 +142,12 @@ pub struct DefaultLimits {
     pub api_requests_per_second: u32,
     /// Requests a key may make at once above the sustained rate.
     pub api_burst: u32,
+    /// Sustained outbound messages per second per tenant.
+    pub sends_per_second: u32,
+    /// Sends allowed at once above the sustained rate.
+    pub send_burst: u32,
+    /// Most sends a tenant may have waiting.
+    pub max_queued_sends: u32,
 }
 
 /// Webhook delivery settings.
@@ -257,6 +266,9 @@ struct FileHttp {
 struct FileLimits {
     api_requests_per_second: Option<u32>,
     api_burst: Option<u32>,
+    sends_per_second: Option<u32>,
+    send_burst: Option<u32>,
+    max_queued_sends: Option<u32>,
 }
 
 /// Environment variables this binary reads (anything else `SWITCHBOARD_*` is a typo).
@@ -271,6 +283,9 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_HTTP_SHUTDOWN_GRACE_SECS",
     "SWITCHBOARD_LIMITS_API_REQUESTS_PER_SECOND",
     "SWITCHBOARD_LIMITS_API_BURST",
+    "SWITCHBOARD_LIMITS_SENDS_PER_SECOND",
+    "SWITCHBOARD_LIMITS_SEND_BURST",
+    "SWITCHBOARD_LIMITS_MAX_QUEUED_SENDS",
     "SWITCHBOARD_PREVIOUS_MASTER_KEYS",
     "SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS",
     "SWITCHBOARD_WEBHOOKS_TIMEOUT",
@@ -520,6 +535,35 @@ impl Config {
             .or(100);
         check_range("limits.api_burst", &origin, burst.into(), 1, 1_000_000)?;
 
+        let limit = |key: &str,
+                     v: Option<u32>,
+                     var: &'static str,
+                     default: u32|
+         -> Result<u32, ConfigError> {
+            let (n, origin) = Layer::file(v, p)
+                .env(env, key, var, parse_from_str("a whole number"))?
+                .or(default);
+            Ok(check_range(key, &origin, n.into(), 1, 1_000_000)? as u32)
+        };
+        let sends_per_second = limit(
+            "limits.sends_per_second",
+            file.limits.sends_per_second,
+            "SWITCHBOARD_LIMITS_SENDS_PER_SECOND",
+            10,
+        )?;
+        let send_burst = limit(
+            "limits.send_burst",
+            file.limits.send_burst,
+            "SWITCHBOARD_LIMITS_SEND_BURST",
+            20,
+        )?;
+        let max_queued_sends = limit(
+            "limits.max_queued_sends",
+            file.limits.max_queued_sends,
+            "SWITCHBOARD_LIMITS_MAX_QUEUED_SENDS",
+            10_000,
+        )?;
+
         let (previous, origin) = Layer::file(file.previous_master_keys, p)
             .env(
                 env,
@@ -706,6 +750,9 @@ impl Config {
             limits: DefaultLimits {
                 api_requests_per_second: rps,
                 api_burst: burst,
+                sends_per_second,
+                send_burst,
+                max_queued_sends,
             },
         })
     }

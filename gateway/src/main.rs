@@ -14,15 +14,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use switchboard_actors::events::Events;
+use switchboard_actors::outbound::Outbound;
 use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
 use switchboard_actors::storage::{AuditEntry, LimitOverrides};
 use switchboard_actors::supervision::RestartPolicy;
 use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
 use switchboard_actors::{Store, rotation};
 use switchboard_gateway::api::ApiError;
+use switchboard_gateway::api::messages::quota;
 use switchboard_gateway::api::rate_limit::KeyLimiters;
 use switchboard_gateway::app::App;
 use switchboard_gateway::config::{Config, ConfigError, ProcessEnv};
+use switchboard_gateway::views::EffectiveLimits;
 use switchboard_gateway::views::{KeyView, TenantView};
 use switchboard_gateway::{admin, bootstrap, server, telemetry};
 use tokio::sync::Notify;
@@ -217,13 +220,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (sessions, session_tree) = Sessions::spawn(Deps {
         store: store.clone(),
         events: events.clone(),
+        keyring: keyring.clone(),
         settings: session_settings,
     })
     .await
     .context("starting the session actors")?;
     let grace = config.shutdown_grace;
+    let outbound = Outbound::new(
+        store.clone(),
+        events.clone(),
+        sessions.clone(),
+        keyring.clone(),
+        cancel.clone(),
+    );
+    {
+        // Tenants with queued sends resume at once, each under its own limits.
+        let tenants = store.list_tenants(None, u32::MAX).await?;
+        let limits: std::collections::HashMap<String, EffectiveLimits> = tenants
+            .iter()
+            .map(|t| (t.id.clone(), EffectiveLimits::of(&t.limits, &config.limits)))
+            .collect();
+        let defaults = EffectiveLimits::of(&Default::default(), &config.limits);
+        outbound
+            .recover(|t| quota(limits.get(t).unwrap_or(&defaults)))
+            .await
+            .context("recovering the send queue")?;
+    }
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {
+        outbound,
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
         config,

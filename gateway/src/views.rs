@@ -12,6 +12,9 @@ use switchboard_actors::storage::{ApiKeyRecord, LimitOverrides, Tenant, TenantSt
 pub struct EffectiveLimits {
     pub api_requests_per_second: u32,
     pub api_burst: u32,
+    pub sends_per_second: u32,
+    pub send_burst: u32,
+    pub max_queued_sends: u32,
 }
 
 impl EffectiveLimits {
@@ -21,6 +24,13 @@ impl EffectiveLimits {
                 .api_requests_per_second
                 .unwrap_or(defaults.api_requests_per_second),
             api_burst: overrides.api_burst.unwrap_or(defaults.api_burst),
+            sends_per_second: overrides
+                .sends_per_second
+                .unwrap_or(defaults.sends_per_second),
+            send_burst: overrides.send_burst.unwrap_or(defaults.send_burst),
+            max_queued_sends: overrides
+                .max_queued_sends
+                .unwrap_or(defaults.max_queued_sends),
         }
     }
 }

@@ -47,6 +47,12 @@ CREATE TABLE messages (
     peer             TEXT NOT NULL,
     status           TEXT NOT NULL,
     idempotency_key  TEXT,
+    -- SHA-256 of the request, so a reused Idempotency-Key with another body is refused.
+    request_hash     TEXT,
+    -- The network's id once sent (outbound) or as received (inbound).
+    external_id      TEXT,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT,
     body_key_id      TEXT,
     body             BYTEA,
     error            TEXT,
@@ -55,6 +61,7 @@ CREATE TABLE messages (
     UNIQUE (tenant_id, idempotency_key)
 );
 CREATE INDEX messages_by_session ON messages (session_id, id);
+CREATE INDEX messages_queued ON messages (tenant_id, status, id);
 
 -- `seq` is commit order (one event writer per process), which readers that resume
 -- from a cursor (SSE, listings) follow; `id` (a ULID) is the public identifier.

@@ -58,7 +58,8 @@ pub struct Sim {
     session_id: String,
     config: SimConfig,
     generator: Option<JoinHandle<()>>,
-    sent: u64,
+    /// Where acknowledgements of sends go (set by `connect`).
+    events: Option<mpsc::Sender<ChannelEvent>>,
 }
 
 impl Sim {
@@ -67,7 +68,7 @@ impl Sim {
             session_id: session_id.to_owned(),
             config,
             generator: None,
-            sent: 0,
+            events: None,
         }
     }
 }
@@ -114,6 +115,7 @@ impl Channel for Sim {
             if let Some(g) = self.generator.take() {
                 g.abort();
             }
+            self.events = Some(events.clone());
             self.generator = Some(tokio::spawn(generate(
                 self.session_id.clone(),
                 self.config.clone(),
@@ -125,16 +127,24 @@ impl Channel for Sim {
 
     fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>> {
         Box::pin(async move {
-            if self.generator.is_none() {
+            let Some(events) = self.events.clone().filter(|_| self.generator.is_some()) else {
                 return Err(ChannelError::NotConnected);
-            }
-            self.sent += 1;
-            Ok(format!("sim-sent-{}-{}", message.id, self.sent))
+            };
+            // The network id is derived from ours, as a network that deduplicates would.
+            let external = format!("sim-out-{}", message.id);
+            let ack = ChannelEvent::Ack {
+                id: external.clone(),
+            };
+            tokio::spawn(async move {
+                let _ = events.send(ack).await;
+            });
+            Ok(external)
         })
     }
 
     fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
+            self.events = None;
             if let Some(g) = self.generator.take() {
                 g.abort();
             }
@@ -144,6 +154,7 @@ impl Channel for Sim {
 
     fn disconnect(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            self.events = None;
             if let Some(g) = self.generator.take() {
                 g.abort();
             }

@@ -30,6 +30,12 @@ pub enum RootMsg {
         reply: RpcReplyPort<Result<(), SessionError>>,
     },
     Restore,
+    Send {
+        tenant_id: String,
+        session_id: String,
+        message: crate::channels::OutboundMessage,
+        reply: RpcReplyPort<Result<String, SessionError>>,
+    },
 }
 
 #[derive(Debug)]
@@ -122,6 +128,19 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::Restore => state.restore(&myself, None).await,
+            RootMsg::Send {
+                tenant_id,
+                session_id,
+                message,
+                reply,
+            } => match state.tenants.get(&tenant_id) {
+                Some(t) => {
+                    let _ = t.cast(TenantMsg::Send(session_id, message, reply));
+                }
+                None => {
+                    let _ = reply.send(Err(SessionError::NotRunning));
+                }
+            },
             RootMsg::Command {
                 tenant_id,
                 command,
@@ -216,6 +235,31 @@ impl Sessions {
     ) -> Result<(), SessionError> {
         self.command(tenant_id, Command::Fault(session_id.to_owned(), fault))
             .await
+    }
+
+    /// Sends a message through a running session; returns the network's id for it.
+    pub async fn send(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        message: crate::channels::OutboundMessage,
+    ) -> Result<String, SessionError> {
+        let (tenant_id, session_id) = (tenant_id.to_owned(), session_id.to_owned());
+        let call = ractor::call_t!(
+            self.root,
+            |reply| RootMsg::Send {
+                tenant_id,
+                session_id,
+                message,
+                reply
+            },
+            45_000
+        );
+        match call {
+            Ok(r) => r,
+            Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
+            Err(e) => Err(SessionError::Failed(e.to_string())),
+        }
     }
 
     /// Stops every session actor (not their rows' desired state: they come back on restart).

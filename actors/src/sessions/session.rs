@@ -15,8 +15,9 @@ use super::tenant::TenantMsg;
 use super::{Deps, Fault, MESSAGE_RECEIVED, publish, status};
 use crate::channels::{self, Channel, ChannelEvent};
 use crate::events::Publish;
-use crate::storage::SessionRow;
+use crate::storage::{MESSAGE_BODY_PURPOSE, MessageRow, MessageWrite, SessionRow};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_crypto::Binding;
 use tokio::sync::mpsc;
 
 /// Why a session actor ended with an error (the supervisor reads the kind).
@@ -44,6 +45,11 @@ pub enum SessionMsg {
     Ping(RpcReplyPort<()>),
     Fault(Fault),
     Logout(RpcReplyPort<Result<(), String>>),
+    /// Sends a message; replies with the network's id for it.
+    Send(
+        channels::OutboundMessage,
+        RpcReplyPort<Result<String, String>>,
+    ),
 }
 
 #[derive(Debug)]
@@ -164,6 +170,7 @@ impl Actor for SessionActor {
                     let mut event = Publish::new(&state.row.tenant_id, MESSAGE_RECEIVED, data);
                     event.session_id = Some(state.row.id.clone());
                     event.channel = Some(state.row.channel.clone());
+                    event.message = Some(MessageWrite::Insert(Box::new(inbound_row(state, &m)?)));
                     // Retry until stored: the channel waits meanwhile, nothing is dropped.
                     let mut wait = std::time::Duration::from_millis(50);
                     while let Err(e) = state.deps.events.publish(event.clone()).await {
@@ -173,7 +180,7 @@ impl Actor for SessionActor {
                     }
                     metrics::counter!("switchboard_inbound_messages_total", "channel" => state.row.channel.clone()).increment(1);
                 }
-                ChannelEvent::Ack { .. } => {}
+                ChannelEvent::Ack { id } => acknowledge(&state.deps, &state.row, &id).await,
                 ChannelEvent::Disconnected(why) => {
                     return Err(SessionFailure::Disconnected(why).into());
                 }
@@ -196,6 +203,10 @@ impl Actor for SessionActor {
                     )))?;
                 }
             },
+            SessionMsg::Send(message, reply) => {
+                let result = state.channel.send(message).await.map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
             SessionMsg::Logout(reply) => {
                 let result = state.channel.logout().await.map_err(|e| e.to_string());
                 let _ = reply.send(result);
@@ -212,4 +223,83 @@ pub(crate) async fn publish_status(deps: &Deps, row: &SessionRow, status: &str, 
     event.session_id = Some(row.id.clone());
     event.channel = Some(row.channel.clone());
     publish(&deps.events, event).await;
+}
+
+/// The stored row of an inbound message (body sealed).
+fn inbound_row(
+    state: &SessionState,
+    m: &channels::InboundMessage,
+) -> Result<MessageRow, ActorProcessingErr> {
+    let id = crate::ids::new_id(crate::ids::MESSAGE);
+    let binding = Binding {
+        tenant_id: &state.row.tenant_id,
+        record_id: &id,
+        purpose: MESSAGE_BODY_PURPOSE,
+    };
+    let sealed = state.deps.keyring.seal(m.text.as_bytes(), binding)?;
+    let now = crate::clock::now_ms();
+    Ok(MessageRow {
+        id,
+        tenant_id: state.row.tenant_id.clone(),
+        session_id: state.row.id.clone(),
+        direction: "inbound".into(),
+        peer: m.from.clone(),
+        status: "received".into(),
+        idempotency_key: None,
+        request_hash: None,
+        external_id: Some(m.external_id.clone()),
+        attempts: 0,
+        body_key_id: Some(sealed.key_id),
+        body: Some(sealed.data),
+        error: None,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// The network confirmed delivery of a message we sent (`external_id`). The ack
+/// can overtake the commit of `sent`, so it waits (off the actor) for that first:
+/// `message.delivered` always follows `message.sent`.
+async fn acknowledge(deps: &Deps, session: &SessionRow, external_id: &str) {
+    let (deps, session, external_id) = (deps.clone(), session.clone(), external_id.to_owned());
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            let row = match deps
+                .store
+                .message_by_external_id(&session.id, &external_id)
+                .await
+            {
+                Ok(Some(r)) if r.direction == "outbound" => r,
+                Ok(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look up an acknowledged message");
+                    return;
+                }
+            };
+            if row.status != "sent" {
+                if row.status == "delivered" || row.status == "failed" {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            let data =
+                serde_json::json!({ "message_id": row.id, "status": "delivered", "to": row.peer });
+            let mut event = Publish::new(&row.tenant_id, super::MESSAGE_DELIVERED, data);
+            event.session_id = Some(row.session_id.clone());
+            event.channel = Some(session.channel.clone());
+            event.message = Some(MessageWrite::Status {
+                id: row.id.clone(),
+                status: "delivered",
+                external_id: None,
+                error: None,
+            });
+            publish(&deps.events, event).await;
+            return;
+        }
+        tracing::warn!(external_id = %external_id, "acknowledged message never recorded as sent");
+    });
 }

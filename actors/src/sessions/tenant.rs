@@ -28,6 +28,11 @@ pub enum TenantMsg {
     Stop(String, Reply),
     Logout(String, Reply),
     Fault(String, Fault, Reply),
+    Send(
+        String,
+        crate::channels::OutboundMessage,
+        RpcReplyPort<Result<String, SessionError>>,
+    ),
     Status {
         session_id: String,
         status: &'static str,
@@ -303,6 +308,22 @@ impl Actor for TenantSupervisor {
                     None => Err(SessionError::NotRunning),
                 };
                 let _ = reply.send(result);
+            }
+            TenantMsg::Send(id, message, reply) => {
+                let actor = state.children.get(&id).and_then(|c| c.actor.clone());
+                let Some(actor) = actor else {
+                    let _ = reply.send(Err(SessionError::NotRunning));
+                    return Ok(());
+                };
+                // The session answers the caller directly; the supervisor never waits.
+                tokio::spawn(async move {
+                    let result = match ractor::call_t!(actor, SessionMsg::Send, 30_000, message) {
+                        Ok(r) => r.map_err(SessionError::Failed),
+                        Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
+                        Err(_) => Err(SessionError::NotRunning),
+                    };
+                    let _ = reply.send(result);
+                });
             }
             TenantMsg::Status {
                 session_id,

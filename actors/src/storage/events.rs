@@ -29,6 +29,8 @@ pub struct NewEvent {
     pub body: Sealed,
     pub created_at: i64,
     pub targets: Targets,
+    /// A message row change committed in the same transaction.
+    pub message: Option<super::MessageWrite>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -143,6 +145,11 @@ impl Store {
                         .push_bind(e.created_at);
                 });
                 q.build().execute(&mut *tx).await?;
+            }
+            for e in events {
+                if let Some(w) = &e.message {
+                    super::messages::apply_write!(&mut *tx, w);
+                }
             }
             let mut rows: Vec<(&str, &str, String)> = Vec::new();
             let mut counts = Vec::with_capacity(events.len());

@@ -38,7 +38,7 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         table: "messages",
         key_id_column: "body_key_id",
         data_column: "body",
-        purpose: "message.body",
+        purpose: super::messages::BODY_PURPOSE,
     },
     SealedColumn {
         table: "sessions",

@@ -47,6 +47,15 @@ pub struct LimitOverrides {
     /// API requests a key may make at once above the sustained rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_burst: Option<u32>,
+    /// Sustained outbound messages per second for the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sends_per_second: Option<u32>,
+    /// Sends allowed at once above the sustained rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_burst: Option<u32>,
+    /// Most sends waiting in the queue; more are refused with 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_sends: Option<u32>,
 }
 
 /// A change to [`LimitOverrides`]: absent = unchanged, `null` = back to the default.
@@ -57,6 +66,12 @@ pub struct LimitsPatch {
     pub api_requests_per_second: Option<Option<u32>>,
     #[serde(default, deserialize_with = "present")]
     pub api_burst: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub sends_per_second: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub send_burst: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_queued_sends: Option<Option<u32>>,
 }
 
 /// Deserializes a field that was present (possibly `null`) as `Some(..)`.
@@ -73,6 +88,15 @@ impl LimitOverrides {
         }
         if let Some(v) = patch.api_burst {
             self.api_burst = v;
+        }
+        if let Some(v) = patch.sends_per_second {
+            self.sends_per_second = v;
+        }
+        if let Some(v) = patch.send_burst {
+            self.send_burst = v;
+        }
+        if let Some(v) = patch.max_queued_sends {
+            self.max_queued_sends = v;
         }
     }
 }

@@ -313,6 +313,25 @@ fn schemas() -> Value {
                 "start": { "type": "boolean", "default": true }
             }
         },
+        "Message": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string", "pattern": "^msg_" }, "session_id": { "type": "string" },
+                "direction": { "enum": ["inbound", "outbound"] }, "peer": { "type": "string" },
+                "text": { "type": ["string", "null"] },
+                "status": { "enum": ["queued", "sending", "sent", "delivered", "failed", "received"] },
+                "external_id": { "type": ["string", "null"] }, "error": { "type": ["string", "null"] },
+                "created_at": ts, "updated_at": ts
+            }
+        },
+        "MessagePage": {
+            "type": "object",
+            "properties": { "data": { "type": "array", "items": schema_ref("Message") }, "next_cursor": { "type": ["string", "null"] } }
+        },
+        "SendMessage": {
+            "type": "object", "required": ["to", "text"], "additionalProperties": false,
+            "properties": { "to": { "type": "string", "maxLength": 256 }, "text": { "type": "string", "minLength": 1, "maxLength": 4096 } }
+        },
         "Fault": {
             "type": "object", "required": ["fault"], "additionalProperties": false,
             "properties": { "fault": { "enum": ["panic", "error", "hang", "disconnect"] } }

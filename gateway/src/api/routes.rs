@@ -45,6 +45,9 @@ pub enum RouteId {
     LogoutSession,
     FaultSession,
     SessionEvents,
+    SendMessage,
+    ListSessionMessages,
+    GetMessage,
 }
 
 /// Who may call a route.
@@ -533,6 +536,39 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (200, Some("EventStream")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/messages",
+            SendMessage,
+            Tenant,
+            "Queue a text message (Idempotency-Key honoured); 409 if the session is stopped, failed or logged out, queued while it (re)starts.",
+        ),
+        Some("SendMessage"),
+        (202, Some("Message")),
+    ),
+    with(
+        paged(route(
+            Method::GET,
+            "/v1/sessions/{id}/messages",
+            ListSessionMessages,
+            Tenant,
+            "A session's messages, both directions (cursor paging).",
+        )),
+        None,
+        (200, Some("MessagePage")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/messages/{id}",
+            GetMessage,
+            Tenant,
+            "One message and its status (queued, sending, sent, delivered, failed; received).",
+        ),
+        None,
+        (200, Some("Message")),
     ),
 ];
 

@@ -107,6 +107,10 @@ pub async fn update(ctx: &Ctx<'_>, req: Request<Incoming>) -> ApiResult {
         audit(ctx, "tenant.update"),
     )
     .await?;
+    // A running sender picks up new send limits at once.
+    ctx.app
+        .outbound
+        .wake(id, super::messages::quota(&view.limits));
     json(StatusCode::OK, &view)
 }
 

@@ -6,6 +6,7 @@ mod receiver;
 mod support;
 
 mod api;
+mod messages;
 mod process;
 mod sessions;
 mod webhooks;

@@ -1,0 +1,306 @@
+//! Messages, both directions. Outbound ones are the durable send queue: a row is
+//! `queued` until the tenant's sender claims it (`sending`), then `sent` (and
+//! `delivered` when the network acknowledges) or `failed`. Bodies are sealed.
+//!
+//! Status changes that users must hear about are written together with their
+//! `message.*` event (see [`MessageWrite`] on `NewEvent`), so the state and the
+//! event cannot disagree after a crash.
+
+use super::audit::AuditEntry;
+use super::{BeginWrite, Result, Store, on_pool};
+use crate::clock;
+use serde::Serialize;
+use switchboard_crypto::Sealed;
+
+/// Purpose bound into sealed message bodies.
+pub const BODY_PURPOSE: &str = "message.body";
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub session_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// The other party (recipient of outbound, sender of inbound).
+    pub peer: String,
+    pub status: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub external_id: Option<String>,
+    pub attempts: i64,
+    pub body_key_id: Option<String>,
+    pub body: Option<Vec<u8>>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+macro_rules! message_columns {
+    () => {
+        "id, tenant_id, session_id, direction, peer, status, idempotency_key, request_hash, external_id, \
+         attempts, body_key_id, body, error, created_at, updated_at"
+    };
+}
+pub(crate) use message_columns;
+
+/// Inserts a [`MessageRow`] through `$exec`.
+macro_rules! insert_row {
+    ($exec:expr, $row:expr) => {
+        sqlx::query(concat!(
+            "INSERT INTO messages (",
+            $crate::storage::messages::message_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&$row.id)
+        .bind(&$row.tenant_id)
+        .bind(&$row.session_id)
+        .bind(&$row.direction)
+        .bind(&$row.peer)
+        .bind(&$row.status)
+        .bind(&$row.idempotency_key)
+        .bind(&$row.request_hash)
+        .bind(&$row.external_id)
+        .bind($row.attempts)
+        .bind(&$row.body_key_id)
+        .bind(&$row.body)
+        .bind(&$row.error)
+        .bind($row.created_at)
+        .bind($row.updated_at)
+        .execute($exec)
+        .await
+        .map_err(|e| $crate::storage::conflict_or(e, "message"))?
+    };
+}
+pub(crate) use insert_row;
+
+/// Applies a [`MessageWrite`] through `$exec`.
+macro_rules! apply_write {
+    ($exec:expr, $w:expr) => {
+        match $w {
+            $crate::storage::MessageWrite::Insert(row) => {
+                $crate::storage::messages::insert_row!($exec, row);
+            }
+            $crate::storage::MessageWrite::Status {
+                id,
+                status,
+                external_id,
+                error,
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET status = $1, external_id = COALESCE($2, external_id), \
+                     error = COALESCE($3, error), updated_at = $4 WHERE id = $5",
+                )
+                .bind(*status)
+                .bind(external_id)
+                .bind(error)
+                .bind($crate::clock::now_ms())
+                .bind(id)
+                .execute($exec)
+                .await?;
+            }
+        }
+    };
+}
+pub(crate) use apply_write;
+
+/// A message change committed with an event.
+#[derive(Debug, Clone)]
+pub enum MessageWrite {
+    /// A new message row (inbound messages, queued sends).
+    Insert(Box<MessageRow>),
+    /// A status change of an existing row.
+    Status {
+        id: String,
+        status: &'static str,
+        external_id: Option<String>,
+        error: Option<String>,
+    },
+}
+
+/// The outcome of enqueueing a send.
+#[derive(Debug, Clone)]
+pub enum Enqueued {
+    New(Box<MessageRow>),
+    /// The Idempotency-Key was used before with the same request: the first message.
+    Existing(Box<MessageRow>),
+    /// The Idempotency-Key was used before with a different request.
+    KeyReused,
+    /// The tenant already has `limit` sends queued.
+    QueueFull {
+        queued: i64,
+    },
+}
+
+impl Store {
+    /// Queues an outbound message unless the key was used or the queue is full.
+    pub async fn enqueue_message(
+        &self,
+        row: &MessageRow,
+        max_queued: i64,
+        _audit: Option<&AuditEntry>,
+    ) -> Result<Enqueued> {
+        let out = on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            if let Some(key) = &row.idempotency_key {
+                let existing = sqlx::query_as::<_, MessageRow>(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE tenant_id = $1 AND idempotency_key = $2"
+                ))
+                .bind(&row.tenant_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(e) = existing {
+                    return Ok(
+                        if e.request_hash == row.request_hash && e.session_id == row.session_id {
+                            Enqueued::Existing(Box::new(e))
+                        } else {
+                            Enqueued::KeyReused
+                        },
+                    );
+                }
+            }
+            let queued: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE tenant_id = $1 AND direction = 'outbound' \
+                 AND status IN ('queued', 'sending')",
+            )
+            .bind(&row.tenant_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if queued >= max_queued {
+                return Ok(Enqueued::QueueFull { queued });
+            }
+            insert_row!(&mut *tx, row);
+            tx.commit().await?;
+            Enqueued::New(Box::new(row.clone()))
+        });
+        Ok(out)
+    }
+
+    /// Claims the tenant's oldest due queued message (marks it `sending`).
+    pub async fn claim_next_send(&self, tenant_id: &str) -> Result<Option<MessageRow>> {
+        let now = clock::now_ms();
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, MessageRow>(concat!(
+                "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = $2 WHERE id = (\
+                   SELECT id FROM messages WHERE tenant_id = $1 AND direction = 'outbound' AND status = 'queued' \
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= $2) ORDER BY id LIMIT 1) \
+                 RETURNING ",
+                message_columns!()
+            ))
+            .bind(tenant_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// Puts a claimed message back in the queue, due at `at`.
+    pub async fn requeue_message(&self, id: &str, at: i64) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE messages SET status = 'queued', next_attempt_at = $1, updated_at = $2 WHERE id = $3")
+                .bind(at)
+                .bind(clock::now_ms())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// After a crash: sends that were in progress are queued again.
+    pub async fn recover_sending(&self) -> Result<u64> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query("UPDATE messages SET status = 'queued' WHERE status = 'sending'")
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n)
+    }
+
+    /// Tenants with queued sends (start-up).
+    pub async fn tenants_with_queued_sends(&self) -> Result<Vec<String>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT DISTINCT tenant_id FROM messages WHERE direction = 'outbound' AND status = 'queued'",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<MessageRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, MessageRow>(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// A message by its network id within a session (acks).
+    pub async fn message_by_external_id(
+        &self,
+        session_id: &str,
+        external_id: &str,
+    ) -> Result<Option<MessageRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, MessageRow>(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE session_id = $1 AND external_id = $2"
+            ))
+            .bind(session_id)
+            .bind(external_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    pub async fn list_session_messages(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, MessageRow>(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE tenant_id = $1 AND session_id = $2 AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+            ))
+            .bind(tenant_id)
+            .bind(session_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+}
+
+impl MessageRow {
+    pub fn sealed(&self) -> Option<Sealed> {
+        match (&self.body_key_id, &self.body) {
+            (Some(k), Some(d)) => Some(Sealed {
+                key_id: k.clone(),
+                data: d.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
