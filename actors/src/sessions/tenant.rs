@@ -51,6 +51,8 @@ struct Child {
     /// Set when the watchdog killed the actor (so the termination is a failure).
     killed: bool,
     last_published: Option<(&'static str, String, Instant)>,
+    /// When each restart reason was last published (to coalesce reconnect loops).
+    restarts_published: HashMap<String, Instant>,
 }
 
 #[derive(Debug)]
@@ -90,11 +92,30 @@ impl TenantState {
             .last_published
             .as_ref()
             .is_some_and(|(s, r, at)| *s == status && r == reason && at.elapsed() < window);
+        // A restart cycle identical to one published recently, starting from WORKING,
+        // is left out entirely (its STARTING here, its WORKING by the rule above): the
+        // consumer keeps seeing WORKING, which is where the session ends up.
+        let repeated_cycle = status == status::STARTING
+            && reason.starts_with("restarting after")
+            && child
+                .last_published
+                .as_ref()
+                .is_some_and(|(s, _, _)| *s == status::WORKING)
+            && child
+                .restarts_published
+                .get(reason)
+                .is_some_and(|at| at.elapsed() < window);
+        let repeat = repeat || repeated_cycle;
         if repeat {
             metrics::counter!("switchboard_session_status_coalesced_total").increment(1);
             return;
         }
         child.last_published = Some((status, reason.to_owned(), Instant::now()));
+        if status == status::STARTING {
+            child
+                .restarts_published
+                .insert(reason.to_owned(), Instant::now());
+        }
         let row = child.row.clone();
         publish_status(&self.deps, &row, status, reason).await;
     }
@@ -240,6 +261,7 @@ impl Actor for TenantSupervisor {
                         tracker: RestartTracker::default(),
                         killed: false,
                         last_published: last,
+                        restarts_published: HashMap::new(),
                     },
                 );
                 state

@@ -532,3 +532,65 @@ async fn sse_clients_resuming_with_last_event_id_miss_nothing() {
     assert_eq!(seen, stored[..seen.len()].to_vec());
     assert!(seen.iter().any(|(_, t)| t == "message.received"));
 }
+
+#[tokio::test]
+async fn reconnect_loops_do_not_flood_webhooks() {
+    let gw = Gateway::start_with(options(10)).await;
+    let (_, key) = gw.create_tenant("flaky").await;
+    let id = create_session(&gw, &key, json!({})).await;
+    for _ in 0..4 {
+        wait_status(&gw, &key, &id, "WORKING").await;
+        fault(&gw, &key, &id, "disconnect").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&gw, &key, &id, "WORKING").await;
+    assert_eq!(
+        metric(
+            &gw,
+            "switchboard_session_restarts_total{kind=\"disconnect\"}"
+        )
+        .await,
+        4.0
+    );
+    // Four identical reconnect cycles, one published cycle.
+    let events = status_events(&gw, &key, &id).await;
+    let restarting = events
+        .iter()
+        .filter(|(s, r)| s == "STARTING" && r == "restarting after disconnect")
+        .count();
+    assert_eq!(restarting, 1, "{events:?}");
+    assert!(metric(&gw, "switchboard_session_status_coalesced_total").await >= 6.0);
+}
+
+#[tokio::test]
+async fn message_and_stream_routes_are_tenant_isolated() {
+    let gw = Gateway::start_with(options(5)).await;
+    let (_, a) = gw.create_tenant("a").await;
+    let (_, b) = gw.create_tenant("b").await;
+    let id = create_session(&gw, &a, json!({})).await;
+    wait_status(&gw, &a, &id, "WORKING").await;
+    let r = gw
+        .tenant(
+            &a,
+            Method::POST,
+            &format!("/v1/sessions/{id}/messages"),
+            Some(json!({ "to": "x", "text": "hi" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let msg = r.json["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/v1/messages/{msg}"),
+        format!("/v1/sessions/{id}/messages"),
+        format!("/v1/sessions/{id}/events"),
+    ] {
+        let r = gw.tenant(&b, Method::GET, &path, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        gw.tenant(&a, Method::GET, &format!("/v1/messages/{msg}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
