@@ -7,7 +7,9 @@
 //! result is committed together with its event: `message.sent` (then
 //! `message.delivered` when the network acknowledges) or, once the session is gone
 //! or sending failed too often, `message.failed`. A session that is only restarting
-//! keeps its messages queued. After a crash, `sending` rows are queued again and
+//! keeps its messages queued. Per-session pacing: a session sends at most once per
+//! `send_interval`; a message that comes too early goes back to the queue until its
+//! turn, so other sessions of the tenant are not held up behind it. After a crash, `sending` rows are queued again and
 //! resent with the same message id (networks that deduplicate by it, like `sim`,
 //! then send it once).
 
@@ -50,6 +52,8 @@ struct Inner {
     sessions: Sessions,
     keyring: Arc<Keyring>,
     cancel: CancellationToken,
+    /// Least time between two sends of one session.
+    send_interval: Duration,
     tenants: Mutex<HashMap<String, TenantSender>>,
 }
 
@@ -65,6 +69,7 @@ impl Outbound {
         events: Events,
         sessions: Sessions,
         keyring: Arc<Keyring>,
+        send_interval: Duration,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -74,6 +79,7 @@ impl Outbound {
                 sessions,
                 keyring,
                 cancel,
+                send_interval,
                 tenants: Mutex::new(HashMap::new()),
             }),
         }
@@ -133,6 +139,8 @@ async fn run(
     let mut limit = limiter(*quota.borrow_and_update());
     // Requeued sends come due without a wake-up: poll often while there were any.
     let mut last_requeue: Option<std::time::Instant> = None;
+    // When each session of this tenant last sent (pacing).
+    let mut last_send: HashMap<String, std::time::Instant> = HashMap::new();
     loop {
         if inner.cancel.is_cancelled() {
             return;
@@ -162,9 +170,20 @@ async fn run(
             }
             continue;
         };
+        if let Some(at) = last_send.get(&message.session_id) {
+            let wait = inner.send_interval.saturating_sub(at.elapsed());
+            if !wait.is_zero() {
+                requeue(&inner, &message, wait).await;
+                last_requeue = Some(std::time::Instant::now());
+                continue;
+            }
+        }
         tokio::select! {
             () = limit.until_ready() => {}
             () = inner.cancel.cancelled() => return, // the row is recovered at the next start
+        }
+        if !inner.send_interval.is_zero() {
+            last_send.insert(message.session_id.clone(), std::time::Instant::now());
         }
         if send(&inner, message).await {
             last_requeue = Some(std::time::Instant::now());

@@ -34,6 +34,7 @@
 //! | `sessions.restart_window`        | `SWITCHBOARD_SESSIONS_RESTART_WINDOW`       | `5m`                  |
 //! | `sessions.watchdog_interval`     | `SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL`    | `10s`                 |
 //! | `sessions.watchdog_timeout`      | `SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT`     | `5s`                  |
+//! | `sessions.send_interval`         | `SWITCHBOARD_SESSIONS_SEND_INTERVAL`        | `0ms` (no pacing)     |
 //!
 //! Log filtering follows `RUST_LOG` (default `info`).
 
@@ -178,6 +179,8 @@ pub struct SessionConfig {
     pub restart_window: Duration,
     pub watchdog_interval: Duration,
     pub watchdog_timeout: Duration,
+    /// Least time between two sends of one session (pacing); zero = none.
+    pub send_interval: Duration,
 }
 
 /// The validated configuration.
@@ -235,6 +238,7 @@ struct FileSessions {
     restart_window: Option<String>,
     watchdog_interval: Option<String>,
     watchdog_timeout: Option<String>,
+    send_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +303,7 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_SESSIONS_RESTART_WINDOW",
     "SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL",
     "SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT",
+    "SWITCHBOARD_SESSIONS_SEND_INTERVAL",
 ];
 
 /// One setting being resolved: the value so far and where it came from.
@@ -710,6 +715,12 @@ impl Config {
                 "5s",
             )?,
         )?;
+        let send_interval = duration(
+            "sessions.send_interval",
+            fs.send_interval,
+            "SWITCHBOARD_SESSIONS_SEND_INTERVAL",
+            "0ms",
+        )?;
         let (max_restarts, origin) = Layer::file(fs.max_restarts, p)
             .env(
                 env,
@@ -729,6 +740,7 @@ impl Config {
                 restart_window,
                 watchdog_interval,
                 watchdog_timeout,
+                send_interval,
             },
             previous_master_keys,
             webhooks: WebhookSettings {

@@ -231,6 +231,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         events.clone(),
         sessions.clone(),
         keyring.clone(),
+        config.sessions.send_interval,
         cancel.clone(),
     );
     {

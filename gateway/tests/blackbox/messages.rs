@@ -371,3 +371,57 @@ async fn queued_sends_survive_sigkill_and_go_out_exactly_once() {
         .await;
     assert_eq!(s.json["status"], "WORKING");
 }
+
+#[tokio::test]
+async fn each_session_is_paced_without_holding_up_the_others() {
+    let mut opts = options();
+    opts.env
+        .push(("SWITCHBOARD_SESSIONS_SEND_INTERVAL".into(), "250ms".into()));
+    let gw = Gateway::start_with(opts).await;
+    let (tenant, key) = gw.create_tenant("paced").await;
+    gw.admin(
+        Method::PATCH,
+        &format!("/v1/tenants/{tenant}"),
+        Some(json!({ "limits": { "sends_per_second": 100, "send_burst": 100 } })),
+    )
+    .await;
+    let one = working_session(&gw, &key).await;
+    let two = working_session(&gw, &key).await;
+    for i in 0..4 {
+        for s in [&one, &two] {
+            assert_eq!(
+                send(&gw, &key, s, &format!("p{i}"), None).await.0,
+                StatusCode::ACCEPTED
+            );
+        }
+    }
+    let sent = wait_sent(&gw, &key, 8, Duration::from_secs(30)).await;
+    let mut by_session: HashMap<String, Vec<i64>> = HashMap::new();
+    for e in &sent {
+        let at =
+            switchboard_actors::clock::parse_rfc3339(e["created_at"].as_str().unwrap()).unwrap();
+        by_session
+            .entry(e["session_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(at);
+    }
+    let mut spans = Vec::new();
+    for times in by_session.values_mut() {
+        times.sort_unstable();
+        assert_eq!(times.len(), 4);
+        for w in times.windows(2) {
+            assert!(
+                w[1] - w[0] >= 200,
+                "a session sent twice within {} ms",
+                w[1] - w[0]
+            );
+        }
+        spans.push((times[0], times[3]));
+    }
+    // The two sessions' sends overlap in time: pacing one does not queue the other behind it.
+    let (a, b) = (spans[0], spans[1]);
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "sessions were served one after the other: {spans:?}"
+    );
+}
