@@ -1,6 +1,10 @@
 //! The restart strategy, written once and used by every supervisor: exponential
 //! backoff with jitter between restarts, and a cap of restarts per sliding window
 //! after which the child is given up on (the session goes to `FAILED`).
+//!
+//! Session actors are supervised by their `TenantSupervisor` (ractor); long-running
+//! background tasks that must never silently stop (the webhook dispatcher) run under
+//! [`supervise_task`], which applies the same strategy to a tokio task.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -76,9 +80,97 @@ impl RestartTracker {
     }
 }
 
+/// Runs the task `make` builds until `cancel` fires, restarting it with `policy`
+/// whenever it panics or ends on its own. A task that exhausts the restart budget
+/// keeps being restarted at the longest delay (a background service has no
+/// `FAILED` state to fall back to), with an error logged each time.
+pub async fn supervise_task<F, Fut>(
+    name: &'static str,
+    policy: RestartPolicy,
+    cancel: tokio_util::sync::CancellationToken,
+    make: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut tracker = RestartTracker::default();
+    loop {
+        let outcome = tokio::spawn(make()).await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        let kind = match outcome {
+            Ok(()) => "ended",
+            Err(e) if e.is_panic() => "panic",
+            Err(_) => "aborted",
+        };
+        metrics::counter!("switchboard_task_restarts_total", "task" => name, "kind" => kind)
+            .increment(1);
+        let wait = match tracker.on_failure(
+            &policy,
+            Instant::now(),
+            crate::webhooks::schedule::unit_random(),
+        ) {
+            Decision::Restart { after, attempt } => {
+                tracing::error!(
+                    task = name,
+                    kind,
+                    attempt,
+                    after_ms = after.as_millis() as u64,
+                    "background task stopped; restarting"
+                );
+                after
+            }
+            Decision::GiveUp { restarts } => {
+                tracing::error!(
+                    task = name,
+                    kind,
+                    restarts,
+                    "background task keeps failing; restarting at the longest delay"
+                );
+                policy.max
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn supervised_tasks_are_restarted_after_a_panic() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let runs = Arc::new(AtomicU32::new(0));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let policy = RestartPolicy {
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            max_restarts: 10,
+            window: Duration::from_secs(10),
+        };
+        let (r, c) = (runs.clone(), cancel.clone());
+        let supervisor = tokio::spawn(supervise_task("test", policy, cancel.clone(), move || {
+            let (r, c) = (r.clone(), c.clone());
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("boom");
+                }
+                c.cancelled().await;
+            }
+        }));
+        while runs.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+        supervisor.await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn backs_off_exponentially_then_gives_up() {

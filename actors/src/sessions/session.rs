@@ -19,6 +19,7 @@ use crate::storage::{MESSAGE_BODY_PURPOSE, MessageRow, MessageWrite, SessionRow}
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_crypto::Binding;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// Why a session actor ended with an error (the supervisor reads the kind).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -137,6 +138,23 @@ impl Actor for SessionActor {
         msg: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::info_span!(
+            "session",
+            tenant_id = %state.row.tenant_id,
+            session_id = %state.row.id,
+            channel = %state.row.channel,
+        );
+        process(myself, msg, state).instrument(span).await
+    }
+}
+
+/// One message, inside the session's span.
+async fn process(
+    myself: ActorRef<SessionMsg>,
+    msg: SessionMsg,
+    state: &mut SessionState,
+) -> Result<(), ActorProcessingErr> {
+    {
         match msg {
             SessionMsg::Connect => {
                 let (tx, mut rx) = mpsc::channel(256);

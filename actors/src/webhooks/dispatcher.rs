@@ -131,7 +131,14 @@ impl Dispatcher {
         });
         let writer = tokio::spawn(result_writer(store, results_rx, wake.clone()));
         Ok(tokio::spawn(async move {
-            run(shared, wake, cancel).await;
+            // Supervised: a panic in the loop restarts it (rows keep their leases).
+            let policy = crate::supervision::RestartPolicy::default();
+            let (s, w, c) = (shared.clone(), wake.clone(), cancel.clone());
+            crate::supervision::supervise_task("webhook_dispatcher", policy, cancel, move || {
+                run(s.clone(), w.clone(), c.clone())
+            })
+            .await;
+            drop(shared);
             // The writer ends when the last delivery task drops its sender.
             let _ = writer.await;
         }))
