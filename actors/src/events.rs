@@ -66,6 +66,9 @@ pub struct Published {
     pub created_at: i64,
     /// Deliveries queued for it.
     pub deliveries: usize,
+    /// For an event carrying a send: whether the send was queued. If it was not,
+    /// the event was not stored either.
+    pub enqueued: Option<crate::storage::Enqueued>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +105,7 @@ pub fn body_binding<'a>(tenant_id: &'a str, event_id: &'a str) -> Binding<'a> {
 
 struct Request {
     event: NewEvent,
-    ack: oneshot::Sender<Result<usize, String>>,
+    ack: oneshot::Sender<Result<crate::storage::EventResult, String>>,
 }
 
 /// Handle for publishing events; cheap to clone.
@@ -179,14 +182,15 @@ impl Events {
             .send(Request { event, ack })
             .await
             .map_err(|_| PublishError::Closed)?;
-        let deliveries = done
+        let result = done
             .await
             .map_err(|_| PublishError::Closed)?
             .map_err(PublishError::Store)?;
         Ok(Published {
             id,
             created_at,
-            deliveries,
+            deliveries: result.deliveries,
+            enqueued: result.enqueued,
         })
     }
 }

@@ -43,6 +43,8 @@ pub mod status {
 pub const STATUS_EVENT: &str = "session.status";
 /// Event type of inbound messages.
 pub const MESSAGE_RECEIVED: &str = "message.received";
+/// Event type of a send accepted into the queue.
+pub const MESSAGE_QUEUED: &str = "message.queued";
 /// Event type of a send the network took.
 pub const MESSAGE_SENT: &str = "message.sent";
 /// Event type of a send the recipient got.

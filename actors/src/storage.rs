@@ -25,7 +25,7 @@ mod webhooks;
 
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
-pub use events::{AttemptRow, DeliveryRow, EventQuery, EventRow, NewEvent, Targets};
+pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
 pub use messages::{BODY_PURPOSE as MESSAGE_BODY_PURPOSE, Enqueued, MessageRow, MessageWrite};
 pub use outbox::{AttemptResult, Claimed, Outcome};
 pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};

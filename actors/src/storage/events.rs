@@ -76,6 +76,15 @@ pub struct AttemptRow {
     pub response_snippet: Option<String>,
 }
 
+/// What storing one event did.
+#[derive(Debug, Clone)]
+pub struct EventResult {
+    /// Deliveries queued for it (0 when it was not stored).
+    pub deliveries: usize,
+    /// For events carrying a send: whether it was queued (if not, the event was not stored).
+    pub enqueued: Option<super::Enqueued>,
+}
+
 /// Filters for listing events.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -97,7 +106,7 @@ const EVENT_CHUNK: usize = 200;
 impl Store {
     /// Writes events and their outbox rows atomically. Returns, per event, how many
     /// deliveries were queued.
-    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<usize>> {
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventResult>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -130,7 +139,26 @@ impl Store {
                     .collect::<Result<Vec<_>>>()?;
                 subs.insert((*t).to_owned(), parsed);
             }
-            for chunk in events.chunks(EVENT_CHUNK) {
+            // Message writes first: a send that is not queued drops its event.
+            let mut enqueued = Vec::with_capacity(events.len());
+            for e in events {
+                let outcome = match &e.message {
+                    Some(w) => super::messages::apply_write!(&mut *tx, w),
+                    None => None,
+                };
+                enqueued.push(outcome);
+            }
+            let keep: Vec<bool> = enqueued
+                .iter()
+                .map(|o| !matches!(o, Some(o) if !matches!(o, super::Enqueued::New(_))))
+                .collect();
+            let kept: Vec<&NewEvent> = events
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(e, _)| e)
+                .collect();
+            for chunk in kept.chunks(EVENT_CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO events (id, tenant_id, session_id, channel, type, body_key_id, body, created_at) ",
                 );
@@ -146,15 +174,14 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            for e in events {
-                if let Some(w) = &e.message {
-                    super::messages::apply_write!(&mut *tx, w);
-                }
-            }
             let mut rows: Vec<(&str, &str, String)> = Vec::new();
             let mut counts = Vec::with_capacity(events.len());
-            for e in events {
+            for (e, keep) in events.iter().zip(&keep) {
                 let before = rows.len();
+                if !keep {
+                    counts.push(0);
+                    continue;
+                }
                 match &e.targets {
                     Targets::Only(endpoint) => {
                         rows.push((&e.tenant_id, &e.id, endpoint.clone()));
@@ -187,6 +214,13 @@ impl Store {
             }
             tx.commit().await?;
             counts
+                .into_iter()
+                .zip(enqueued)
+                .map(|(deliveries, enqueued)| EventResult {
+                    deliveries,
+                    enqueued,
+                })
+                .collect::<Vec<_>>()
         });
         Ok(counts)
     }

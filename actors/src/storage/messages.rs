@@ -6,8 +6,7 @@
 //! `message.*` event (see [`MessageWrite`] on `NewEvent`), so the state and the
 //! event cannot disagree after a crash.
 
-use super::audit::AuditEntry;
-use super::{BeginWrite, Result, Store, on_pool};
+use super::{Result, Store, on_pool};
 use crate::clock;
 use serde::Serialize;
 use switchboard_crypto::Sealed;
@@ -80,6 +79,10 @@ macro_rules! apply_write {
         match $w {
             $crate::storage::MessageWrite::Insert(row) => {
                 $crate::storage::messages::insert_row!($exec, row);
+                None
+            }
+            $crate::storage::MessageWrite::Enqueue { row, max_queued } => {
+                Some($crate::storage::messages::enqueue!($exec, row, *max_queued))
             }
             $crate::storage::MessageWrite::Status {
                 id,
@@ -98,17 +101,68 @@ macro_rules! apply_write {
                 .bind(id)
                 .execute($exec)
                 .await?;
+                None
             }
         }
     };
 }
+
+/// Checks and inserts a send through `$exec`; evaluates to an [`Enqueued`].
+macro_rules! enqueue {
+    ($exec:expr, $row:expr, $max:expr) => {{
+        use $crate::storage::Enqueued;
+        let row: &$crate::storage::MessageRow = $row;
+        let existing = match &row.idempotency_key {
+            Some(key) => {
+                sqlx::query_as::<_, $crate::storage::MessageRow>(concat!(
+                    "SELECT ",
+                    $crate::storage::messages::message_columns!(),
+                    " FROM messages WHERE tenant_id = $1 AND idempotency_key = $2"
+                ))
+                .bind(&row.tenant_id)
+                .bind(key)
+                .fetch_optional($exec)
+                .await?
+            }
+            None => None,
+        };
+        match existing {
+            Some(e) if e.request_hash == row.request_hash && e.session_id == row.session_id => {
+                Enqueued::Existing(Box::new(e))
+            }
+            Some(_) => Enqueued::KeyReused,
+            None => {
+                let queued: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM messages WHERE tenant_id = $1 AND direction = 'outbound' \
+                     AND status IN ('queued', 'sending')",
+                )
+                .bind(&row.tenant_id)
+                .fetch_one($exec)
+                .await?;
+                if queued >= $max {
+                    Enqueued::QueueFull { queued }
+                } else {
+                    $crate::storage::messages::insert_row!($exec, row);
+                    Enqueued::New(Box::new(row.clone()))
+                }
+            }
+        }
+    }};
+}
 pub(crate) use apply_write;
+pub(crate) use enqueue;
 
 /// A message change committed with an event.
 #[derive(Debug, Clone)]
 pub enum MessageWrite {
-    /// A new message row (inbound messages, queued sends).
+    /// A new message row (inbound messages).
     Insert(Box<MessageRow>),
+    /// A send to queue, unless its Idempotency-Key was used or the tenant already has
+    /// `max_queued` sends waiting; the event is stored only if the send is queued.
+    Enqueue {
+        row: Box<MessageRow>,
+        max_queued: i64,
+    },
     /// A status change of an existing row.
     Status {
         id: String,
@@ -133,52 +187,6 @@ pub enum Enqueued {
 }
 
 impl Store {
-    /// Queues an outbound message unless the key was used or the queue is full.
-    pub async fn enqueue_message(
-        &self,
-        row: &MessageRow,
-        max_queued: i64,
-        _audit: Option<&AuditEntry>,
-    ) -> Result<Enqueued> {
-        let out = on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            if let Some(key) = &row.idempotency_key {
-                let existing = sqlx::query_as::<_, MessageRow>(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE tenant_id = $1 AND idempotency_key = $2"
-                ))
-                .bind(&row.tenant_id)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(e) = existing {
-                    return Ok(
-                        if e.request_hash == row.request_hash && e.session_id == row.session_id {
-                            Enqueued::Existing(Box::new(e))
-                        } else {
-                            Enqueued::KeyReused
-                        },
-                    );
-                }
-            }
-            let queued: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM messages WHERE tenant_id = $1 AND direction = 'outbound' \
-                 AND status IN ('queued', 'sending')",
-            )
-            .bind(&row.tenant_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if queued >= max_queued {
-                return Ok(Enqueued::QueueFull { queued });
-            }
-            insert_row!(&mut *tx, row);
-            tx.commit().await?;
-            Enqueued::New(Box::new(row.clone()))
-        });
-        Ok(out)
-    }
-
     /// Claims the tenant's oldest due queued message (marks it `sending`).
     pub async fn claim_next_send(&self, tenant_id: &str) -> Result<Option<MessageRow>> {
         let now = clock::now_ms();

@@ -17,9 +17,11 @@ use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use switchboard_actors::clock::{self, rfc3339};
+use switchboard_actors::events::Publish;
 use switchboard_actors::ids;
 use switchboard_actors::outbound::SendQuota;
-use switchboard_actors::storage::{Enqueued, MESSAGE_BODY_PURPOSE, MessageRow};
+use switchboard_actors::sessions::MESSAGE_QUEUED;
+use switchboard_actors::storage::{Enqueued, MESSAGE_BODY_PURPOSE, MessageRow, MessageWrite};
 use switchboard_crypto::Binding;
 
 /// Longest message text, in characters.
@@ -158,12 +160,25 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         updated_at: now,
     };
     let limits = EffectiveLimits::of(&caller.tenant.limits, &ctx.app.config.limits);
-    let (row, replayed) = match ctx
+    // The send and its `message.queued` event are stored together, or neither is.
+    let data = serde_json::json!({ "message_id": row.id, "status": "queued", "to": row.peer });
+    let mut event = Publish::new(&caller.tenant.id, MESSAGE_QUEUED, data);
+    event.session_id = Some(session.id.clone());
+    event.channel = Some(session.channel.clone());
+    event.message = Some(MessageWrite::Enqueue {
+        row: Box::new(row),
+        max_queued: i64::from(limits.max_queued_sends),
+    });
+    let published = ctx
         .app
-        .store
-        .enqueue_message(&row, i64::from(limits.max_queued_sends), None)
-        .await?
-    {
+        .events
+        .publish(event)
+        .await
+        .map_err(ApiError::internal)?;
+    let outcome = published
+        .enqueued
+        .ok_or_else(|| ApiError::internal("send stored without an enqueue outcome"))?;
+    let (row, replayed) = match outcome {
         Enqueued::New(r) => (*r, false),
         Enqueued::Existing(r) => (*r, true),
         Enqueued::KeyReused => {

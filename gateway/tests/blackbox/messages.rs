@@ -137,6 +137,8 @@ async fn a_send_is_queued_sent_and_delivered_once_per_idempotency_key() {
         assert!(Instant::now() < deadline, "never delivered: {}", m.text);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // One message, one event per status: the replayed and refused requests stored nothing.
+    assert_eq!(events(&gw, &key, "message.queued").await.len(), 1);
     assert_eq!(events(&gw, &key, "message.sent").await.len(), 1);
     let delivered = events(&gw, &key, "message.delivered").await;
     assert_eq!(delivered.len(), 1);
@@ -216,6 +218,7 @@ async fn bad_sends_are_refused_and_write_nothing() {
         (StatusCode::CONFLICT, Some("session_not_working"))
     );
     assert_eq!(gw.db.count("messages").await, before);
+    assert!(events(&gw, &key, "message.queued").await.is_empty());
 }
 
 #[tokio::test]
