@@ -2,8 +2,8 @@
 //! email, or the synthetic `sim`), and the events a channel reports.
 //!
 //! A channel connects (or restores a saved login), then reports what happens as
-//! [`ChannelEvent`]s on the sender it was given; it sends messages and logs out on
-//! request. Everything network-specific stays behind this trait.
+//! [`ChannelEvent`]s on the sender it was given; it sends messages, lists groups and
+//! contacts where the network has them, and logs out on request. Everything network-specific stays behind this trait.
 
 pub mod sim;
 
@@ -59,6 +59,14 @@ pub enum ChannelEvent {
     LoggedOut(String),
 }
 
+/// A group or contact as a network lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Party {
+    /// The network's id (what `to` takes when sending).
+    pub id: String,
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ChannelError {
     #[error("invalid channel configuration: {0}")]
@@ -82,6 +90,14 @@ pub trait Channel: Send + 'static {
     fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>>;
     /// Drops the connection (the login stays).
     fn disconnect(&mut self) -> BoxFuture<'_, ()>;
+    /// Groups the account is in, where the network has them (none by default).
+    fn groups(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// The account's contacts, where the network has them (none by default).
+    fn contacts(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Builds the channel named `channel` from its JSON configuration.
