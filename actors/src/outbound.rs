@@ -85,20 +85,14 @@ impl Outbound {
         }
     }
 
-    /// After start-up: requeues interrupted sends and starts senders for every
-    /// tenant with queued messages, using `quota_of` for their limits.
-    pub async fn recover(
-        &self,
-        quota_of: impl Fn(&str) -> SendQuota,
-    ) -> Result<(), crate::StoreError> {
+    /// After start-up: requeues interrupted sends; returns the tenants with queued
+    /// messages (the caller wakes each with its limits).
+    pub async fn recover(&self) -> Result<Vec<String>, crate::StoreError> {
         let n = self.inner.store.recover_sending().await?;
         if n > 0 {
             tracing::info!(messages = n, "interrupted sends queued again");
         }
-        for tenant in self.inner.store.tenants_with_queued_sends().await? {
-            self.wake(&tenant, quota_of(&tenant));
-        }
-        Ok(())
+        self.inner.store.tenants_with_queued_sends().await
     }
 
     /// Tells the tenant's sender there is work (starting it if needed) and sets its quota.

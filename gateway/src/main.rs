@@ -234,18 +234,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.sessions.send_interval,
         cancel.clone(),
     );
+    // Tenants with queued sends resume at once, each under its own limits.
+    for tenant_id in outbound
+        .recover()
+        .await
+        .context("recovering the send queue")?
     {
-        // Tenants with queued sends resume at once, each under its own limits.
-        let tenants = store.list_tenants(None, u32::MAX).await?;
-        let limits: std::collections::HashMap<String, EffectiveLimits> = tenants
-            .iter()
-            .map(|t| (t.id.clone(), EffectiveLimits::of(&t.limits, &config.limits)))
-            .collect();
-        let defaults = EffectiveLimits::of(&Default::default(), &config.limits);
-        outbound
-            .recover(|t| quota(limits.get(t).unwrap_or(&defaults)))
-            .await
-            .context("recovering the send queue")?;
+        if let Some(t) = store.get_tenant(&tenant_id).await? {
+            outbound.wake(
+                &tenant_id,
+                quota(&EffectiveLimits::of(&t.limits, &config.limits)),
+            );
+        }
     }
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {

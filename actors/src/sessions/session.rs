@@ -154,84 +154,82 @@ async fn process(
     msg: SessionMsg,
     state: &mut SessionState,
 ) -> Result<(), ActorProcessingErr> {
-    {
-        match msg {
-            SessionMsg::Connect => {
-                let (tx, mut rx) = mpsc::channel(256);
-                state
-                    .channel
-                    .connect(tx)
-                    .await
-                    .map_err(|e| SessionFailure::Error(format!("connect failed: {e}")))?;
-                let me = myself.clone();
-                state.pump = Some(tokio::spawn(async move {
-                    while let Some(ev) = rx.recv().await {
-                        if me.cast(SessionMsg::Channel(ev)).is_err() {
-                            return;
-                        }
+    match msg {
+        SessionMsg::Connect => {
+            let (tx, mut rx) = mpsc::channel(256);
+            state
+                .channel
+                .connect(tx)
+                .await
+                .map_err(|e| SessionFailure::Error(format!("connect failed: {e}")))?;
+            let me = myself.clone();
+            state.pump = Some(tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    if me.cast(SessionMsg::Channel(ev)).is_err() {
+                        return;
                     }
-                }));
-            }
-            SessionMsg::Channel(ev) => match ev {
-                ChannelEvent::Ready => state.report(status::WORKING, "connected"),
-                ChannelEvent::Qr(_) | ChannelEvent::PairingCode(_) => {
-                    state.report(status::SCAN_QR, "waiting for pairing")
                 }
-                ChannelEvent::Inbound(m) => {
-                    let data = serde_json::json!({
-                        "external_id": m.external_id,
-                        "from": m.from,
-                        "chat": m.chat,
-                        "text": m.text,
-                        "sent_at": crate::clock::rfc3339(m.sent_at),
-                    });
-                    let mut event = Publish::new(&state.row.tenant_id, MESSAGE_RECEIVED, data);
-                    event.session_id = Some(state.row.id.clone());
-                    event.channel = Some(state.row.channel.clone());
-                    event.message = Some(MessageWrite::Insert(Box::new(inbound_row(state, &m)?)));
-                    // Retry until stored: the channel waits meanwhile, nothing is dropped.
-                    let mut wait = std::time::Duration::from_millis(50);
-                    while let Err(e) = state.deps.events.publish(event.clone()).await {
-                        tracing::warn!(error = %e, "inbound message not stored yet; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
-                    }
-                    metrics::counter!("switchboard_inbound_messages_total", "channel" => state.row.channel.clone()).increment(1);
-                }
-                ChannelEvent::Ack { id } => acknowledge(&state.deps, &state.row, &id).await,
-                ChannelEvent::Disconnected(why) => {
-                    return Err(SessionFailure::Disconnected(why).into());
-                }
-                ChannelEvent::LoggedOut(why) => {
-                    state.report(status::LOGGED_OUT, &why);
-                    myself.stop(Some("logged out".into()));
-                }
-            },
-            SessionMsg::Ping(reply) => {
-                let _ = reply.send(());
-            }
-            SessionMsg::Fault(f) => match f {
-                Fault::Panic => panic!("injected panic"),
-                Fault::Error => return Err(SessionFailure::Error("injected error".into()).into()),
-                Fault::Hang => std::future::pending::<()>().await,
-                Fault::Disconnect => {
-                    state.channel.disconnect().await;
-                    myself.cast(SessionMsg::Channel(ChannelEvent::Disconnected(
-                        "injected disconnect".into(),
-                    )))?;
-                }
-            },
-            SessionMsg::Send(message, reply) => {
-                let result = state.channel.send(message).await.map_err(|e| e.to_string());
-                let _ = reply.send(result);
-            }
-            SessionMsg::Logout(reply) => {
-                let result = state.channel.logout().await.map_err(|e| e.to_string());
-                let _ = reply.send(result);
-            }
+            }));
         }
-        Ok(())
+        SessionMsg::Channel(ev) => match ev {
+            ChannelEvent::Ready => state.report(status::WORKING, "connected"),
+            ChannelEvent::Qr(_) | ChannelEvent::PairingCode(_) => {
+                state.report(status::SCAN_QR, "waiting for pairing")
+            }
+            ChannelEvent::Inbound(m) => {
+                let data = serde_json::json!({
+                    "external_id": m.external_id,
+                    "from": m.from,
+                    "chat": m.chat,
+                    "text": m.text,
+                    "sent_at": crate::clock::rfc3339(m.sent_at),
+                });
+                let mut event = Publish::new(&state.row.tenant_id, MESSAGE_RECEIVED, data);
+                event.session_id = Some(state.row.id.clone());
+                event.channel = Some(state.row.channel.clone());
+                event.message = Some(MessageWrite::Insert(Box::new(inbound_row(state, &m)?)));
+                // Retry until stored: the channel waits meanwhile, nothing is dropped.
+                let mut wait = std::time::Duration::from_millis(50);
+                while let Err(e) = state.deps.events.publish(event.clone()).await {
+                    tracing::warn!(error = %e, "inbound message not stored yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                metrics::counter!("switchboard_inbound_messages_total", "channel" => state.row.channel.clone()).increment(1);
+            }
+            ChannelEvent::Ack { id } => acknowledge(&state.deps, &state.row, &id).await,
+            ChannelEvent::Disconnected(why) => {
+                return Err(SessionFailure::Disconnected(why).into());
+            }
+            ChannelEvent::LoggedOut(why) => {
+                state.report(status::LOGGED_OUT, &why);
+                myself.stop(Some("logged out".into()));
+            }
+        },
+        SessionMsg::Ping(reply) => {
+            let _ = reply.send(());
+        }
+        SessionMsg::Fault(f) => match f {
+            Fault::Panic => panic!("injected panic"),
+            Fault::Error => return Err(SessionFailure::Error("injected error".into()).into()),
+            Fault::Hang => std::future::pending::<()>().await,
+            Fault::Disconnect => {
+                state.channel.disconnect().await;
+                myself.cast(SessionMsg::Channel(ChannelEvent::Disconnected(
+                    "injected disconnect".into(),
+                )))?;
+            }
+        },
+        SessionMsg::Send(message, reply) => {
+            let result = state.channel.send(message).await.map_err(|e| e.to_string());
+            let _ = reply.send(result);
+        }
+        SessionMsg::Logout(reply) => {
+            let result = state.channel.logout().await.map_err(|e| e.to_string());
+            let _ = reply.send(result);
+        }
     }
+    Ok(())
 }
 
 /// Publishes a `session.status` event for a session row.
