@@ -6,6 +6,7 @@
 //! contacts where the network has them, and logs out on request. Everything network-specific stays behind this trait.
 
 pub mod sim;
+pub mod whatsapp;
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Channels this gateway can run.
-pub const KNOWN: &[&str] = &["sim"];
+pub const KNOWN: &[&str] = &["sim", "whatsapp"];
 
 /// An inbound message as a channel reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +30,9 @@ pub struct InboundMessage {
     pub chat: Option<String>,
     /// When the network says it was sent (unix ms).
     pub sent_at: i64,
+    /// What else the network says about it (type, media, group author…), or null.
+    #[serde(default)]
+    pub meta: serde_json::Value,
 }
 
 /// A message to send.
@@ -73,6 +77,11 @@ pub enum ChannelError {
     Config(String),
     #[error("not connected")]
     NotConnected,
+    /// The network refused this request for good (bad recipient, bad number).
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -98,18 +107,46 @@ pub trait Channel: Send + 'static {
     fn contacts(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// Asks for a code to type on the phone instead of scanning a QR code.
+    fn pairing_code(&mut self, _phone: String) -> BoxFuture<'_, Result<String, ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel has no pairing codes".into(),
+            ))
+        })
+    }
+    /// What the session costs in memory, where the channel can tell.
+    fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {
+        Box::pin(async { None })
+    }
 }
 
-/// Builds the channel named `channel` from its JSON configuration.
-pub fn build(
-    channel: &str,
-    session_id: &str,
-    config: &serde_json::Value,
-) -> Result<Box<dyn Channel>, ChannelError> {
+/// Checks a channel name and its JSON configuration without building anything.
+pub fn validate(channel: &str, config: &serde_json::Value) -> Result<(), ChannelError> {
     match channel {
+        "sim" => sim::SimConfig::parse(config).map(|_| ()),
+        "whatsapp" => whatsapp::WhatsAppConfig::parse(config).map(|_| ()),
+        other => Err(ChannelError::Config(format!("unknown channel `{other}`"))),
+    }
+}
+
+/// Builds the channel of a session from its row.
+pub fn build(
+    row: &crate::storage::SessionRow,
+    deps: &crate::sessions::Deps,
+) -> Result<Box<dyn Channel>, ChannelError> {
+    let config: serde_json::Value =
+        serde_json::from_str(&row.config).unwrap_or(serde_json::Value::Null);
+    validate(&row.channel, &config)?;
+    match row.channel.as_str() {
         "sim" => Ok(Box::new(sim::Sim::new(
-            session_id,
-            sim::SimConfig::parse(config)?,
+            &row.id,
+            sim::SimConfig::parse(&config)?,
+        ))),
+        "whatsapp" => Ok(Box::new(whatsapp::WhatsApp::new(
+            &row.tenant_id,
+            &row.id,
+            deps.clone(),
         ))),
         other => Err(ChannelError::Config(format!("unknown channel `{other}`"))),
     }

@@ -11,19 +11,25 @@
 //! - [`webhooks`]: SSRF rules, retry schedule and the webhook dispatcher.
 //! - [`rotation`]: re-sealing every encrypted column after a master-key rotation.
 //! - [`supervision`]: the restart strategy every supervisor uses.
-//! - [`channels`]: the channel trait and the `sim` channel.
+//! - [`channels`]: the channel trait, the `sim` channel and the WhatsApp channel.
+//! - [`browser`]: the shared Chromium (`BrowserPool`) browser-driven channels lease contexts from.
+//! - `testkit` (feature): stand-ins for remote services (WhatsApp Web) for tests and the bench.
 //! - [`sessions`]: the supervised session actors (Root → TenantSupervisor → SessionActor).
 //! - [`outbound`]: per-tenant senders draining the durable send queue under governor limits.
 
+pub mod browser;
 pub mod channels;
 pub mod clock;
 pub mod events;
 pub mod ids;
 pub mod outbound;
+pub mod qr;
 pub mod rotation;
 pub mod sessions;
 pub mod storage;
 pub mod supervision;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod webhooks;
 
 pub use storage::{Store, StoreError};

@@ -243,6 +243,10 @@ async fn send(inner: &Inner, row: MessageRow) -> bool {
                 true
             }
         }
+        Err(SessionError::Rejected(e) | SessionError::Unsupported(e)) => {
+            finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(e)).await;
+            false
+        }
         Err(SessionError::Failed(e)) if row.attempts < MAX_ATTEMPTS => {
             tracing::warn!(message_id = %row.id, error = %e, attempt = row.attempts, "send failed; will retry");
             requeue(

@@ -51,6 +51,10 @@ pub const MESSAGE_SENT: &str = "message.sent";
 pub const MESSAGE_DELIVERED: &str = "message.delivered";
 /// Event type of a send that cannot be made.
 pub const MESSAGE_FAILED: &str = "message.failed";
+/// Event type of a new pairing QR code.
+pub const SESSION_QR: &str = "session.qr";
+/// Event type of a pairing code to type on the phone.
+pub const SESSION_PAIRING_CODE: &str = "session.pairing_code";
 
 /// A fault a test or the bench can inject into a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -60,6 +64,17 @@ pub enum Fault {
     Error,
     Hang,
     Disconnect,
+}
+
+/// A question for a running session's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    Groups,
+    Contacts,
+    /// A pairing code for this phone number.
+    PairingCode(String),
+    /// What the session costs in memory.
+    Memory,
 }
 
 /// Settings for session supervision.
@@ -72,6 +87,7 @@ pub struct SessionSettings {
     pub watchdog_timeout: Duration,
     /// Identical status changes within this window are published once.
     pub coalesce_window: Duration,
+    pub whatsapp: crate::channels::whatsapp::WhatsAppSettings,
 }
 
 impl Default for SessionSettings {
@@ -81,6 +97,7 @@ impl Default for SessionSettings {
             watchdog_interval: Duration::from_secs(10),
             watchdog_timeout: Duration::from_secs(5),
             coalesce_window: Duration::from_secs(60),
+            whatsapp: Default::default(),
         }
     }
 }
@@ -93,6 +110,8 @@ pub struct Deps {
     /// Seals message bodies stored by sessions.
     pub keyring: std::sync::Arc<switchboard_crypto::Keyring>,
     pub settings: SessionSettings,
+    /// The shared Chromium for browser-driven channels (started on first use).
+    pub browser: Option<crate::browser::BrowserPool>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -101,8 +120,25 @@ pub enum SessionError {
     NotRunning,
     #[error("the session actor did not answer in time")]
     Timeout,
+    /// The network refused the request for good.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<crate::channels::ChannelError> for SessionError {
+    fn from(e: crate::channels::ChannelError) -> Self {
+        use crate::channels::ChannelError as C;
+        match e {
+            C::Rejected(m) => Self::Rejected(m),
+            C::Unsupported(m) => Self::Unsupported(m),
+            C::NotConnected => Self::Failed("not connected".into()),
+            other => Self::Failed(other.to_string()),
+        }
+    }
 }
 
 /// Publishes an event, logging (not failing) when the pipeline refuses it: status

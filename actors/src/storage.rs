@@ -29,7 +29,7 @@ pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, New
 pub use messages::{BODY_PURPOSE as MESSAGE_BODY_PURPOSE, Enqueued, MessageRow, MessageWrite};
 pub use outbox::{AttemptResult, Claimed, Outcome};
 pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};
-pub use sessions::SessionRow;
+pub use sessions::{STATE_PURPOSE as SESSION_STATE_PURPOSE, SessionRow};
 pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
 pub use webhooks::{Endpoint, EndpointPatch, EndpointStatus, type_matches};
 

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
+use switchboard_actors::testkit::whatsapp::{StandinConfig, WhatsAppStandin};
 use switchboard_bench::scenarios::{self, WebhooksParams};
 use switchboard_bench::target::{Gateway, default_binary};
 
@@ -41,11 +42,52 @@ enum Scenario {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Runs a stand-in for a remote service (no gateway is started).
+    Standin {
+        #[command(subcommand)]
+        service: Standin,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Standin {
+    /// Stand-in WhatsApp Web: point the gateway at it with
+    /// `SWITCHBOARD_WHATSAPP_URL=http://ADDR/`.
+    Whatsapp {
+        #[arg(long, default_value = "127.0.0.1:9871")]
+        listen: std::net::SocketAddr,
+        /// How often an unscanned page shows a new QR code (e.g. 20s, 500ms).
+        #[arg(long, default_value = "20s")]
+        qr_interval: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Standin {
+        service: Standin::Whatsapp {
+            listen,
+            qr_interval,
+        },
+    } = &cli.scenario
+    {
+        let qr_interval = switchboard_actors::webhooks::schedule::parse_duration(qr_interval)
+            .map_err(|e| anyhow::anyhow!("--qr-interval: {e}"))?;
+        let config = StandinConfig {
+            qr_interval,
+            ..StandinConfig::default()
+        };
+        let standin = WhatsAppStandin::start(*listen, config).await?;
+        println!("stand-in WhatsApp Web on {}", standin.url());
+        println!("  SWITCHBOARD_WHATSAPP_URL={}", standin.url());
+        println!(
+            "  scan: curl -X POST {}_standin/scan -d '{{\"qr\":\"<value>\",\"phone\":\"15550001\"}}'",
+            standin.url()
+        );
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
     let binary = cli.gateway.clone().unwrap_or_else(default_binary);
     let gw = Gateway::spawn(
         &binary,
@@ -56,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         ],
     )?;
     match cli.scenario {
+        Scenario::Standin { .. } => unreachable!("handled above"),
         Scenario::Webhooks {
             events,
             concurrency,

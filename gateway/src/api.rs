@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod keys;
@@ -36,6 +37,7 @@ use routes::{Access, Match, RouteId};
 use serde::Serialize;
 use std::convert::Infallible;
 use std::time::Instant;
+use switchboard_actors::sessions::Query;
 use tracing::Instrument;
 
 /// Response body type of every route (boxed so streaming routes can share it).
@@ -168,6 +170,7 @@ async fn dispatch(
         }
     }
     match route.id {
+        RouteId::Dashboard => dashboard::serve(),
         RouteId::Healthz => system::healthz(),
         RouteId::Readyz => system::readyz(&ctx).await,
         RouteId::Metrics => system::metrics(&ctx),
@@ -219,6 +222,10 @@ async fn dispatch_tenant(
         RouteId::RestartSession => sessions::restart(&ctx, &caller).await,
         RouteId::LogoutSession => sessions::logout(&ctx, &caller).await,
         RouteId::FaultSession => sessions::fault(&ctx, &caller, req).await,
+        RouteId::SessionQr => sessions::qr(&ctx, &caller, req).await,
+        RouteId::PairingCode => sessions::pairing_code(&ctx, &caller, req).await,
+        RouteId::SessionGroups => sessions::parties(&ctx, &caller, Query::Groups).await,
+        RouteId::SessionContacts => sessions::parties(&ctx, &caller, Query::Contacts).await,
         RouteId::SessionEvents => stream::session_events(&ctx, &caller, req).await,
         RouteId::SendMessage => messages::send(&ctx, &caller, req).await,
         RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,

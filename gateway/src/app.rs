@@ -24,6 +24,8 @@ pub struct App {
     pub outbound: switchboard_actors::outbound::Outbound,
     /// The session actor tree.
     pub sessions: Sessions,
+    /// The shared Chromium of browser sessions.
+    pub browser: Option<switchboard_actors::browser::BrowserPool>,
     /// Wakes the webhook dispatcher (after replays).
     pub dispatch_wakeup: Arc<tokio::sync::Notify>,
     pub limiters: KeyLimiters,

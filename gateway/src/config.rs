@@ -35,6 +35,11 @@
 //! | `sessions.watchdog_interval`     | `SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL`    | `10s`                 |
 //! | `sessions.watchdog_timeout`      | `SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT`     | `5s`                  |
 //! | `sessions.send_interval`         | `SWITCHBOARD_SESSIONS_SEND_INTERVAL`        | `0ms` (no pacing)     |
+//! | `browser.chromium_path`          | `SWITCHBOARD_CHROMIUM_PATH`                 | found on `PATH`       |
+//! | `browser.args`                   | `SWITCHBOARD_BROWSER_ARGS` (space-separated)| none                  |
+//! | `whatsapp.url`                   | `SWITCHBOARD_WHATSAPP_URL`                  | `https://web.whatsapp.com/` |
+//! | `whatsapp.max_qr_refreshes`      | `SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES`     | 5 (then `FAILED`/`qr_timeout`) |
+//! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
 //!
 //! Log filtering follows `RUST_LOG` (default `info`).
 
@@ -183,6 +188,23 @@ pub struct SessionConfig {
     pub send_interval: Duration,
 }
 
+/// The shared Chromium.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BrowserConfig {
+    /// Chromium's executable; detected on `PATH` when unset.
+    pub chromium_path: Option<PathBuf>,
+    /// Extra Chromium flags.
+    pub args: Vec<String>,
+}
+
+/// The WhatsApp channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhatsAppConfig {
+    pub url: String,
+    pub max_qr_refreshes: u32,
+    pub load_timeout: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -205,6 +227,8 @@ pub struct Config {
     pub previous_master_keys: Vec<MasterKey>,
     pub webhooks: WebhookSettings,
     pub sessions: SessionConfig,
+    pub browser: BrowserConfig,
+    pub whatsapp: WhatsAppConfig,
 }
 
 /// The file's shape. Every key optional; unknown keys are errors.
@@ -227,6 +251,25 @@ struct FileConfig {
     webhooks: FileWebhooks,
     #[serde(default)]
     sessions: FileSessions,
+    #[serde(default)]
+    browser: FileBrowser,
+    #[serde(default)]
+    whatsapp: FileWhatsApp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBrowser {
+    chromium_path: Option<PathBuf>,
+    args: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWhatsApp {
+    url: Option<String>,
+    max_qr_refreshes: Option<u64>,
+    load_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +347,11 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL",
     "SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT",
     "SWITCHBOARD_SESSIONS_SEND_INTERVAL",
+    "SWITCHBOARD_CHROMIUM_PATH",
+    "SWITCHBOARD_BROWSER_ARGS",
+    "SWITCHBOARD_WHATSAPP_URL",
+    "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
+    "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
 ];
 
 /// One setting being resolved: the value so far and where it came from.
@@ -732,7 +780,81 @@ impl Config {
         let max_restarts =
             check_range("sessions.max_restarts", &origin, max_restarts, 0, 1000)? as usize;
 
+        let (chromium_path, _) = Layer::file(file.browser.chromium_path.map(Some), p)
+            .env(
+                env,
+                "browser.chromium_path",
+                "SWITCHBOARD_CHROMIUM_PATH",
+                |s| Ok(Some(PathBuf::from(s))),
+            )?
+            .or(None);
+        if let Some(path) = &chromium_path
+            && !path.is_file()
+        {
+            return Err(ConfigError::new(
+                "browser.chromium_path",
+                Origin::Default,
+                format!("{} is not a file", path.display()),
+            ));
+        }
+        let (browser_args, _) = Layer::file(file.browser.args, p)
+            .env(env, "browser.args", "SWITCHBOARD_BROWSER_ARGS", |s| {
+                Ok(s.split_whitespace().map(str::to_owned).collect())
+            })?
+            .or(Vec::new());
+        if let Some(bad) = browser_args.iter().find(|a| !a.starts_with("--")) {
+            return Err(ConfigError::new(
+                "browser.args",
+                Origin::Default,
+                format!("`{bad}` is not a flag (flags start with --)"),
+            ));
+        }
+        let fw = file.whatsapp;
+        let (wa_url, origin) = Layer::file(fw.url, p)
+            .env(env, "whatsapp.url", "SWITCHBOARD_WHATSAPP_URL", |s| {
+                Ok(s.to_owned())
+            })?
+            .or(switchboard_actors::channels::whatsapp::contract::DEFAULT_URL.to_owned());
+        match url::Url::parse(&wa_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "whatsapp.url",
+                    origin,
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        let (qr_refreshes, origin) = Layer::file(fw.max_qr_refreshes, p)
+            .env(
+                env,
+                "whatsapp.max_qr_refreshes",
+                "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
+                parse_from_str("a whole number"),
+            )?
+            .or(5);
+        let max_qr_refreshes =
+            check_range("whatsapp.max_qr_refreshes", &origin, qr_refreshes, 0, 1000)? as u32;
+        let load_timeout = positive(
+            "whatsapp.load_timeout",
+            duration(
+                "whatsapp.load_timeout",
+                fw.load_timeout,
+                "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
+                "60s",
+            )?,
+        )?;
+
         Ok(Config {
+            browser: BrowserConfig {
+                chromium_path,
+                args: browser_args,
+            },
+            whatsapp: WhatsAppConfig {
+                url: wa_url,
+                max_qr_refreshes,
+                load_timeout,
+            },
             sessions: SessionConfig {
                 restart_base,
                 restart_max: restart_max.max(restart_base),

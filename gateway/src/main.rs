@@ -13,6 +13,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use switchboard_actors::browser::{BrowserPool, BrowserSettings};
+use switchboard_actors::channels::whatsapp::WhatsAppSettings;
 use switchboard_actors::events::Events;
 use switchboard_actors::outbound::Outbound;
 use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
@@ -215,13 +217,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         watchdog_interval: config.sessions.watchdog_interval,
         watchdog_timeout: config.sessions.watchdog_timeout,
+        whatsapp: WhatsAppSettings {
+            url: config.whatsapp.url.clone(),
+            max_qr_refreshes: config.whatsapp.max_qr_refreshes,
+            load_timeout: config.whatsapp.load_timeout,
+        },
         ..SessionSettings::default()
     };
+    // Chromium itself starts with the first browser session.
+    let browser = BrowserPool::spawn(BrowserSettings {
+        executable: config.browser.chromium_path.clone(),
+        dir: config.data_dir.join("browser"),
+        extra_args: config.browser.args.clone(),
+    })
+    .await
+    .context("starting the browser pool")?;
     let (sessions, session_tree) = Sessions::spawn(Deps {
         store: store.clone(),
         events: events.clone(),
         keyring: keyring.clone(),
         settings: session_settings,
+        browser: Some(browser.clone()),
     })
     .await
     .context("starting the session actors")?;
@@ -252,6 +268,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         outbound,
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
+        browser: Some(browser.clone()),
         config,
         store: store.clone(),
         admin_token: secrets.admin_token,
@@ -276,6 +293,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("session actors did not stop within the grace period");
     }
+    browser.shutdown();
     // Unfinished deliveries keep their outbox rows and go out after the next start.
     cancel.cancel();
     if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), async {

@@ -1,7 +1,8 @@
 //! Logs and metrics set-up for the process.
 //!
 //! Logs go to standard error, human-readable by default or one JSON object per line
-//! (`log.format = "json"`), filtered by `RUST_LOG` (default `info`). Metrics are
+//! (`log.format = "json"`), filtered by `RUST_LOG` (default `info`, with
+//! chromiumoxide's protocol-mismatch warnings left out). Metrics are
 //! recorded through the `metrics` facade by every crate and rendered in Prometheus
 //! text format by the installed recorder.
 
@@ -11,7 +12,10 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // chromiumoxide warns about every CDP event newer than its protocol types
+    // ("WS Invalid message"); those are noise, its errors are not.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

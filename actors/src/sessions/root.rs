@@ -30,6 +30,12 @@ pub enum RootMsg {
         reply: RpcReplyPort<Result<(), SessionError>>,
     },
     Restore,
+    Query {
+        tenant_id: String,
+        session_id: String,
+        query: super::Query,
+        reply: RpcReplyPort<Result<serde_json::Value, SessionError>>,
+    },
     Send {
         tenant_id: String,
         session_id: String,
@@ -128,6 +134,19 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::Restore => state.restore(&myself, None).await,
+            RootMsg::Query {
+                tenant_id,
+                session_id,
+                query,
+                reply,
+            } => match state.tenants.get(&tenant_id) {
+                Some(t) => {
+                    let _ = t.cast(TenantMsg::Query(session_id, query, reply));
+                }
+                None => {
+                    let _ = reply.send(Err(SessionError::NotRunning));
+                }
+            },
             RootMsg::Send {
                 tenant_id,
                 session_id,
@@ -251,6 +270,31 @@ impl Sessions {
                 tenant_id,
                 session_id,
                 message,
+                reply
+            },
+            45_000
+        );
+        match call {
+            Ok(r) => r,
+            Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
+            Err(e) => Err(SessionError::Failed(e.to_string())),
+        }
+    }
+
+    /// Asks a running session's channel (groups, contacts, pairing code, memory).
+    pub async fn query(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        query: super::Query,
+    ) -> Result<serde_json::Value, SessionError> {
+        let (tenant_id, session_id) = (tenant_id.to_owned(), session_id.to_owned());
+        let call = ractor::call_t!(
+            self.root,
+            |reply| RootMsg::Query {
+                tenant_id,
+                session_id,
+                query,
                 reply
             },
             45_000

@@ -12,8 +12,10 @@
 //! supervisor restarts it with backoff (that is the reconnect).
 
 use super::tenant::TenantMsg;
-use super::{Deps, Fault, MESSAGE_RECEIVED, publish, status};
-use crate::channels::{self, Channel, ChannelEvent};
+use super::{
+    Deps, Fault, MESSAGE_RECEIVED, Query, SESSION_PAIRING_CODE, SESSION_QR, publish, status,
+};
+use crate::channels::{self, Channel, ChannelError, ChannelEvent};
 use crate::events::Publish;
 use crate::storage::{MESSAGE_BODY_PURPOSE, MessageRow, MessageWrite, SessionRow};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -49,8 +51,9 @@ pub enum SessionMsg {
     /// Sends a message; replies with the network's id for it.
     Send(
         channels::OutboundMessage,
-        RpcReplyPort<Result<String, String>>,
+        RpcReplyPort<Result<String, ChannelError>>,
     ),
+    Query(Query, RpcReplyPort<Result<serde_json::Value, ChannelError>>),
 }
 
 #[derive(Debug)]
@@ -66,6 +69,8 @@ pub struct SessionState {
     supervisor: ActorRef<TenantMsg>,
     channel: Box<dyn Channel>,
     pump: Option<tokio::task::JoinHandle<()>>,
+    /// QR codes shown since the last connect (pairing gives up past the limit).
+    qr_shown: u32,
 }
 
 impl std::fmt::Debug for SessionState {
@@ -99,15 +104,14 @@ impl Actor for SessionActor {
         _myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let config: serde_json::Value =
-            serde_json::from_str(&args.row.config).unwrap_or(serde_json::Value::Null);
-        let channel = channels::build(&args.row.channel, &args.row.id, &config)?;
+        let channel = channels::build(&args.row, &args.deps)?;
         Ok(SessionState {
             row: args.row,
             deps: args.deps,
             supervisor: args.supervisor,
             channel,
             pump: None,
+            qr_shown: 0,
         })
     }
 
@@ -172,18 +176,47 @@ async fn process(
             }));
         }
         SessionMsg::Channel(ev) => match ev {
-            ChannelEvent::Ready => state.report(status::WORKING, "connected"),
-            ChannelEvent::Qr(_) | ChannelEvent::PairingCode(_) => {
-                state.report(status::SCAN_QR, "waiting for pairing")
+            ChannelEvent::Ready => {
+                state.row.status = status::WORKING.into();
+                state.report(status::WORKING, "connected");
+            }
+            ChannelEvent::Qr(value) => {
+                state.qr_shown += 1;
+                let limit = state.deps.settings.whatsapp.max_qr_refreshes;
+                // The first code plus `limit` refreshes, then give up: never a zombie.
+                if state.qr_shown > limit + 1 {
+                    tracing::warn!(shown = state.qr_shown - 1, "no scan; pairing given up");
+                    state.report(status::FAILED, "qr_timeout");
+                    myself.stop(Some("qr_timeout".into()));
+                    return Ok(());
+                }
+                let mut event = Publish::new(&state.row.tenant_id, SESSION_QR, qr_event(&value)?);
+                event.session_id = Some(state.row.id.clone());
+                event.channel = Some(state.row.channel.clone());
+                publish(&state.deps.events, event).await;
+                if state.row.status != status::SCAN_QR {
+                    state.row.status = status::SCAN_QR.into();
+                    state.report(status::SCAN_QR, "waiting for a scan");
+                }
+            }
+            ChannelEvent::PairingCode(code) => {
+                let data = serde_json::json!({ "code": code });
+                let mut event = Publish::new(&state.row.tenant_id, SESSION_PAIRING_CODE, data);
+                event.session_id = Some(state.row.id.clone());
+                event.channel = Some(state.row.channel.clone());
+                publish(&state.deps.events, event).await;
             }
             ChannelEvent::Inbound(m) => {
-                let data = serde_json::json!({
+                let mut data = serde_json::json!({
                     "external_id": m.external_id,
                     "from": m.from,
                     "chat": m.chat,
                     "text": m.text,
                     "sent_at": crate::clock::rfc3339(m.sent_at),
                 });
+                if !m.meta.is_null() {
+                    data["meta"] = m.meta.clone();
+                }
                 let mut event = Publish::new(&state.row.tenant_id, MESSAGE_RECEIVED, data);
                 event.session_id = Some(state.row.id.clone());
                 event.channel = Some(state.row.channel.clone());
@@ -221,7 +254,26 @@ async fn process(
             }
         },
         SessionMsg::Send(message, reply) => {
-            let result = state.channel.send(message).await.map_err(|e| e.to_string());
+            let result = state.channel.send(message).await;
+            let _ = reply.send(result);
+        }
+        SessionMsg::Query(q, reply) => {
+            let result = match q {
+                Query::Groups => state.channel.groups().await.map(|g| serde_json::json!(g)),
+                Query::Contacts => state.channel.contacts().await.map(|c| serde_json::json!(c)),
+                Query::PairingCode(phone) => {
+                    let code = state.channel.pairing_code(phone).await;
+                    if let Ok(c) = &code {
+                        myself.cast(SessionMsg::Channel(ChannelEvent::PairingCode(c.clone())))?;
+                    }
+                    code.map(serde_json::Value::from)
+                }
+                Query::Memory => Ok(state
+                    .channel
+                    .memory()
+                    .await
+                    .unwrap_or(serde_json::Value::Null)),
+            };
             let _ = reply.send(result);
         }
         SessionMsg::Logout(reply) => {
@@ -230,6 +282,19 @@ async fn process(
         }
     }
     Ok(())
+}
+
+/// The data of a `session.qr` event: the raw value and its renderings.
+pub fn qr_event(value: &str) -> Result<serde_json::Value, ActorProcessingErr> {
+    let code = crate::qr::Qr::render(value)?;
+    let expires =
+        crate::clock::now_ms() + channels::whatsapp::contract::QR_LIFETIME.as_millis() as i64;
+    Ok(serde_json::json!({
+        "value": value,
+        "png_base64": code.png_base64(),
+        "svg": code.svg,
+        "expires_at": crate::clock::rfc3339(expires),
+    }))
 }
 
 /// Publishes a `session.status` event for a session row.

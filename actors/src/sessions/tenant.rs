@@ -38,6 +38,11 @@ pub enum TenantMsg {
         status: &'static str,
         reason: String,
     },
+    Query(
+        String,
+        super::Query,
+        RpcReplyPort<Result<serde_json::Value, SessionError>>,
+    ),
     Respawn(String),
     Watchdog,
     Unresponsive(String, ActorId),
@@ -84,6 +89,8 @@ impl TenantState {
             tracing::error!(error = %e, session_id, "could not store session status");
         }
         let Some(child) = self.children.get_mut(session_id) else {
+            // The actor already ended (e.g. it stopped itself right after reporting).
+            publish_status_by_id(&self.deps, session_id, status, reason).await;
             return;
         };
         child.row.status = status.to_owned();
@@ -340,7 +347,22 @@ impl Actor for TenantSupervisor {
                 // The session answers the caller directly; the supervisor never waits.
                 tokio::spawn(async move {
                     let result = match ractor::call_t!(actor, SessionMsg::Send, 30_000, message) {
-                        Ok(r) => r.map_err(SessionError::Failed),
+                        Ok(r) => r.map_err(SessionError::from),
+                        Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
+                        Err(_) => Err(SessionError::NotRunning),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
+            TenantMsg::Query(id, query, reply) => {
+                let actor = state.children.get(&id).and_then(|c| c.actor.clone());
+                let Some(actor) = actor else {
+                    let _ = reply.send(Err(SessionError::NotRunning));
+                    return Ok(());
+                };
+                tokio::spawn(async move {
+                    let result = match ractor::call_t!(actor, SessionMsg::Query, 30_000, query) {
+                        Ok(r) => r.map_err(SessionError::from),
                         Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
                         Err(_) => Err(SessionError::NotRunning),
                     };
@@ -352,7 +374,7 @@ impl Actor for TenantSupervisor {
                 status,
                 reason,
             } => {
-                if status == status::LOGGED_OUT {
+                if status == status::LOGGED_OUT || status == status::FAILED {
                     state
                         .set_status(&session_id, status, &reason, Some("stopped"))
                         .await;

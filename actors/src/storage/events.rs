@@ -299,6 +299,27 @@ impl Store {
         Ok(id)
     }
 
+    /// The newest event of one type for a session (e.g. its current QR code).
+    pub async fn last_session_event_of_type(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        kind: &str,
+    ) -> Result<Option<EventRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT id, tenant_id, session_id, channel, type, body_key_id, body, created_at FROM events \
+                 WHERE session_id = $1 AND tenant_id = $2 AND type = $3 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(session_id)
+            .bind(tenant_id)
+            .bind(kind)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
     /// Events by id, whatever their tenant (for the dispatcher).
     pub async fn events_by_ids(&self, ids: &[String]) -> Result<Vec<EventRow>> {
         let mut out = Vec::with_capacity(ids.len());

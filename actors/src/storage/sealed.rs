@@ -44,7 +44,7 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         table: "sessions",
         key_id_column: "state_key_id",
         data_column: "state",
-        purpose: "session.state",
+        purpose: super::sessions::STATE_PURPOSE,
     },
 ];
 

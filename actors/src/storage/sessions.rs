@@ -7,6 +7,9 @@ use super::{BeginWrite, Result, Store, on_pool};
 use crate::clock;
 use serde::Serialize;
 
+/// Binding purpose of a session's sealed channel state.
+pub const STATE_PURPOSE: &str = "session.state";
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SessionRow {
     pub id: String,
@@ -102,6 +105,41 @@ impl Store {
             .await?
         });
         Ok(row)
+    }
+
+    /// A session's saved channel state (sealed; e.g. a browser login), if any.
+    pub async fn session_state(&self, id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (Option<String>, Option<Vec<u8>>)>(
+                "SELECT state_key_id, state FROM sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(match row {
+            Some((Some(k), Some(d))) => Some((k, d)),
+            _ => None,
+        })
+    }
+
+    /// Saves (or with `None`, wipes) a session's sealed channel state.
+    pub async fn set_session_state(&self, id: &str, state: Option<(&str, &[u8])>) -> Result<()> {
+        let (key_id, data) = state.unzip();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE sessions SET state_key_id = $1, state = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(key_id)
+            .bind(data)
+            .bind(clock::now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Sessions that should be running (restored at start-up).

@@ -294,12 +294,13 @@ fn schemas() -> Value {
             "required": ["id", "channel", "status", "running", "config", "created_at", "updated_at"],
             "properties": {
                 "id": { "type": "string", "pattern": "^ses_" },
-                "channel": { "enum": ["sim"] },
+                "channel": { "enum": ["sim", "whatsapp"] },
                 "name": { "type": ["string", "null"] },
                 "status": { "enum": ["STOPPED", "STARTING", "SCAN_QR", "WORKING", "FAILED", "LOGGED_OUT"] },
                 "status_reason": { "type": ["string", "null"] },
                 "running": { "type": "boolean", "description": "Kept running and restored after gateway restarts." },
                 "config": { "type": "object" },
+                "memory": { "type": ["object", "null"], "description": "What a running browser session costs (JS heap; the browser's PSS share)." },
                 "created_at": ts, "updated_at": ts
             }
         },
@@ -307,9 +308,9 @@ fn schemas() -> Value {
         "CreateSession": {
             "type": "object", "required": ["channel"], "additionalProperties": false,
             "properties": {
-                "channel": { "enum": ["sim"] },
+                "channel": { "enum": ["sim", "whatsapp"] },
                 "name": { "type": "string" },
-                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N}" },
+                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N}; whatsapp: {}" },
                 "start": { "type": "boolean", "default": true }
             }
         },
@@ -343,6 +344,25 @@ fn schemas() -> Value {
                 "latency_ms": { "type": "integer" }, "error": { "type": ["string", "null"] }, "response": { "type": ["string", "null"] } } } } }
         }
     });
+    let browser = json!({
+        "Html": { "type": "string", "description": "text/html" },
+        "Qr": {
+            "type": "object", "required": ["value", "png_base64", "svg", "expires_at"],
+            "properties": { "value": { "type": "string" }, "png_base64": { "type": "string" }, "svg": { "type": "string" }, "expires_at": ts }
+        },
+        "PairingCodeRequest": {
+            "type": "object", "required": ["phone"], "additionalProperties": false,
+            "properties": { "phone": { "type": "string", "description": "International number, digits only (e.g. 15550001)" } }
+        },
+        "PairingCode": { "type": "object", "properties": { "code": { "type": "string", "example": "ABCD-EFGH" } } },
+        "PartyList": {
+            "type": "object",
+            "properties": { "data": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" }, "name": { "type": ["string", "null"] } } } } }
+        }
+    });
+    if let (Some(a), Value::Object(b)) = (schemas.as_object_mut(), browser) {
+        a.extend(b);
+    }
     if let (Some(a), Value::Object(b)) = (schemas.as_object_mut(), more) {
         a.extend(b);
     }

@@ -7,6 +7,7 @@ use http::Method;
 /// Which handler a route runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteId {
+    Dashboard,
     Healthz,
     Readyz,
     Metrics,
@@ -44,6 +45,10 @@ pub enum RouteId {
     RestartSession,
     LogoutSession,
     FaultSession,
+    SessionQr,
+    PairingCode,
+    SessionGroups,
+    SessionContacts,
     SessionEvents,
     SendMessage,
     ListSessionMessages,
@@ -105,6 +110,11 @@ const fn with(
     r
 }
 
+const fn queried(mut r: Route, query: &'static [&'static str]) -> Route {
+    r.query = query;
+    r
+}
+
 const fn paged(mut r: Route) -> Route {
     r.query = &["limit", "after"];
     r
@@ -119,6 +129,17 @@ use Access::*;
 use RouteId::*;
 
 pub static ROUTES: &[Route] = &[
+    with(
+        route(
+            Method::GET,
+            "/",
+            Dashboard,
+            Public,
+            "The pairing dashboard (HTML; it asks for an API key).",
+        ),
+        None,
+        (200, Some("Html")),
+    ),
     with(
         route(
             Method::GET,
@@ -525,6 +546,53 @@ pub static ROUTES: &[Route] = &[
         ),
         Some("Fault"),
         (202, Some("Queued")),
+    ),
+    queried(
+        with(
+            route(
+                Method::GET,
+                "/v1/sessions/{id}/qr",
+                SessionQr,
+                Tenant,
+                "The current pairing QR code: PNG by default; JSON with `Accept: application/json`; the raw value with `?format=raw` (or `png`, `json`).",
+            ),
+            None,
+            (200, Some("Qr")),
+        ),
+        &["format"],
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/pairing-code",
+            PairingCode,
+            Tenant,
+            "Pair by phone number: a code to type on the phone (where the network offers it).",
+        ),
+        Some("PairingCodeRequest"),
+        (200, Some("PairingCode")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}/groups",
+            SessionGroups,
+            Tenant,
+            "Groups the session's account is in.",
+        ),
+        None,
+        (200, Some("PartyList")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}/contacts",
+            SessionContacts,
+            Tenant,
+            "The session's contacts.",
+        ),
+        None,
+        (200, Some("PartyList")),
     ),
     with(
         route(

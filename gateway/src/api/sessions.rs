@@ -5,14 +5,21 @@
 //! The session row is the truth the API shows; the actors keep it current.
 
 use super::auth::Caller;
-use super::body::read_json;
+use super::body::{self, read_json};
 use super::{ApiError, ApiResult, Ctx, json, no_content};
 use crate::admin::validate_name;
+use base64::Engine;
+use http::HeaderValue;
 use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::Response;
+use hyper::body::Bytes;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use switchboard_actors::clock::{self, rfc3339};
+use switchboard_actors::events::body_binding;
 use switchboard_actors::sessions::{Fault, SessionError, status};
+use switchboard_actors::sessions::{Query, SESSION_QR};
 use switchboard_actors::storage::{AuditEntry, SessionRow};
 use switchboard_actors::{channels, ids};
 
@@ -36,6 +43,12 @@ struct FaultBody {
     fault: Fault,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairingCodeBody {
+    phone: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct SessionView {
     pub id: String,
@@ -46,6 +59,9 @@ pub struct SessionView {
     /// Whether the gateway keeps this session running (and restores it after restarts).
     pub running: bool,
     pub config: serde_json::Value,
+    /// What a running browser session costs (filled in by `GET /v1/sessions/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -60,6 +76,7 @@ impl From<&SessionRow> for SessionView {
             status_reason: r.status_reason.clone(),
             running: r.desired_state == "running",
             config: serde_json::from_str(&r.config).unwrap_or(serde_json::Value::Null),
+            memory: None,
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
         }
@@ -82,6 +99,12 @@ fn session_error(e: SessionError) -> ApiError {
             "session_busy",
             "the session did not answer in time; retry",
         ),
+        SessionError::Rejected(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected_by_network", m)
+        }
+        SessionError::Unsupported(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", m)
+        }
         SessionError::Failed(m) => ApiError::new(StatusCode::CONFLICT, "session_failed", m),
     }
 }
@@ -128,7 +151,7 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
         .transpose()?;
     let id = ids::new_id(SESSION_PREFIX);
     // Building the channel validates its configuration without connecting anything.
-    channels::build(&body.channel, &id, &body.config).map_err(|e| {
+    channels::validate(&body.channel, &body.config).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_session_config",
@@ -172,10 +195,161 @@ pub async fn list(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 }
 
 pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
-    json(
-        StatusCode::OK,
-        &SessionView::from(&load(ctx, caller).await?),
-    )
+    let row = load(ctx, caller).await?;
+    let mut view = SessionView::from(&row);
+    if row.channel == "whatsapp" && row.desired_state == "running" {
+        view.memory = memory(ctx, &row).await;
+    }
+    json(StatusCode::OK, &view)
+}
+
+/// A browser session's memory: its page's JS heap, and an even share of the
+/// browser's PSS (processes are shared, so a share is what one more session costs).
+async fn memory(ctx: &Ctx<'_>, row: &SessionRow) -> Option<serde_json::Value> {
+    let page = ctx
+        .app
+        .sessions
+        .query(&row.tenant_id, &row.id, Query::Memory)
+        .await
+        .ok()?;
+    let mut out = serde_json::json!({ "page": page });
+    if let Some(pool) = &ctx.app.browser {
+        let stats = pool.stats().await;
+        if stats.running && stats.contexts > 0 {
+            out["browser_pss_bytes"] = stats.pss_bytes.into();
+            out["browser_contexts"] = stats.contexts.into();
+            out["pss_share_bytes"] = (stats.pss_bytes / stats.contexts as u64).into();
+        }
+    }
+    Some(out)
+}
+
+/// `GET /v1/sessions/{id}/qr`: the QR code to scan now.
+pub async fn qr(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
+    let row = load(ctx, caller).await?;
+    let pairs = body::query_pairs(req.uri().query(), &["format"])?;
+    let wants_json = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    let format = match pairs
+        .iter()
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v.as_str())
+    {
+        Some("raw") => "raw",
+        Some("json") => "json",
+        Some("png") => "png",
+        Some(other) => {
+            return Err(body::invalid_query(format!(
+                "`format` must be png, json or raw, not `{other}`"
+            )));
+        }
+        None if wants_json => "json",
+        None => "png",
+    };
+    if row.status != status::SCAN_QR {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_qr",
+            format!("no QR code to scan: the session is {}", row.status),
+        ));
+    }
+    let event = ctx
+        .app
+        .store
+        .last_session_event_of_type(&caller.tenant.id, &row.id, SESSION_QR)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_qr",
+                "no QR code yet; retry shortly",
+            )
+        })?;
+    let body = ctx
+        .app
+        .keyring
+        .open(
+            &event.body_key_id,
+            &event.body,
+            body_binding(&event.tenant_id, &event.id),
+        )
+        .map_err(ApiError::internal)?;
+    let envelope: serde_json::Value = serde_json::from_slice(&body).map_err(ApiError::internal)?;
+    let data = &envelope["data"];
+    let value = data["value"].as_str().unwrap_or_default();
+    let mut res = match format {
+        "raw" => Response::new(Full::new(Bytes::from(value.to_owned())).boxed()),
+        "json" => return json(StatusCode::OK, data),
+        _ => {
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(data["png_base64"].as_str().unwrap_or_default())
+                .map_err(ApiError::internal)?;
+            let mut r = Response::new(Full::new(Bytes::from(png)).boxed());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("image/png"),
+            );
+            r
+        }
+    };
+    if format == "raw" {
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    res.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+/// `POST /v1/sessions/{id}/pairing-code {phone}`.
+pub async fn pairing_code(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
+    let row = load(ctx, caller).await?;
+    let body: PairingCodeBody = read_json(req, ctx.app.config.max_body_bytes, false).await?;
+    let digits = body.phone.trim().trim_start_matches('+');
+    if !(5..=20).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "`phone` must be an international number: 5 to 20 digits, optional leading +",
+        ));
+    }
+    if row.status != status::SCAN_QR {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_pairing",
+            format!("the session is {}, not waiting to be paired", row.status),
+        ));
+    }
+    let code = ctx
+        .app
+        .sessions
+        .query(
+            &caller.tenant.id,
+            &row.id,
+            Query::PairingCode(digits.to_owned()),
+        )
+        .await
+        .map_err(session_error)?;
+    json(StatusCode::OK, &serde_json::json!({ "code": code }))
+}
+
+/// `GET /v1/sessions/{id}/groups` and `/contacts`.
+pub async fn parties(ctx: &Ctx<'_>, caller: &Caller, query: Query) -> ApiResult {
+    let row = load(ctx, caller).await?;
+    let list = ctx
+        .app
+        .sessions
+        .query(&caller.tenant.id, &row.id, query)
+        .await
+        .map_err(session_error)?;
+    json(StatusCode::OK, &serde_json::json!({ "data": list }))
 }
 
 pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {

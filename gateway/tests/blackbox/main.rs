@@ -6,7 +6,9 @@ mod receiver;
 mod support;
 
 mod api;
+mod dashboard;
 mod messages;
 mod process;
 mod sessions;
 mod webhooks;
+mod whatsapp;

@@ -1,0 +1,627 @@
+//! The WhatsApp channel: WhatsApp Web in a context of the shared Chromium.
+//!
+//! Connect: lease a context from the [`BrowserPool`], write back the saved login
+//! (if any) on the page's origin, install the observer from the [`contract`] (run
+//! in every new document, so it survives navigations) and open the page. The pump
+//! then turns what the observer reports into [`ChannelEvent`]s:
+//!
+//! - a QR value → `Qr` (a QR on a restored login means the login is gone →
+//!   `LoggedOut`, and the saved state is wiped);
+//! - synced → the login state is captured, sealed and saved on the session row,
+//!   then `Ready` (and re-captured every [`SNAPSHOT_EVERY`]);
+//! - a new message → `Inbound`; a delivery ack → `Ack`;
+//! - logout from the phone → the saved state and profile directory are wiped, then
+//!   `LoggedOut`;
+//! - a lost connection, a crashed page or a dead browser → `Disconnected` (the
+//!   supervisor reconnects with backoff, on a new browser if it died);
+//! - nothing at all within the load timeout → `Disconnected` (never a zombie).
+//!
+//! Sends are not retried by the page; a send caught by a crash is resent with the
+//! same outbound id (WhatsApp itself does not deduplicate: at-least-once).
+
+pub mod contract;
+
+use super::{
+    BoxFuture, Channel, ChannelError, ChannelEvent, InboundMessage, OutboundMessage, Party,
+};
+use crate::browser::{BrowserPool, Lease};
+use crate::sessions::Deps;
+use crate::storage::SESSION_STATE_PURPOSE;
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    self, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern, RequestStage,
+};
+use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
+use chromiumoxide::cdp::js_protocol::runtime::{
+    AddBindingParams, EvaluateParams, EventBindingCalled,
+};
+use chromiumoxide::page::Page;
+use contract::{PageEvent, StateMeaning};
+use futures::StreamExt;
+use serde::Deserialize;
+use std::time::Duration;
+use switchboard_crypto::Binding;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How often a working session's login state is captured again.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
+/// How long a page call (send, lists) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Gateway-wide WhatsApp settings.
+#[derive(Debug, Clone)]
+pub struct WhatsAppSettings {
+    /// WhatsApp Web's address (a stand-in's in tests).
+    pub url: String,
+    /// QR refreshes without a scan before the session fails with `qr_timeout`.
+    pub max_qr_refreshes: u32,
+    /// How long the page may take to show a QR code or log in.
+    pub load_timeout: Duration,
+}
+
+impl Default for WhatsAppSettings {
+    fn default() -> Self {
+        Self {
+            url: contract::DEFAULT_URL.into(),
+            max_qr_refreshes: 5,
+            load_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Per-session configuration (`config` of the session): none yet, but unknown
+/// fields are refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppConfig {}
+
+impl WhatsAppConfig {
+    pub fn parse(v: &serde_json::Value) -> Result<Self, ChannelError> {
+        if v.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(v.clone()).map_err(|e| ChannelError::Config(e.to_string()))
+    }
+}
+
+#[derive(Debug)]
+pub struct WhatsApp {
+    tenant_id: String,
+    session_id: String,
+    deps: Deps,
+    lease: Option<Lease>,
+    pump: Option<JoinHandle<()>>,
+}
+
+impl Drop for WhatsApp {
+    fn drop(&mut self) {
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+        if self.lease.take().is_some()
+            && let Some(pool) = &self.deps.browser
+        {
+            pool.close(&self.session_id);
+        }
+    }
+}
+
+/// Saved login state: what it is bound to, for sealing.
+fn state_binding<'a>(tenant_id: &'a str, session_id: &'a str) -> Binding<'a> {
+    Binding {
+        tenant_id,
+        record_id: session_id,
+        purpose: SESSION_STATE_PURPOSE,
+    }
+}
+
+/// Everything the pump needs, detached from the channel.
+#[derive(Debug, Clone)]
+struct Saver {
+    tenant_id: String,
+    session_id: String,
+    deps: Deps,
+}
+
+impl Saver {
+    async fn load(&self) -> Option<String> {
+        let (key_id, data) = match self.deps.store.session_state(&self.session_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "saved login not readable; pairing afresh");
+                return None;
+            }
+        };
+        let binding = state_binding(&self.tenant_id, &self.session_id);
+        match self.deps.keyring.open(&key_id, &data, binding) {
+            Ok(bytes) => String::from_utf8(bytes.to_vec()).ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "saved login cannot be decrypted; pairing afresh");
+                None
+            }
+        }
+    }
+
+    async fn save(&self, page: &Page) -> Result<(), String> {
+        let snapshot = call(page, contract::SNAPSHOT_JS, &[]).await?;
+        let binding = state_binding(&self.tenant_id, &self.session_id);
+        let sealed = self
+            .deps
+            .keyring
+            .seal(snapshot.as_bytes(), binding)
+            .map_err(|e| e.to_string())?;
+        self.deps
+            .store
+            .set_session_state(&self.session_id, Some((&sealed.key_id, &sealed.data)))
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(bytes = snapshot.len(), "login state saved");
+        Ok(())
+    }
+
+    /// Forgets the login: saved state and profile directory.
+    async fn wipe(&self) {
+        if let Err(e) = self
+            .deps
+            .store
+            .set_session_state(&self.session_id, None)
+            .await
+        {
+            tracing::error!(error = %e, "saved login not wiped");
+        }
+        if let Some(pool) = &self.deps.browser {
+            pool.wipe(&self.session_id);
+        }
+    }
+}
+
+impl WhatsApp {
+    pub fn new(tenant_id: &str, session_id: &str, deps: Deps) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            session_id: session_id.to_owned(),
+            deps,
+            lease: None,
+            pump: None,
+        }
+    }
+
+    fn saver(&self) -> Saver {
+        Saver {
+            tenant_id: self.tenant_id.clone(),
+            session_id: self.session_id.clone(),
+            deps: self.deps.clone(),
+        }
+    }
+
+    fn page(&self) -> Result<&Page, ChannelError> {
+        self.lease
+            .as_ref()
+            .filter(|l| !l.lost.is_cancelled())
+            .map(|l| &l.page)
+            .ok_or(ChannelError::NotConnected)
+    }
+
+    async fn release(&mut self) {
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+        if self.lease.take().is_some()
+            && let Some(pool) = &self.deps.browser
+        {
+            pool.close(&self.session_id);
+        }
+    }
+
+    async fn open(&mut self, events: mpsc::Sender<ChannelEvent>) -> Result<(), ChannelError> {
+        let pool: BrowserPool = self
+            .deps
+            .browser
+            .clone()
+            .ok_or_else(|| ChannelError::Failed("the browser pool is not running".into()))?;
+        let settings = self.deps.settings.whatsapp.clone();
+        let lease = pool
+            .open(&self.session_id)
+            .await
+            .map_err(ChannelError::Failed)?;
+        let page = lease.page.clone();
+        self.lease = Some(lease.clone());
+        let saver = self.saver();
+        let restored = match saver.load().await {
+            Some(snapshot) => {
+                restore(&page, &settings.url, &snapshot)
+                    .await
+                    .map_err(|e| ChannelError::Failed(format!("restoring the login: {e}")))?;
+                true
+            }
+            None => false,
+        };
+        page.execute(AddBindingParams::new(contract::BINDING))
+            .await
+            .map_err(cdp)?;
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(
+            contract::OBSERVER_JS,
+        ))
+        .await
+        .map_err(cdp)?;
+        let bindings = page
+            .event_listener::<EventBindingCalled>()
+            .await
+            .map_err(cdp)?;
+        let crashes = page
+            .event_listener::<EventTargetCrashed>()
+            .await
+            .map_err(cdp)?;
+        tokio::time::timeout(settings.load_timeout, page.goto(settings.url.as_str()))
+            .await
+            .map_err(|_| ChannelError::Failed("WhatsApp Web did not load in time".into()))?
+            .map_err(|e| ChannelError::Failed(format!("cannot open WhatsApp Web: {e}")))?;
+        let pump = Pump {
+            page,
+            saver,
+            events,
+            lost: lease.lost.clone(),
+            restored,
+            ready: false,
+            load_timeout: settings.load_timeout,
+        };
+        self.pump = Some(tokio::spawn(pump.run(bindings, crashes)));
+        Ok(())
+    }
+}
+
+fn cdp(e: chromiumoxide::error::CdpError) -> ChannelError {
+    ChannelError::Failed(format!("browser: {e}"))
+}
+
+/// Calls one of the contract's functions with JSON arguments; returns its string result.
+async fn call(page: &Page, function: &str, args: &[serde_json::Value]) -> Result<String, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let expression = format!("({})({})", function.trim(), args.join(", "));
+    let params = EvaluateParams::builder()
+        .expression(expression)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let result = tokio::time::timeout(CALL_TIMEOUT, page.evaluate_expression(params))
+        .await
+        .map_err(|_| "the page did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())?;
+    result.into_value::<String>().map_err(|e| e.to_string())
+}
+
+/// Writes a saved login back on the page's origin before WhatsApp Web loads: the
+/// page navigates to [`contract::RESTORE_PATH`], which the driver answers itself.
+async fn restore(page: &Page, url: &str, snapshot: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let origin = parsed.origin().ascii_serialization();
+    let restore_url = format!("{origin}{}", contract::RESTORE_PATH);
+    let mut paused = page
+        .event_listener::<EventRequestPaused>()
+        .await
+        .map_err(|e| e.to_string())?;
+    page.execute(fetch::EnableParams {
+        patterns: Some(vec![RequestPattern {
+            url_pattern: Some(format!("{restore_url}*")),
+            resource_type: None,
+            request_stage: Some(RequestStage::Request),
+        }]),
+        handle_auth_requests: None,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let p = page.clone();
+    let answer = tokio::spawn(async move {
+        if let Some(ev) = paused.next().await {
+            let mut ok = FulfillRequestParams::new(ev.request_id.clone(), 200);
+            ok.response_headers = Some(vec![HeaderEntry::new(
+                "Content-Type",
+                "text/html; charset=utf-8",
+            )]);
+            ok.body = Some(
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    "<!doctype html><title>restoring</title>",
+                )
+                .into(),
+            );
+            let _ = p.execute(ok).await;
+        }
+    });
+    let nav = tokio::time::timeout(CALL_TIMEOUT, page.goto(restore_url.as_str())).await;
+    answer.abort();
+    let _ = page.execute(fetch::DisableParams::default()).await;
+    nav.map_err(|_| "restore page did not load".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let r = call(
+        page,
+        contract::RESTORE_JS,
+        &[serde_json::Value::from(snapshot)],
+    )
+    .await?;
+    if r != "ok" {
+        return Err(format!("restore script said {r}"));
+    }
+    tracing::debug!("saved login written back");
+    Ok(())
+}
+
+struct Pump {
+    page: Page,
+    saver: Saver,
+    events: mpsc::Sender<ChannelEvent>,
+    lost: tokio_util::sync::CancellationToken,
+    restored: bool,
+    ready: bool,
+    load_timeout: Duration,
+}
+
+impl Pump {
+    async fn run(
+        mut self,
+        mut bindings: chromiumoxide::listeners::EventStream<EventBindingCalled>,
+        mut crashes: chromiumoxide::listeners::EventStream<EventTargetCrashed>,
+    ) {
+        let mut loaded = false;
+        let deadline = tokio::time::sleep(self.load_timeout);
+        tokio::pin!(deadline);
+        let mut snapshot = tokio::time::interval(SNAPSHOT_EVERY);
+        snapshot.reset();
+        let end = loop {
+            tokio::select! {
+                _ = self.lost.cancelled() => break ChannelEvent::Disconnected("the browser exited".into()),
+                _ = crashes.next() => break ChannelEvent::Disconnected("the page crashed".into()),
+                () = &mut deadline, if !loaded => {
+                    break ChannelEvent::Disconnected(format!(
+                        "WhatsApp Web showed neither a QR code nor a login within {} s",
+                        self.load_timeout.as_secs()
+                    ));
+                }
+                _ = snapshot.tick(), if self.ready => {
+                    if let Err(e) = self.saver.save(&self.page).await {
+                        tracing::warn!(error = %e, "login state not saved");
+                    }
+                }
+                ev = bindings.next() => {
+                    let Some(ev) = ev else {
+                        break ChannelEvent::Disconnected("the page closed".into());
+                    };
+                    if ev.name != contract::BINDING {
+                        continue;
+                    }
+                    let parsed: PageEvent = match serde_json::from_str(&ev.payload) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable report from the page");
+                            continue;
+                        }
+                    };
+                    if matches!(parsed, PageEvent::Qr { .. } | PageEvent::Ready { .. }) {
+                        loaded = true;
+                    }
+                    let emit = match self.on_page_event(parsed).await {
+                        Some(Flow::End(e)) => break e,
+                        Some(Flow::Emit(e)) => e,
+                        None => continue,
+                    };
+                    if self.events.send(emit).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = self.events.send(end).await;
+    }
+
+    async fn on_page_event(&mut self, ev: PageEvent) -> Option<Flow> {
+        match ev {
+            PageEvent::Qr { value } => {
+                if self.restored || self.ready {
+                    // A QR code on a page that was logged in: the login is gone.
+                    self.saver.wipe().await;
+                    return Some(Flow::End(ChannelEvent::LoggedOut(
+                        "the saved login is no longer valid; pair again".into(),
+                    )));
+                }
+                Some(Flow::Emit(ChannelEvent::Qr(value)))
+            }
+            PageEvent::State { state } => match contract::state_meaning(&state) {
+                StateMeaning::Lost => Some(Flow::End(ChannelEvent::Disconnected(format!(
+                    "WhatsApp Web state {state}"
+                )))),
+                StateMeaning::Idle => {
+                    tracing::debug!("QR went idle; the page asks for a new one");
+                    None
+                }
+                StateMeaning::Waiting | StateMeaning::Connected => None,
+            },
+            PageEvent::Ready { me } => {
+                if self.ready {
+                    return None;
+                }
+                self.ready = true;
+                if let Err(e) = self.saver.save(&self.page).await {
+                    tracing::warn!(error = %e, "login state not saved; a restart will need a new scan");
+                }
+                tracing::info!(me = ?me, "WhatsApp Web logged in");
+                Some(Flow::Emit(ChannelEvent::Ready))
+            }
+            PageEvent::Logout => {
+                self.saver.wipe().await;
+                Some(Flow::End(ChannelEvent::LoggedOut(
+                    "logged out from the phone".into(),
+                )))
+            }
+            PageEvent::Message(m) => {
+                let text = if m.body.is_empty() {
+                    m.caption.clone().unwrap_or_default()
+                } else {
+                    m.body.clone()
+                };
+                let meta = serde_json::json!({
+                    "type": m.msg_type,
+                    "is_group": m.is_group,
+                    "author": m.author,
+                    "notify_name": m.notify_name,
+                    "has_media": m.has_media,
+                    "mimetype": m.mimetype,
+                    "caption": m.caption,
+                });
+                Some(Flow::Emit(ChannelEvent::Inbound(InboundMessage {
+                    external_id: m.id,
+                    from: m.from,
+                    text,
+                    chat: Some(m.chat),
+                    sent_at: if m.t > 0 {
+                        m.t * 1000
+                    } else {
+                        crate::clock::now_ms()
+                    },
+                    meta,
+                })))
+            }
+            PageEvent::Ack { id, ack } => {
+                (ack >= 2).then_some(Flow::Emit(ChannelEvent::Ack { id }))
+            }
+            PageEvent::Error { message } => {
+                tracing::warn!(%message, "WhatsApp Web observer error");
+                None
+            }
+        }
+    }
+}
+
+enum Flow {
+    Emit(ChannelEvent),
+    End(ChannelEvent),
+}
+
+#[derive(Debug, Deserialize)]
+struct SendResult {
+    id: Option<String>,
+    error: Option<String>,
+}
+
+impl Channel for WhatsApp {
+    fn connect(
+        &mut self,
+        events: mpsc::Sender<ChannelEvent>,
+    ) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.release().await;
+            let result = self.open(events).await;
+            if result.is_err() {
+                self.release().await;
+            }
+            result
+        })
+    }
+
+    fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>> {
+        Box::pin(async move {
+            let to = contract::jid(&message.to).ok_or_else(|| {
+                ChannelError::Rejected(format!("`{}` is not a WhatsApp address", message.to))
+            })?;
+            let page = self.page()?;
+            let out = call(page, contract::SEND_JS, &[to.into(), message.text.into()])
+                .await
+                .map_err(ChannelError::Failed)?;
+            let r: SendResult =
+                serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))?;
+            match (r.id, r.error) {
+                (Some(id), None) => Ok(id),
+                (_, Some(e)) => Err(ChannelError::Failed(e)),
+                _ => Err(ChannelError::Failed(
+                    "the page returned no message id".into(),
+                )),
+            }
+        })
+    }
+
+    fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let result = match self.page() {
+                Ok(page) => call(page, contract::LOGOUT_JS, &[])
+                    .await
+                    .map(|_| ())
+                    .map_err(ChannelError::Failed),
+                Err(e) => Err(e),
+            };
+            // Whatever the page said, this gateway forgets the login.
+            self.saver().wipe().await;
+            self.release().await;
+            result
+        })
+    }
+
+    fn disconnect(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.release())
+    }
+
+    fn groups(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {
+        Box::pin(self.parties("groups"))
+    }
+
+    fn contacts(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {
+        Box::pin(self.parties("contacts"))
+    }
+
+    fn pairing_code(&mut self, phone: String) -> BoxFuture<'_, Result<String, ChannelError>> {
+        Box::pin(async move {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            if !(5..=20).contains(&digits.len()) {
+                return Err(ChannelError::Rejected(format!(
+                    "`{phone}` is not a phone number"
+                )));
+            }
+            let page = self.page()?;
+            let out = call(page, contract::PAIRING_CODE_JS, &[digits.into()])
+                .await
+                .map_err(ChannelError::Failed)?;
+            #[derive(Deserialize)]
+            struct Code {
+                code: Option<String>,
+                error: Option<String>,
+            }
+            let c: Code =
+                serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))?;
+            match (c.code, c.error) {
+                (Some(code), None) => Ok(code),
+                (_, e) => Err(ChannelError::Unsupported(
+                    e.unwrap_or_else(|| "pairing by code is not offered".into()),
+                )),
+            }
+        })
+    }
+
+    fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {
+        Box::pin(async move {
+            let page = self.page().ok()?;
+            let metrics = page.metrics().await.ok()?;
+            let get = |name: &str| {
+                metrics
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map(|m| m.value as u64)
+            };
+            Some(serde_json::json!({
+                "js_heap_used_bytes": get("JSHeapUsedSize"),
+                "js_heap_total_bytes": get("JSHeapTotalSize"),
+                "dom_nodes": get("Nodes"),
+            }))
+        })
+    }
+}
+
+impl WhatsApp {
+    async fn parties(&mut self, kind: &str) -> Result<Vec<Party>, ChannelError> {
+        let page = self.page()?;
+        let out = call(page, contract::PARTIES_JS, &[kind.into()])
+            .await
+            .map_err(ChannelError::Failed)?;
+        serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))
+    }
+}
