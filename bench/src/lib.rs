@@ -6,9 +6,11 @@
 //! - [`receiver`]: a webhook receiver on loopback that verifies every signature and
 //!   measures end-to-end latency, losses and duplicates.
 //! - [`scenarios`]: the load scenarios.
+//! - [`browser`]: WhatsApp sessions paired against the stand-in; Chromium memory.
 //!
 //! Everything stays on loopback and every loop is bounded in count and time.
 
+pub mod browser;
 pub mod receiver;
 pub mod scenarios;
 pub mod target;

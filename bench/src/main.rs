@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_actors::testkit::whatsapp::{StandinConfig, WhatsAppStandin};
+use switchboard_bench::browser::BrowserParams;
 use switchboard_bench::scenarios::{self, WebhooksParams};
 use switchboard_bench::target::{Gateway, default_binary};
 
@@ -41,6 +42,19 @@ enum Scenario {
         /// Seconds to wait for every delivery.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// WhatsApp sessions paired through the real flow (real Chromium, stand-in
+    /// WhatsApp Web): time to QR, time to WORKING, PSS of the Chromium tree.
+    Browser {
+        /// Measure after this many sessions are paired (comma-separated, ascending).
+        #[arg(long, default_value = "1,10,50", value_delimiter = ',')]
+        sessions: Vec<usize>,
+        /// Extra Chromium flags for the gateway (process-sharing experiments).
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        browser_args: String,
+        /// Seconds to let memory settle before each measurement.
+        #[arg(long, default_value_t = 5)]
+        settle: u64,
     },
     /// Runs a stand-in for a remote service (no gateway is started).
     Standin {
@@ -89,6 +103,89 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let binary = cli.gateway.clone().unwrap_or_else(default_binary);
+    if let Scenario::Browser {
+        sessions,
+        browser_args,
+        settle,
+    } = &cli.scenario
+    {
+        let mut checkpoints = sessions.clone();
+        checkpoints.sort_unstable();
+        checkpoints.dedup();
+        checkpoints.retain(|n| *n > 0);
+        anyhow::ensure!(
+            checkpoints.last().is_some_and(|n| *n <= 500),
+            "--sessions: 1 to 500"
+        );
+        let standin = WhatsAppStandin::start(
+            "127.0.0.1:0".parse()?,
+            StandinConfig {
+                qr_interval: Duration::from_secs(20),
+                ..StandinConfig::default()
+            },
+        )
+        .await?;
+        let url = standin.url();
+        let gw = Gateway::spawn(
+            &binary,
+            cli.database_url.as_deref(),
+            &[
+                ("SWITCHBOARD_WHATSAPP_URL", url.as_str()),
+                ("SWITCHBOARD_BROWSER_ARGS", browser_args.as_str()),
+                ("SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES", "100"),
+            ],
+        )?;
+        let params = BrowserParams {
+            checkpoints,
+            settle: Duration::from_secs(*settle),
+        };
+        let r = switchboard_bench::browser::browser(&gw, &standin, &params).await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            let pct = |v: &[u64], q: f64| {
+                let mut v = v.to_vec();
+                v.sort_unstable();
+                v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                    .copied()
+                    .unwrap_or(0)
+            };
+            println!(
+                "browser: {} WhatsApp sessions paired against the stand-in; Chromium flags: {}",
+                r.time_to_working_ms.len(),
+                if browser_args.is_empty() {
+                    "(defaults)"
+                } else {
+                    browser_args
+                }
+            );
+            println!(
+                "  time to QR ms: p50 {}  p90 {}  max {}   time to WORKING ms: p50 {}  p90 {}  max {}",
+                pct(&r.time_to_qr_ms, 0.5),
+                pct(&r.time_to_qr_ms, 0.9),
+                pct(&r.time_to_qr_ms, 1.0),
+                pct(&r.time_to_working_ms, 0.5),
+                pct(&r.time_to_working_ms, 0.9),
+                pct(&r.time_to_working_ms, 1.0)
+            );
+            println!(
+                "  sessions  chromium PSS MiB  processes  MiB per added session  gateway PSS MiB"
+            );
+            let mib = |b: u64| b as f64 / 1_048_576.0;
+            for c in &r.checkpoints {
+                println!(
+                    "  {:>8}  {:>16.1}  {:>9}  {:>21}  {:>15.1}",
+                    c.sessions,
+                    mib(c.chromium_pss_bytes),
+                    c.chromium_processes,
+                    c.pss_per_added_session_bytes
+                        .map_or("-".to_owned(), |b| format!("{:.1}", mib(b))),
+                    mib(c.gateway_pss_bytes)
+                );
+            }
+        }
+        return Ok(());
+    }
     let gw = Gateway::spawn(
         &binary,
         cli.database_url.as_deref(),
@@ -98,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
         ],
     )?;
     match cli.scenario {
-        Scenario::Standin { .. } => unreachable!("handled above"),
+        Scenario::Standin { .. } | Scenario::Browser { .. } => unreachable!("handled above"),
         Scenario::Webhooks {
             events,
             concurrency,

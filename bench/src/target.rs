@@ -148,6 +148,16 @@ impl Gateway {
         Ok((id, key))
     }
 
+    /// The gateway's data directory.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self._data.as_ref().map(|d| d.path().join("data"))
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Resident memory of the gateway process in KiB (Linux), if known.
     pub fn rss_kib(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();

@@ -44,6 +44,9 @@ pub struct StandinConfig {
     pub qr_interval: Duration,
     /// Delay before a sent message is acknowledged as delivered.
     pub ack_delay: Duration,
+    /// Serve an older WhatsApp Web: no modules, only the DOM markers
+    /// (`div[data-ref]`, `[data-icon='search']`).
+    pub legacy_dom: bool,
 }
 
 impl Default for StandinConfig {
@@ -51,6 +54,7 @@ impl Default for StandinConfig {
         Self {
             qr_interval: Duration::from_secs(20),
             ack_delay: Duration::from_millis(200),
+            legacy_dom: false,
         }
     }
 }
@@ -326,11 +330,18 @@ impl WhatsAppStandin {
             Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "unreadable body"})),
         };
         match (method, path.as_str()) {
-            (Method::GET, "/") => Response::builder()
-                .header("content-type", "text/html; charset=utf-8")
-                .header("cache-control", "no-store")
-                .body(Full::new(Bytes::from_static(PAGE.as_bytes())))
-                .unwrap_or_default(),
+            (Method::GET, "/") => {
+                let page = if self.config.legacy_dom {
+                    PAGE.replacen("const LEGACY_DOM = false;", "const LEGACY_DOM = true;", 1)
+                } else {
+                    PAGE.to_owned()
+                };
+                Response::builder()
+                    .header("content-type", "text/html; charset=utf-8")
+                    .header("cache-control", "no-store")
+                    .body(Full::new(Bytes::from(page)))
+                    .unwrap_or_default()
+            }
             (Method::GET, "/_standin/poll") => self.poll(&query).await,
             (Method::POST, p) => {
                 let v: Value = match serde_json::from_slice(&body) {

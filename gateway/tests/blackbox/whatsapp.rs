@@ -419,6 +419,36 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         "browser restart counted"
     );
 
+    // The page loses its connection (the phone goes offline): the session reconnects
+    // with backoff and works again.
+    let restarts = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("switchboard_session_restarts_total{kind=\"disconnect\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = restarts(&gw.request(Method::GET, "/metrics", &[], None).await.text);
+    standin.offline(PHONE, 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = gw.request(Method::GET, "/metrics", &[], None).await;
+        let r = gw
+            .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        if restarts(&m.text) > before && r.json["status"] == "WORKING" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect after going offline: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(&gw, &key, &id, "15550100", "after going offline").await;
+    wait_sent(&standin, "after going offline").await;
+
     // The phone unlinks the device: LOGGED_OUT, and the saved login is gone
     // (starting again asks for a new scan).
     assert_eq!(standin.logout_phone(PHONE), 1);
@@ -562,4 +592,45 @@ async fn whatsapp_requests_are_validated() {
     standin.scan_code(&code, "15550002").unwrap();
     wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
     assert_eq!(events_of(&gw, &key, "session.pairing_code").await.len(), 1);
+}
+
+#[tokio::test]
+async fn older_pages_are_read_through_the_dom_markers() {
+    let standin = WhatsAppStandin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        StandinConfig {
+            qr_interval: Duration::from_secs(5),
+            legacy_dom: true,
+            ..StandinConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let gw = Gateway::start_with(options(&standin, 20)).await;
+    let (_, key) = gw.create_tenant("legacy").await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "whatsapp" })),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(20)).await;
+    let raw = gw
+        .tenant(
+            &key,
+            Method::GET,
+            &format!("/v1/sessions/{id}/qr?format=raw"),
+            None,
+        )
+        .await;
+    assert!(
+        raw.text.starts_with("2@") && !raw.text.contains(','),
+        "the bare ref from div[data-ref]: {}",
+        raw.text
+    );
+    scan_current(&gw, &key, &id, &standin).await;
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
 }

@@ -1,0 +1,149 @@
+//! The `browser` scenario: N WhatsApp sessions paired through the real flow against
+//! the stand-in WhatsApp Web (the gateway drives real Chromium; the bench plays the
+//! phone), measuring time to QR, time to `WORKING`, and memory: the sum of PSS over
+//! the Chromium process tree (what the sessions really cost; RSS counts shared pages
+//! once per process) and the gateway's own PSS, at each checkpoint.
+
+use crate::target::Gateway;
+use anyhow::{Context, bail};
+use http::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use switchboard_actors::browser::tree_pss;
+use switchboard_actors::testkit::whatsapp::WhatsAppStandin;
+
+#[derive(Debug, Clone)]
+pub struct BrowserParams {
+    /// Measure after this many sessions are paired (ascending).
+    pub checkpoints: Vec<usize>,
+    /// Settle time before each measurement.
+    pub settle: Duration,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Checkpoint {
+    pub sessions: usize,
+    pub chromium_pss_bytes: u64,
+    pub chromium_processes: usize,
+    /// (PSS now − PSS at the previous checkpoint) / sessions added.
+    pub pss_per_added_session_bytes: Option<u64>,
+    pub gateway_pss_bytes: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrowserReport {
+    pub checkpoints: Vec<Checkpoint>,
+    pub time_to_qr_ms: Vec<u64>,
+    pub time_to_working_ms: Vec<u64>,
+}
+
+fn pss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn tenant_get(gw: &Gateway, key: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+    let (status, v) = gw.call(Method::GET, path, key, None).await?;
+    Ok((status.as_u16(), v))
+}
+
+/// Pairs one session; returns (time to first QR, time to WORKING).
+async fn pair_one(
+    gw: &Gateway,
+    key: &str,
+    standin: &WhatsAppStandin,
+    n: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let started = Instant::now();
+    let (status, created) = gw
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            key,
+            Some(&json!({ "channel": "whatsapp", "name": format!("bench {n}") })),
+        )
+        .await?;
+    if !status.is_success() {
+        bail!("creating a session: {status} {created}");
+    }
+    let id = created["id"].as_str().context("session id")?.to_owned();
+    let deadline = started + Duration::from_secs(60);
+    let phone = format!("1555{n:07}");
+    let mut to_qr = None;
+    loop {
+        if Instant::now() > deadline {
+            bail!("session {id} was not paired within 60 s");
+        }
+        let (status, qr) =
+            tenant_get(gw, key, &format!("/v1/sessions/{id}/qr?format=json")).await?;
+        if status == 200 {
+            to_qr.get_or_insert_with(|| started.elapsed());
+            if standin
+                .scan(qr["value"].as_str().unwrap_or_default(), &phone)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        if Instant::now() > deadline {
+            bail!("session {id} did not reach WORKING within 60 s");
+        }
+        let (_, s) = tenant_get(gw, key, &format!("/v1/sessions/{id}")).await?;
+        if s["status"] == "WORKING" {
+            return Ok((to_qr.unwrap_or_default(), started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn browser(
+    gw: &Gateway,
+    standin: &WhatsAppStandin,
+    p: &BrowserParams,
+) -> anyhow::Result<BrowserReport> {
+    let (_, key) = gw.unthrottled_tenant("bench-browser").await?;
+    let data_dir = gw.data_dir().context("the bench needs a spawned gateway")?;
+    let mut report = BrowserReport {
+        checkpoints: Vec::new(),
+        time_to_qr_ms: Vec::new(),
+        time_to_working_ms: Vec::new(),
+    };
+    let mut paired = 0;
+    let mut previous: Option<(usize, u64)> = None;
+    for &target in &p.checkpoints {
+        while paired < target {
+            paired += 1;
+            let (qr, working) = pair_one(gw, &key, standin, paired).await?;
+            report.time_to_qr_ms.push(qr.as_millis() as u64);
+            report.time_to_working_ms.push(working.as_millis() as u64);
+            eprint!("\r  paired {paired}/{target}");
+        }
+        eprintln!();
+        tokio::time::sleep(p.settle).await;
+        let pid: u32 = std::fs::read_to_string(data_dir.join("browser/chromium.pid"))
+            .context("chromium pid file")?
+            .trim()
+            .parse()?;
+        let (pss, processes) = tree_pss(pid);
+        let per = previous.map(|(n, prev)| pss.saturating_sub(prev) / (target - n).max(1) as u64);
+        report.checkpoints.push(Checkpoint {
+            sessions: target,
+            chromium_pss_bytes: pss,
+            chromium_processes: processes,
+            pss_per_added_session_bytes: per,
+            gateway_pss_bytes: gw.pid().map_or(0, pss_of),
+        });
+        previous = Some((target, pss));
+    }
+    Ok(report)
+}
