@@ -19,6 +19,7 @@ use chromiumoxide::cdp::browser_protocol::browser::{
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
+use chromiumoxide::error::CdpError;
 use chromiumoxide::page::Page;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -50,7 +51,9 @@ pub const BASE_ARGS: &[&str] = &[
 
 /// How long Chromium may take to print its DevTools address.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a lease request waits (a launch included).
+/// How long closing a context may take before the browser counts as stuck.
+const DISPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a lease request waits for the pool.
 const CALL_TIMEOUT_MS: u64 = 60_000;
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,24 @@ pub struct BrowserSettings {
     pub dir: PathBuf,
     /// Extra command-line flags (e.g. process-sharing experiments).
     pub extra_args: Vec<String>,
+    /// A browser with no sessions for this long is shut down (it starts again with the
+    /// next session); this also returns whatever memory a long-lived browser gathered.
+    pub idle_shutdown: Duration,
+    /// A lease that takes longer than this (a launch included) means the browser is
+    /// stuck: it is killed and started again.
+    pub open_timeout: Duration,
+}
+
+impl BrowserSettings {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            executable: None,
+            dir,
+            extra_args: Vec::new(),
+            idle_shutdown: Duration::from_secs(120),
+            open_timeout: Duration::from_secs(45),
+        }
+    }
 }
 
 /// A session's share of the browser: its context and page.
@@ -104,6 +125,10 @@ pub enum PoolMsg {
     Wipe {
         session_id: String,
     },
+    /// Shuts the browser down if it still has no sessions.
+    IdleCheck {
+        generation: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -131,12 +156,17 @@ pub struct BrowserPoolActor;
 #[derive(Debug, Clone)]
 pub struct BrowserPool {
     actor: ActorRef<PoolMsg>,
+    open_timeout_ms: u64,
 }
 
 impl BrowserPool {
     pub async fn spawn(settings: BrowserSettings) -> Result<Self, ractor::SpawnErr> {
+        let open_timeout_ms = settings.open_timeout.as_millis() as u64;
         let (actor, _) = Actor::spawn(None, BrowserPoolActor, settings).await?;
-        Ok(Self { actor })
+        Ok(Self {
+            actor,
+            open_timeout_ms,
+        })
     }
 
     /// A fresh isolated context with one blank page for `session_id` (replacing any
@@ -146,7 +176,7 @@ impl BrowserPool {
         match ractor::call_t!(
             self.actor,
             |reply| PoolMsg::Open { session_id, reply },
-            CALL_TIMEOUT_MS
+            CALL_TIMEOUT_MS.max(self.open_timeout_ms + 5_000)
         ) {
             Ok(r) => r,
             Err(e) => Err(format!("browser pool did not answer: {e}")),
@@ -168,7 +198,7 @@ impl BrowserPool {
     }
 
     pub async fn stats(&self) -> PoolStats {
-        ractor::call_t!(self.actor, PoolMsg::Stats, 10_000).unwrap_or_default()
+        ractor::call_t!(self.actor, PoolMsg::Stats, 2_000).unwrap_or_default()
     }
 
     pub fn shutdown(&self) {
@@ -248,12 +278,36 @@ impl PoolState {
         })
     }
 
-    async fn dispose(&self, context: BrowserContextId) {
-        if let Some(r) = &self.running
-            && let Err(e) = r.browser.dispose_browser_context(context).await
+    /// Closes a context; a browser that does not answer is declared dead.
+    async fn dispose(&mut self, context: BrowserContextId) {
+        let Some(r) = &self.running else {
+            return;
+        };
+        match tokio::time::timeout(DISPOSE_TIMEOUT, r.browser.dispose_browser_context(context))
+            .await
         {
-            tracing::debug!(error = %e, "browser context not disposed");
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "browser context not disposed"),
+            Err(_) => {
+                tracing::error!("chromium did not answer in time; restarting it");
+                metrics::counter!("switchboard_browser_restarts_total").increment(1);
+                self.restarts += 1;
+                self.declare_dead();
+            }
         }
+    }
+
+    /// Forgets the running browser (killing what is left of it) and cancels every
+    /// lease on it: their sessions fail as disconnected and come back on a new one.
+    fn declare_dead(&mut self) {
+        if let Some(mut r) = self.running.take() {
+            r.lost.cancel();
+            if let Some(k) = r.kill.take() {
+                let _ = k.send(());
+            }
+        }
+        self.contexts.clear();
+        metrics::gauge!("switchboard_browser_contexts").set(0.0);
     }
 
     fn stats(&self) -> PoolStats {
@@ -335,7 +389,18 @@ impl Actor for BrowserPoolActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Open { session_id, reply } => {
-                let lease = state.open(&myself, &session_id).await;
+                let limit = state.settings.open_timeout;
+                let lease =
+                    match tokio::time::timeout(limit, state.open(&myself, &session_id)).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::error!("chromium did not answer in time; restarting it");
+                            metrics::counter!("switchboard_browser_restarts_total").increment(1);
+                            state.restarts += 1;
+                            state.declare_dead();
+                            Err("the browser did not answer in time".into())
+                        }
+                    };
                 let _ = reply.send(lease);
             }
             PoolMsg::Close { session_id } => {
@@ -343,6 +408,26 @@ impl Actor for BrowserPoolActor {
                     state.dispose(ctx).await;
                 }
                 metrics::gauge!("switchboard_browser_contexts").set(state.contexts.len() as f64);
+                if state.contexts.is_empty()
+                    && let Some(r) = &state.running
+                {
+                    let generation = r.generation;
+                    myself.send_after(state.settings.idle_shutdown, move || PoolMsg::IdleCheck {
+                        generation,
+                    });
+                }
+            }
+            PoolMsg::IdleCheck { generation } => {
+                if state.contexts.is_empty()
+                    && state.running.as_ref().map(|r| r.generation) == Some(generation)
+                    && let Some(mut r) = state.running.take()
+                {
+                    tracing::info!(pid = r.pid, "no browser sessions left; chromium stopped");
+                    r.lost.cancel();
+                    if let Some(k) = r.kill.take() {
+                        let _ = k.send(());
+                    }
+                }
             }
             PoolMsg::Wipe { session_id } => {
                 let dir = state.profile_dir(&session_id);
@@ -360,10 +445,7 @@ impl Actor for BrowserPoolActor {
                 tracing::error!(%status, sessions, "chromium exited; its sessions will reconnect");
                 metrics::counter!("switchboard_browser_restarts_total").increment(1);
                 state.restarts += 1;
-                if let Some(r) = state.running.take() {
-                    r.lost.cancel();
-                }
-                state.contexts.clear();
+                state.declare_dead();
                 // Start the next one now so sessions re-attach without waiting for a launch.
                 if sessions > 0
                     && let Err(e) = state.ensure_running(&myself).await
@@ -470,12 +552,25 @@ async fn launch(
             return Err(format!("cannot attach to chromium: {e}"));
         }
     };
+    // The DevTools connection is the browser as far as we are concerned: when it
+    // breaks, the browser is treated as dead even if its process lingers.
+    let watcher = pool.clone();
     tokio::spawn(async move {
+        let mut why = "the DevTools connection closed".to_owned();
         while let Some(event) = handler.next().await {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "chromium connection event error");
+            match event {
+                Err(e @ (CdpError::Ws(_) | CdpError::Io(_))) => {
+                    why = format!("the DevTools connection broke: {e}");
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "chromium connection event error"),
+                Ok(()) => {}
             }
         }
+        let _ = watcher.cast(PoolMsg::Exited {
+            generation,
+            status: why,
+        });
     });
     let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -47,7 +47,7 @@ impl Gateway {
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,chromiumoxide=error")
             .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_DATA_DIR", data.path().join("data"))
             .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -40,6 +40,8 @@
 //! | `whatsapp.url`                   | `SWITCHBOARD_WHATSAPP_URL`                  | `https://web.whatsapp.com/` |
 //! | `whatsapp.max_qr_refreshes`      | `SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES`     | 5 (then `FAILED`/`qr_timeout`) |
 //! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
+//! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
+//! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
 //!
 //! Log filtering follows `RUST_LOG` (default `info`).
 
@@ -195,6 +197,8 @@ pub struct BrowserConfig {
     pub chromium_path: Option<PathBuf>,
     /// Extra Chromium flags.
     pub args: Vec<String>,
+    /// A context that takes longer than this means a stuck browser (restarted).
+    pub open_timeout: Duration,
 }
 
 /// The WhatsApp channel.
@@ -203,6 +207,7 @@ pub struct WhatsAppConfig {
     pub url: String,
     pub max_qr_refreshes: u32,
     pub load_timeout: Duration,
+    pub heartbeat: Duration,
 }
 
 /// The validated configuration.
@@ -262,6 +267,7 @@ struct FileConfig {
 struct FileBrowser {
     chromium_path: Option<PathBuf>,
     args: Option<Vec<String>>,
+    open_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,6 +276,7 @@ struct FileWhatsApp {
     url: Option<String>,
     max_qr_refreshes: Option<u64>,
     load_timeout: Option<String>,
+    heartbeat: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,6 +359,8 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_URL",
     "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
     "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
+    "SWITCHBOARD_WHATSAPP_HEARTBEAT",
+    "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
 ];
 
 /// One setting being resolved: the value so far and where it came from.
@@ -809,6 +818,15 @@ impl Config {
                 format!("`{bad}` is not a flag (flags start with --)"),
             ));
         }
+        let open_timeout = positive(
+            "browser.open_timeout",
+            duration(
+                "browser.open_timeout",
+                file.browser.open_timeout,
+                "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
+                "45s",
+            )?,
+        )?;
         let fw = file.whatsapp;
         let (wa_url, origin) = Layer::file(fw.url, p)
             .env(env, "whatsapp.url", "SWITCHBOARD_WHATSAPP_URL", |s| {
@@ -845,15 +863,27 @@ impl Config {
             )?,
         )?;
 
+        let heartbeat = positive(
+            "whatsapp.heartbeat",
+            duration(
+                "whatsapp.heartbeat",
+                fw.heartbeat,
+                "SWITCHBOARD_WHATSAPP_HEARTBEAT",
+                "15s",
+            )?,
+        )?;
+
         Ok(Config {
             browser: BrowserConfig {
                 chromium_path,
                 args: browser_args,
+                open_timeout,
             },
             whatsapp: WhatsAppConfig {
                 url: wa_url,
                 max_qr_refreshes,
                 load_timeout,
+                heartbeat,
             },
             sessions: SessionConfig {
                 restart_base,

@@ -221,14 +221,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             url: config.whatsapp.url.clone(),
             max_qr_refreshes: config.whatsapp.max_qr_refreshes,
             load_timeout: config.whatsapp.load_timeout,
+            heartbeat: config.whatsapp.heartbeat,
         },
         ..SessionSettings::default()
     };
     // Chromium itself starts with the first browser session.
     let browser = BrowserPool::spawn(BrowserSettings {
         executable: config.browser.chromium_path.clone(),
-        dir: config.data_dir.join("browser"),
         extra_args: config.browser.args.clone(),
+        open_timeout: config.browser.open_timeout,
+        ..BrowserSettings::new(config.data_dir.join("browser"))
     })
     .await
     .context("starting the browser pool")?;

@@ -1,9 +1,11 @@
 //! The WhatsApp channel: WhatsApp Web in a context of the shared Chromium.
 //!
-//! Connect: lease a context from the [`BrowserPool`], write back the saved login
-//! (if any) on the page's origin, install the observer from the [`contract`] (run
-//! in every new document, so it survives navigations) and open the page. The pump
-//! then turns what the observer reports into [`ChannelEvent`]s:
+//! Connect (in a task beside the session actor, so a browser launch or a slow page
+//! never blocks its mailbox; a failure arrives as a disconnection): lease a context
+//! from the [`BrowserPool`], write back the saved login (if any) on the page's
+//! origin, install the observer from the [`contract`] (run in every new document, so
+//! it survives navigations) and open the page. The pump then turns what the observer
+//! reports into [`ChannelEvent`]s:
 //!
 //! - a QR value → `Qr` (a QR on a restored login means the login is gone →
 //!   `LoggedOut`, and the saved state is wiped);
@@ -39,6 +41,7 @@ use chromiumoxide::page::Page;
 use contract::{PageEvent, StateMeaning};
 use futures::StreamExt;
 use serde::Deserialize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_crypto::Binding;
 use tokio::sync::mpsc;
@@ -46,8 +49,11 @@ use tokio::task::JoinHandle;
 
 /// How often a working session's login state is captured again.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
-/// How long a page call (send, lists) may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a page call made from the session actor (send, lists, pairing code) may
+/// take: below the watchdog's patience, so a stuck page is a failed call, not a hang.
+const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the connection task's page calls (restore, snapshot) may take.
+const SLOW_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Gateway-wide WhatsApp settings.
 #[derive(Debug, Clone)]
@@ -58,6 +64,9 @@ pub struct WhatsAppSettings {
     pub max_qr_refreshes: u32,
     /// How long the page may take to show a QR code or log in.
     pub load_timeout: Duration,
+    /// How often a connected page is probed; a page that does not answer within
+    /// the same time is treated as disconnected (no "connected but dead" sessions).
+    pub heartbeat: Duration,
 }
 
 impl Default for WhatsAppSettings {
@@ -66,6 +75,7 @@ impl Default for WhatsAppSettings {
             url: contract::DEFAULT_URL.into(),
             max_qr_refreshes: 5,
             load_timeout: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -90,18 +100,19 @@ pub struct WhatsApp {
     tenant_id: String,
     session_id: String,
     deps: Deps,
-    lease: Option<Lease>,
-    pump: Option<JoinHandle<()>>,
+    /// The browser context, once the connection task has it.
+    lease: Arc<Mutex<Option<Lease>>>,
+    /// Connects, then pumps the page's reports (off the actor, so a slow page
+    /// never blocks the session's mailbox).
+    task: Option<JoinHandle<()>>,
 }
 
 impl Drop for WhatsApp {
     fn drop(&mut self) {
-        if let Some(p) = self.pump.take() {
-            p.abort();
+        if let Some(t) = self.task.take() {
+            t.abort();
         }
-        if self.lease.take().is_some()
-            && let Some(pool) = &self.deps.browser
-        {
+        if let Some(pool) = &self.deps.browser {
             pool.close(&self.session_id);
         }
     }
@@ -145,7 +156,7 @@ impl Saver {
     }
 
     async fn save(&self, page: &Page) -> Result<(), String> {
-        let snapshot = call(page, contract::SNAPSHOT_JS, &[]).await?;
+        let snapshot = call(page, contract::SNAPSHOT_JS, &[], SLOW_CALL_TIMEOUT).await?;
         let binding = state_binding(&self.tenant_id, &self.session_id);
         let sealed = self
             .deps
@@ -183,8 +194,8 @@ impl WhatsApp {
             tenant_id: tenant_id.to_owned(),
             session_id: session_id.to_owned(),
             deps,
-            lease: None,
-            pump: None,
+            lease: Arc::default(),
+            task: None,
         }
     }
 
@@ -196,80 +207,86 @@ impl WhatsApp {
         }
     }
 
-    fn page(&self) -> Result<&Page, ChannelError> {
+    fn page(&self) -> Result<Page, ChannelError> {
         self.lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .filter(|l| !l.lost.is_cancelled())
-            .map(|l| &l.page)
+            .map(|l| l.page.clone())
             .ok_or(ChannelError::NotConnected)
     }
 
     async fn release(&mut self) {
-        if let Some(p) = self.pump.take() {
-            p.abort();
+        if let Some(t) = self.task.take() {
+            t.abort();
         }
-        if self.lease.take().is_some()
-            && let Some(pool) = &self.deps.browser
-        {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pool) = &self.deps.browser {
             pool.close(&self.session_id);
         }
     }
+}
 
-    async fn open(&mut self, events: mpsc::Sender<ChannelEvent>) -> Result<(), ChannelError> {
-        let pool: BrowserPool = self
-            .deps
-            .browser
-            .clone()
-            .ok_or_else(|| ChannelError::Failed("the browser pool is not running".into()))?;
-        let settings = self.deps.settings.whatsapp.clone();
-        let lease = pool
-            .open(&self.session_id)
-            .await
-            .map_err(ChannelError::Failed)?;
-        let page = lease.page.clone();
-        self.lease = Some(lease.clone());
-        let saver = self.saver();
-        let restored = match saver.load().await {
-            Some(snapshot) => {
-                restore(&page, &settings.url, &snapshot)
-                    .await
-                    .map_err(|e| ChannelError::Failed(format!("restoring the login: {e}")))?;
-                true
-            }
-            None => false,
-        };
+/// Leases a context, restores the saved login, installs the observer, opens the
+/// page, then pumps what the page reports until the connection ends.
+async fn connect_and_pump(
+    saver: Saver,
+    slot: Arc<Mutex<Option<Lease>>>,
+    events: mpsc::Sender<ChannelEvent>,
+) -> Result<(), ChannelError> {
+    let pool: BrowserPool = saver
+        .deps
+        .browser
+        .clone()
+        .ok_or_else(|| ChannelError::Failed("the browser pool is not running".into()))?;
+    let settings = saver.deps.settings.whatsapp.clone();
+    let lease = pool
+        .open(&saver.session_id)
+        .await
+        .map_err(ChannelError::Failed)?;
+    let page = lease.page.clone();
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease.clone());
+    let restored = match saver.load().await {
+        Some(snapshot) => {
+            restore(&page, &settings.url, &snapshot)
+                .await
+                .map_err(|e| ChannelError::Failed(format!("restoring the login: {e}")))?;
+            true
+        }
+        None => false,
+    };
+    let setup = async {
         page.execute(AddBindingParams::new(contract::BINDING))
-            .await
-            .map_err(cdp)?;
+            .await?;
         page.execute(AddScriptToEvaluateOnNewDocumentParams::new(
             contract::OBSERVER_JS,
         ))
+        .await?;
+        let bindings = page.event_listener::<EventBindingCalled>().await?;
+        let crashes = page.event_listener::<EventTargetCrashed>().await?;
+        Ok::<_, chromiumoxide::error::CdpError>((bindings, crashes))
+    };
+    let (bindings, crashes) = tokio::time::timeout(SLOW_CALL_TIMEOUT, setup)
         .await
+        .map_err(|_| ChannelError::Failed("the browser did not answer".into()))?
         .map_err(cdp)?;
-        let bindings = page
-            .event_listener::<EventBindingCalled>()
-            .await
-            .map_err(cdp)?;
-        let crashes = page
-            .event_listener::<EventTargetCrashed>()
-            .await
-            .map_err(cdp)?;
-        tokio::time::timeout(settings.load_timeout, page.goto(settings.url.as_str()))
-            .await
-            .map_err(|_| ChannelError::Failed("WhatsApp Web did not load in time".into()))?
-            .map_err(|e| ChannelError::Failed(format!("cannot open WhatsApp Web: {e}")))?;
-        let pump = Pump {
-            page,
-            saver,
-            events,
-            lost: lease.lost.clone(),
-            restored,
-            ready: false,
-            load_timeout: settings.load_timeout,
-        };
-        self.pump = Some(tokio::spawn(pump.run(bindings, crashes)));
-        Ok(())
-    }
+    tokio::time::timeout(settings.load_timeout, page.goto(settings.url.as_str()))
+        .await
+        .map_err(|_| ChannelError::Failed("WhatsApp Web did not load in time".into()))?
+        .map_err(|e| ChannelError::Failed(format!("cannot open WhatsApp Web: {e}")))?;
+    let pump = Pump {
+        page,
+        saver,
+        events,
+        lost: lease.lost.clone(),
+        restored,
+        ready: false,
+        load_timeout: settings.load_timeout,
+        heartbeat: settings.heartbeat,
+    };
+    pump.run(bindings, crashes).await;
+    Ok(())
 }
 
 fn cdp(e: chromiumoxide::error::CdpError) -> ChannelError {
@@ -277,7 +294,12 @@ fn cdp(e: chromiumoxide::error::CdpError) -> ChannelError {
 }
 
 /// Calls one of the contract's functions with JSON arguments; returns its string result.
-async fn call(page: &Page, function: &str, args: &[serde_json::Value]) -> Result<String, String> {
+async fn call(
+    page: &Page,
+    function: &str,
+    args: &[serde_json::Value],
+    timeout: Duration,
+) -> Result<String, String> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let expression = format!("({})({})", function.trim(), args.join(", "));
     let params = EvaluateParams::builder()
@@ -286,7 +308,7 @@ async fn call(page: &Page, function: &str, args: &[serde_json::Value]) -> Result
         .return_by_value(true)
         .build()
         .map_err(|e| e.to_string())?;
-    let result = tokio::time::timeout(CALL_TIMEOUT, page.evaluate_expression(params))
+    let result = tokio::time::timeout(timeout, page.evaluate_expression(params))
         .await
         .map_err(|_| "the page did not answer in time".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -331,7 +353,7 @@ async fn restore(page: &Page, url: &str, snapshot: &str) -> Result<(), String> {
             let _ = p.execute(ok).await;
         }
     });
-    let nav = tokio::time::timeout(CALL_TIMEOUT, page.goto(restore_url.as_str())).await;
+    let nav = tokio::time::timeout(SLOW_CALL_TIMEOUT, page.goto(restore_url.as_str())).await;
     answer.abort();
     let _ = page.execute(fetch::DisableParams::default()).await;
     nav.map_err(|_| "restore page did not load".to_owned())?
@@ -340,6 +362,7 @@ async fn restore(page: &Page, url: &str, snapshot: &str) -> Result<(), String> {
         page,
         contract::RESTORE_JS,
         &[serde_json::Value::from(snapshot)],
+        SLOW_CALL_TIMEOUT,
     )
     .await?;
     if r != "ok" {
@@ -357,6 +380,7 @@ struct Pump {
     restored: bool,
     ready: bool,
     load_timeout: Duration,
+    heartbeat: Duration,
 }
 
 impl Pump {
@@ -370,6 +394,8 @@ impl Pump {
         tokio::pin!(deadline);
         let mut snapshot = tokio::time::interval(SNAPSHOT_EVERY);
         snapshot.reset();
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.reset();
         let end = loop {
             tokio::select! {
                 _ = self.lost.cancelled() => break ChannelEvent::Disconnected("the browser exited".into()),
@@ -379,6 +405,11 @@ impl Pump {
                         "WhatsApp Web showed neither a QR code nor a login within {} s",
                         self.load_timeout.as_secs()
                     ));
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(e) = call(&self.page, contract::HEARTBEAT_JS, &[], self.heartbeat).await {
+                        break ChannelEvent::Disconnected(format!("the page stopped answering: {e}"));
+                    }
                 }
                 _ = snapshot.tick(), if self.ready => {
                     if let Err(e) = self.saver.save(&self.page).await {
@@ -512,11 +543,22 @@ impl Channel for WhatsApp {
     ) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             self.release().await;
-            let result = self.open(events).await;
-            if result.is_err() {
-                self.release().await;
+            if self.deps.browser.is_none() {
+                return Err(ChannelError::Failed(
+                    "the browser pool is not running".into(),
+                ));
             }
-            result
+            let (saver, slot) = (self.saver(), self.lease.clone());
+            // Connecting can take a while (a browser launch, a slow page): it runs
+            // beside the actor, and a failure arrives as a disconnection.
+            self.task = Some(tokio::spawn(async move {
+                if let Err(e) = connect_and_pump(saver, slot, events.clone()).await {
+                    let _ = events
+                        .send(ChannelEvent::Disconnected(format!("connect failed: {e}")))
+                        .await;
+                }
+            }));
+            Ok(())
         })
     }
 
@@ -526,9 +568,14 @@ impl Channel for WhatsApp {
                 ChannelError::Rejected(format!("`{}` is not a WhatsApp address", message.to))
             })?;
             let page = self.page()?;
-            let out = call(page, contract::SEND_JS, &[to.into(), message.text.into()])
-                .await
-                .map_err(ChannelError::Failed)?;
+            let out = call(
+                &page,
+                contract::SEND_JS,
+                &[to.into(), message.text.into()],
+                CALL_TIMEOUT,
+            )
+            .await
+            .map_err(ChannelError::Failed)?;
             let r: SendResult =
                 serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))?;
             match (r.id, r.error) {
@@ -544,7 +591,7 @@ impl Channel for WhatsApp {
     fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             let result = match self.page() {
-                Ok(page) => call(page, contract::LOGOUT_JS, &[])
+                Ok(page) => call(&page, contract::LOGOUT_JS, &[], CALL_TIMEOUT)
                     .await
                     .map(|_| ())
                     .map_err(ChannelError::Failed),
@@ -578,9 +625,14 @@ impl Channel for WhatsApp {
                 )));
             }
             let page = self.page()?;
-            let out = call(page, contract::PAIRING_CODE_JS, &[digits.into()])
-                .await
-                .map_err(ChannelError::Failed)?;
+            let out = call(
+                &page,
+                contract::PAIRING_CODE_JS,
+                &[digits.into()],
+                CALL_TIMEOUT,
+            )
+            .await
+            .map_err(ChannelError::Failed)?;
             #[derive(Deserialize)]
             struct Code {
                 code: Option<String>,
@@ -600,7 +652,10 @@ impl Channel for WhatsApp {
     fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {
         Box::pin(async move {
             let page = self.page().ok()?;
-            let metrics = page.metrics().await.ok()?;
+            let metrics = tokio::time::timeout(Duration::from_secs(2), page.metrics())
+                .await
+                .ok()?
+                .ok()?;
             let get = |name: &str| {
                 metrics
                     .iter()
@@ -619,7 +674,7 @@ impl Channel for WhatsApp {
 impl WhatsApp {
     async fn parties(&mut self, kind: &str) -> Result<Vec<Party>, ChannelError> {
         let page = self.page()?;
-        let out = call(page, contract::PARTIES_JS, &[kind.into()])
+        let out = call(&page, contract::PARTIES_JS, &[kind.into()], CALL_TIMEOUT)
             .await
             .map_err(ChannelError::Failed)?;
         serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))

@@ -140,7 +140,7 @@ pub fn command(env: &[(String, String)]) -> Command {
             cmd.env(var, v);
         }
     }
-    cmd.env("RUST_LOG", "info");
+    cmd.env("RUST_LOG", "info,chromiumoxide=error");
     for (k, v) in env {
         cmd.env(k, v);
     }

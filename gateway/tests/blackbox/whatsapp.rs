@@ -634,3 +634,54 @@ async fn older_pages_are_read_through_the_dom_markers() {
     scan_current(&gw, &key, &id, &standin).await;
     wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
 }
+
+#[tokio::test]
+async fn a_frozen_browser_is_replaced_and_its_sessions_come_back() {
+    let standin = standin(Duration::from_secs(5)).await;
+    let mut opts = options(&standin, 20);
+    opts.env.extend([
+        ("SWITCHBOARD_WHATSAPP_HEARTBEAT".into(), "1s".into()),
+        ("SWITCHBOARD_BROWSER_OPEN_TIMEOUT".into(), "5s".into()),
+    ]);
+    let gw = Gateway::start_with(opts).await;
+    let (_, key) = gw.create_tenant("frozen").await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "whatsapp" })),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(20)).await;
+    scan_current(&gw, &key, &id, &standin).await;
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
+
+    // The browser stops answering but does not exit: the heartbeat notices, the
+    // pool gives up on it, kills it and starts a new one; the session comes back.
+    let frozen = chromium_pid(&gw);
+    std::process::Command::new("kill")
+        .args(["-STOP", &frozen.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replaced = chromium_pid(&gw) != frozen;
+        let r = gw
+            .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        if replaced && r.json["status"] == "WORKING" && !alive(frozen) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the frozen browser was not replaced: {}\n{}",
+            r.text,
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    send(&gw, &key, &id, "15550100", "after a frozen browser").await;
+    wait_sent(&standin, "after a frozen browser").await;
+}

@@ -244,6 +244,13 @@ async function (kind) {
 }
 "#;
 
+/// A liveness probe: answers with the socket state (or `loading`).
+pub const HEARTBEAT_JS: &str = r#"
+async function () {
+  try { return String(window.require('WAWebSocketModel').Socket.state); } catch (e) { return 'loading'; }
+}
+"#;
+
 /// Ends the login from this side.
 pub const LOGOUT_JS: &str = r#"
 async function () {
