@@ -3,5 +3,12 @@
 //! `RagActor` that answers inbound messages from a tenant's documents.
 //!
 //! This crate sits between `crypto` (it verifies HMAC-signed internal events) and
-//! `actors` (which spawns the `RagActor`). Its components arrive with the RAG issue;
-//! until then it holds nothing, so nothing depends on behaviour it does not have.
+//! `actors` (which spawns the `RagActor`).
+//!
+//! # Layout
+//! - [`embed`]: the [`embed::Embedder`] trait and [`embed::MiniLm`], all-MiniLM-L6-v2
+//!   in-process with candle from local files (sentence-transformers parity).
+//! - [`chunk`]: sentence- and paragraph-aware chunking with overlap, sized in tokens.
+
+pub mod chunk;
+pub mod embed;
