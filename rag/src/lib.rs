@@ -9,6 +9,9 @@
 //! - [`embed`]: the [`embed::Embedder`] trait and [`embed::MiniLm`], all-MiniLM-L6-v2
 //!   in-process with candle from local files (sentence-transformers parity).
 //! - [`chunk`]: sentence- and paragraph-aware chunking with overlap, sized in tokens.
+//! - [`store`]: the [`store::VectorStore`] trait and [`store::EdgeStore`] (embedded
+//!   qdrant-edge); tenant scoping is enforced inside the store.
 
 pub mod chunk;
 pub mod embed;
+pub mod store;
