@@ -119,6 +119,15 @@ pub trait Channel: Send + 'static {
     fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {
         Box::pin(async { None })
     }
+    /// Makes the channel report `message` as received (the `sim` channel: scripted
+    /// conversations for tests and demos).
+    fn inject(&mut self, _message: InboundMessage) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "only sim sessions take injected messages".into(),
+            ))
+        })
+    }
 }
 
 /// Checks a channel name and its JSON configuration without building anything.

@@ -16,6 +16,7 @@
 //! - `testkit` (feature): stand-ins for remote services (WhatsApp Web) for tests and the bench.
 //! - [`sessions`]: the supervised session actors (Root → TenantSupervisor → SessionActor).
 //! - [`outbound`]: per-tenant senders draining the durable send queue under governor limits.
+//! - [`rag_feed`]: hands stored inbound messages, signed, to the RAG actor (spawned by the root).
 
 pub mod browser;
 pub mod channels;
@@ -24,6 +25,7 @@ pub mod events;
 pub mod ids;
 pub mod outbound;
 pub mod qr;
+pub mod rag_feed;
 pub mod rotation;
 pub mod sessions;
 pub mod storage;

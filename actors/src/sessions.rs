@@ -67,7 +67,7 @@ pub enum Fault {
 }
 
 /// A question for a running session's channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Query {
     Groups,
     Contacts,
@@ -75,6 +75,8 @@ pub enum Query {
     PairingCode(String),
     /// What the session costs in memory.
     Memory,
+    /// Report this message as received (sim sessions).
+    Inject(Box<crate::channels::InboundMessage>),
 }
 
 /// Settings for session supervision.

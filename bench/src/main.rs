@@ -56,6 +56,22 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         settle: u64,
     },
+    /// The knowledge-base engine in-process: sentences embedded per second (local
+    /// MiniLM), documents ingested per second, search latency at each store size.
+    Rag {
+        /// all-MiniLM-L6-v2's files.
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+        #[arg(long, default_value_t = 1_000)]
+        sentences: usize,
+        #[arg(long, default_value_t = 200)]
+        documents: usize,
+        /// Store sizes to measure search at (comma-separated).
+        #[arg(long, default_value = "10000,100000", value_delimiter = ',')]
+        chunks: Vec<usize>,
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+    },
     /// Runs a stand-in for a remote service (no gateway is started).
     Standin {
         #[command(subcommand)]
@@ -100,6 +116,53 @@ async fn main() -> anyhow::Result<()> {
             standin.url()
         );
         tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+    if let Scenario::Rag {
+        model_dir,
+        sentences,
+        documents,
+        chunks,
+        queries,
+    } = &cli.scenario
+    {
+        anyhow::ensure!(
+            chunks.iter().all(|c| (1..=2_000_000).contains(c)),
+            "--chunks: 1 to 2000000 each"
+        );
+        let params = switchboard_bench::rag::RagParams {
+            sentences: (*sentences).max(1),
+            documents: (*documents).max(1),
+            chunks: chunks.clone(),
+            queries: (*queries).max(1),
+        };
+        let r = switchboard_bench::rag::rag(model_dir, &params).await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!(
+                "rag: model {} (CPU, in-process), embedded qdrant-edge",
+                r.model
+            );
+            println!(
+                "  sentences embedded: {:.1}/s ({} sentences of 9-20 words)",
+                r.sentences_per_second, r.sentences
+            );
+            println!(
+                "  documents ingested: {:.1}/s ({} documents, {} KiB, {} chunks; chunk + embed + upsert)",
+                r.documents_per_second,
+                r.documents,
+                r.document_bytes / 1024,
+                r.chunks_ingested
+            );
+            println!("  chunks    search p50 ms  p99 ms  max ms  embed+search p50 ms  fill s");
+            for p in &r.search {
+                println!(
+                    "  {:>7}  {:>13.2}  {:>6.2}  {:>6.2}  {:>19.2}  {:>6.1}",
+                    p.chunks, p.p50_ms, p.p99_ms, p.max_ms, p.with_embedding_p50_ms, p.fill_seconds
+                );
+            }
+        }
         return Ok(());
     }
     let binary = cli.gateway.clone().unwrap_or_else(default_binary);
@@ -195,7 +258,9 @@ async fn main() -> anyhow::Result<()> {
         ],
     )?;
     match cli.scenario {
-        Scenario::Standin { .. } | Scenario::Browser { .. } => unreachable!("handled above"),
+        Scenario::Standin { .. } | Scenario::Browser { .. } | Scenario::Rag { .. } => {
+            unreachable!("handled above")
+        }
         Scenario::Webhooks {
             events,
             concurrency,

@@ -107,6 +107,19 @@ impl Keyring {
         self.by_id.contains_key(key_id)
     }
 
+    /// A 32-byte key for `label`, derived from the current master key (HKDF-SHA256
+    /// with its own info string, so it never equals a data-encryption key). Every
+    /// process holding the same master key derives the same key: used to sign
+    /// internal events between actors.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(None, self.current.bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        let info = [b"switchboard derived key v1: ".as_slice(), label.as_bytes()].concat();
+        hk.expand(&info, out.as_mut())
+            .expect("32 bytes is a valid HKDF length");
+        out
+    }
+
     fn cipher(key: &MasterKey, salt: &[u8]) -> Aes256Gcm {
         let hk = Hkdf::<Sha256>::new(Some(salt), key.bytes());
         let mut dek = Zeroizing::new([0u8; 32]);

@@ -16,6 +16,7 @@ pub mod body;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod kb;
 pub mod keys;
 pub mod messages;
 pub mod openapi;
@@ -230,6 +231,16 @@ async fn dispatch_tenant(
         RouteId::SendMessage => messages::send(&ctx, &caller, req).await,
         RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
         RouteId::GetMessage => messages::get(&ctx, &caller).await,
+        RouteId::SimInbound => kb::sim_inbound(&ctx, &caller, req).await,
+        RouteId::GetReplySettings => kb::get_reply_settings(&ctx, &caller).await,
+        RouteId::PutReplySettings => kb::put_reply_settings(&ctx, &caller, req).await,
+        RouteId::CreateKbDocument => kb::create_document(&ctx, &caller, req).await,
+        RouteId::ListKbDocuments => kb::list_documents(&ctx, &caller).await,
+        RouteId::DeleteKbDocument => kb::delete_document(&ctx, &caller).await,
+        RouteId::SearchKb => kb::search(&ctx, &caller, req).await,
+        RouteId::ListDrafts => kb::list_drafts(&ctx, &caller, req).await,
+        RouteId::ApproveDraft => kb::approve_draft(&ctx, &caller, req).await,
+        RouteId::RejectDraft => kb::reject_draft(&ctx, &caller).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

@@ -31,4 +31,24 @@ pub struct App {
     pub limiters: KeyLimiters,
     /// Renders `/metrics`; `None` when no recorder is installed (e.g. in unit tests).
     pub metrics: Option<PrometheusHandle>,
+    /// The tenants' knowledge bases (opened on first use).
+    pub knowledge: Arc<switchboard_rag::kb::Knowledge>,
+    /// What the RAG actor acts through (approved drafts are sent the same way).
+    pub rag_host: crate::rag::RagHost,
+    /// The RAG actor's counters.
+    pub rag_stats: Arc<switchboard_rag::actor::RagStats>,
+    /// Whether replies are written by an LLM (else retrieval-only).
+    pub llm_configured: bool,
+}
+
+impl App {
+    /// The send path's dependencies.
+    pub fn sends(&self) -> crate::sends::Sends<'_> {
+        crate::sends::Sends {
+            events: &self.events,
+            keyring: &self.keyring,
+            outbound: &self.outbound,
+            defaults: &self.config.limits,
+        }
+    }
 }

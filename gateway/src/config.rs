@@ -42,6 +42,17 @@
 //! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
 //! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
 //! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
+//! | `rag.model_dir`                  | `SWITCHBOARD_MODEL_DIR`                     | `models/all-MiniLM-L6-v2` |
+//! | `rag.embeddings_url`             | `SWITCHBOARD_EMBEDDINGS_URL`                | none (local model)    |
+//! | `rag.embeddings_model`           | `SWITCHBOARD_EMBEDDINGS_MODEL`              | `text-embedding-3-small` |
+//! | `rag.embeddings_api_key`         | `SWITCHBOARD_EMBEDDINGS_API_KEY`            | none                  |
+//! | `rag.llm_url`                    | `SWITCHBOARD_LLM_URL`                       | none (retrieval-only replies) |
+//! | `rag.llm_model`                  | `SWITCHBOARD_LLM_MODEL`                     | `gpt-4o-mini`         |
+//! | `rag.llm_api_key`                | `SWITCHBOARD_LLM_API_KEY`                   | none                  |
+//! | `rag.llm_timeout`                | `SWITCHBOARD_LLM_TIMEOUT`                   | `30s`                 |
+//! | `rag.qdrant_url`                 | `QDRANT_URL`                                | none (embedded qdrant-edge in `data_dir/qdrant`) |
+//! | `rag.qdrant_api_key`             | `QDRANT_API_KEY`                            | none                  |
+//! | `rag.concurrency`                | `SWITCHBOARD_RAG_CONCURRENCY`               | 2 (answers at once)   |
 //!
 //! Log filtering follows `RUST_LOG` (default `info`).
 
@@ -210,6 +221,27 @@ pub struct WhatsAppConfig {
     pub heartbeat: Duration,
 }
 
+/// The knowledge base and the RAG actor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RagConfig {
+    /// all-MiniLM-L6-v2's files (used unless `embeddings_url` is set).
+    pub model_dir: PathBuf,
+    /// An OpenAI-compatible API base (`…/v1`) for embeddings.
+    pub embeddings_url: Option<String>,
+    pub embeddings_model: String,
+    pub embeddings_api_key: Option<String>,
+    /// An OpenAI-compatible API base (`…/v1`) for chat completions.
+    pub llm_url: Option<String>,
+    pub llm_model: String,
+    pub llm_api_key: Option<String>,
+    pub llm_timeout: Duration,
+    /// A Qdrant server instead of the embedded engine.
+    pub qdrant_url: Option<String>,
+    pub qdrant_api_key: Option<String>,
+    /// Answers in progress at once.
+    pub concurrency: usize,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -234,6 +266,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub browser: BrowserConfig,
     pub whatsapp: WhatsAppConfig,
+    pub rag: RagConfig,
 }
 
 /// The file's shape. Every key optional; unknown keys are errors.
@@ -260,6 +293,24 @@ struct FileConfig {
     browser: FileBrowser,
     #[serde(default)]
     whatsapp: FileWhatsApp,
+    #[serde(default)]
+    rag: FileRag,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRag {
+    model_dir: Option<PathBuf>,
+    embeddings_url: Option<String>,
+    embeddings_model: Option<String>,
+    embeddings_api_key: Option<String>,
+    llm_url: Option<String>,
+    llm_model: Option<String>,
+    llm_api_key: Option<String>,
+    llm_timeout: Option<String>,
+    qdrant_url: Option<String>,
+    qdrant_api_key: Option<String>,
+    concurrency: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,6 +412,15 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
     "SWITCHBOARD_WHATSAPP_HEARTBEAT",
     "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
+    "SWITCHBOARD_MODEL_DIR",
+    "SWITCHBOARD_EMBEDDINGS_URL",
+    "SWITCHBOARD_EMBEDDINGS_MODEL",
+    "SWITCHBOARD_EMBEDDINGS_API_KEY",
+    "SWITCHBOARD_LLM_URL",
+    "SWITCHBOARD_LLM_MODEL",
+    "SWITCHBOARD_LLM_API_KEY",
+    "SWITCHBOARD_LLM_TIMEOUT",
+    "SWITCHBOARD_RAG_CONCURRENCY",
 ];
 
 /// One setting being resolved: the value so far and where it came from.
@@ -873,7 +933,85 @@ impl Config {
             )?,
         )?;
 
+        let fr = file.rag;
+        let text = |key: &str,
+                    v: Option<String>,
+                    var: &'static str|
+         -> Result<Option<String>, ConfigError> {
+            let (v, _) = Layer::file(v, p)
+                .env(env, key, var, |s| Ok(s.to_owned()))?
+                .or(String::new());
+            Ok(Some(v).filter(|v| !v.is_empty()))
+        };
+        let api_url = |key: &str,
+                       v: Option<String>,
+                       var: &'static str|
+         -> Result<Option<String>, ConfigError> {
+            let Some(v) = text(key, v, var)? else {
+                return Ok(None);
+            };
+            match url::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    Ok(Some(v.trim_end_matches('/').to_owned()))
+                }
+                _ => Err(ConfigError::new(
+                    key,
+                    Origin::Env(var),
+                    "must be an http(s) URL",
+                )),
+            }
+        };
+        let (model_dir, _) = Layer::file(fr.model_dir, p)
+            .env(env, "rag.model_dir", "SWITCHBOARD_MODEL_DIR", |s| {
+                Ok(PathBuf::from(s))
+            })?
+            .or(PathBuf::from("models").join("all-MiniLM-L6-v2"));
+        let (concurrency, origin) = Layer::file(fr.concurrency, p)
+            .env(
+                env,
+                "rag.concurrency",
+                "SWITCHBOARD_RAG_CONCURRENCY",
+                parse_from_str("a whole number"),
+            )?
+            .or(2);
+        let rag = RagConfig {
+            model_dir,
+            embeddings_url: api_url(
+                "rag.embeddings_url",
+                fr.embeddings_url,
+                "SWITCHBOARD_EMBEDDINGS_URL",
+            )?,
+            embeddings_model: text(
+                "rag.embeddings_model",
+                fr.embeddings_model,
+                "SWITCHBOARD_EMBEDDINGS_MODEL",
+            )?
+            .unwrap_or_else(|| "text-embedding-3-small".into()),
+            embeddings_api_key: text(
+                "rag.embeddings_api_key",
+                fr.embeddings_api_key,
+                "SWITCHBOARD_EMBEDDINGS_API_KEY",
+            )?,
+            llm_url: api_url("rag.llm_url", fr.llm_url, "SWITCHBOARD_LLM_URL")?,
+            llm_model: text("rag.llm_model", fr.llm_model, "SWITCHBOARD_LLM_MODEL")?
+                .unwrap_or_else(|| "gpt-4o-mini".into()),
+            llm_api_key: text("rag.llm_api_key", fr.llm_api_key, "SWITCHBOARD_LLM_API_KEY")?,
+            llm_timeout: positive(
+                "rag.llm_timeout",
+                duration(
+                    "rag.llm_timeout",
+                    fr.llm_timeout,
+                    "SWITCHBOARD_LLM_TIMEOUT",
+                    "30s",
+                )?,
+            )?,
+            qdrant_url: api_url("rag.qdrant_url", fr.qdrant_url, "QDRANT_URL")?,
+            qdrant_api_key: text("rag.qdrant_api_key", fr.qdrant_api_key, "QDRANT_API_KEY")?,
+            concurrency: check_range("rag.concurrency", &origin, concurrency, 1, 64)? as usize,
+        };
+
         Ok(Config {
+            rag,
             browser: BrowserConfig {
                 chromium_path,
                 args: browser_args,

@@ -16,6 +16,8 @@ pub mod api;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod rag;
+pub mod sends;
 pub mod server;
 pub mod telemetry;
 pub mod views;

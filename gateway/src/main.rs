@@ -265,8 +265,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    // The knowledge base opens on first use; the RAG actor answers inbound messages
+    // of sessions whose replies are on.
+    let knowledge = Arc::new(switchboard_gateway::rag::knowledge(&config));
+    let llm = switchboard_gateway::rag::llm(&config)?.map(Arc::new);
+    let rag_host = switchboard_gateway::rag::RagHost {
+        store: store.clone(),
+        events: events.clone(),
+        keyring: keyring.clone(),
+        outbound: outbound.clone(),
+        defaults: config.limits,
+    };
+    if let Err(e) = switchboard_gateway::rag::clean_unfinished(&store, &knowledge).await {
+        tracing::error!(error = %e, "could not clean up half-indexed documents");
+    }
+    let rag_stats = Arc::new(switchboard_rag::actor::RagStats::default());
+    let llm_configured = llm.is_some();
+    sessions
+        .start_rag(switchboard_rag::actor::RagArgs {
+            knowledge: knowledge.clone(),
+            llm,
+            host: Arc::new(rag_host.clone()),
+            key: Arc::new(switchboard_rag::signed::InternalKey::derive(&keyring)),
+            concurrency: config.rag.concurrency,
+            stats: rag_stats.clone(),
+        })
+        .context("starting the RAG actor")?;
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {
+        knowledge,
+        rag_host,
+        rag_stats,
+        llm_configured,
         outbound,
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),

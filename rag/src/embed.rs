@@ -41,6 +41,12 @@ pub trait Embedder: Send + Sync + std::fmt::Debug + 'static {
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, EmbedError>>;
+    /// How many tokens the model sees in `text` (chunks are sized with it). The
+    /// default is an estimate (≈ 4 characters per token) for models whose tokenizer
+    /// is not local.
+    fn count_tokens(&self, text: &str) -> usize {
+        text.chars().count().div_ceil(4)
+    }
 }
 
 /// all-MiniLM-L6-v2 (384 dimensions) on the CPU.
@@ -166,6 +172,10 @@ impl Embedder for MiniLm {
 
     fn dimensions(&self) -> usize {
         self.inner.dims
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        MiniLm::count_tokens(self, text)
     }
 
     fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, EmbedError>> {

@@ -11,7 +11,23 @@
 //! - [`chunk`]: sentence- and paragraph-aware chunking with overlap, sized in tokens.
 //! - [`store`]: the [`store::VectorStore`] trait and [`store::EdgeStore`] (embedded
 //!   qdrant-edge); tenant scoping is enforced inside the store.
+//! - [`qdrant`]: [`qdrant::QdrantStore`], the same store on a Qdrant server (gRPC),
+//!   used when `QDRANT_URL` is set.
+//! - [`openai`]: OpenAI-compatible HTTP clients: [`openai::OpenAiEmbedder`] (remote
+//!   embeddings) and [`openai::LlmClient`] (chat completions, JSON answers with one repair).
+//! - [`kb`]: [`kb::KnowledgeBase`] (chunk → embed → upsert; search; delete), opened
+//!   lazily from config by [`kb::Knowledge`].
+//! - [`answer`]: intent, retrieval and the reply (LLM, or the best passage, labelled).
+//! - [`signed`]: HMAC-signed internal events and their verification.
+//! - [`actor`]: the [`actor::RagActor`], its [`actor::Host`] (what the gateway provides)
+//!   and the reply settings (`off` / `draft` / `auto`).
 
+pub mod actor;
+pub mod answer;
 pub mod chunk;
 pub mod embed;
+pub mod kb;
+pub mod openai;
+pub mod qdrant;
+pub mod signed;
 pub mod store;

@@ -3,7 +3,8 @@
 //! Config `{"inbound_per_second": R, "payload_bytes": N}`: once connected it reports
 //! `Ready`, then R inbound messages per second with N-byte texts. Sends are accepted
 //! and acknowledged at once. Faults (panic, error, hang, disconnect) are injected by
-//! the session actor on request, not here.
+//! the session actor on request, not here. A message can also be injected
+//! (`POST /v1/sessions/{id}/sim/inbound`) to script a conversation.
 
 use super::{BoxFuture, Channel, ChannelError, ChannelEvent, InboundMessage, OutboundMessage};
 use crate::clock;
@@ -140,6 +141,18 @@ impl Channel for Sim {
                 let _ = events.send(ack).await;
             });
             Ok(external)
+        })
+    }
+
+    fn inject(&mut self, message: InboundMessage) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let Some(events) = self.events.clone().filter(|_| self.generator.is_some()) else {
+                return Err(ChannelError::NotConnected);
+            };
+            events
+                .send(ChannelEvent::Inbound(message))
+                .await
+                .map_err(|_| ChannelError::NotConnected)
         })
     }
 

@@ -7,9 +7,12 @@
 
 use super::tenant::{TenantMsg, TenantSupervisor};
 use super::{Deps, Fault, SessionError};
+use crate::rag_feed::{self, RagSlot};
 use crate::storage::SessionRow;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
+use switchboard_rag::actor::{RagActor, RagArgs};
+use tokio_util::sync::CancellationToken;
 
 /// How long API calls wait for the tree.
 const CALL_TIMEOUT_MS: u64 = 15_000;
@@ -42,11 +45,15 @@ pub enum RootMsg {
         message: crate::channels::OutboundMessage,
         reply: RpcReplyPort<Result<String, SessionError>>,
     },
+    /// Spawns the RAG actor (supervised: restarted if it dies) and its feed.
+    StartRag(Box<RagArgs>),
 }
 
 #[derive(Debug)]
 pub struct RootState {
     deps: Deps,
+    /// The RAG actor's arguments (kept to restart it) and where the feed finds it.
+    rag: Option<(RagArgs, RagSlot, CancellationToken)>,
     tenants: HashMap<String, ActorRef<TenantMsg>>,
     by_actor: HashMap<ActorId, String>,
 }
@@ -55,6 +62,27 @@ pub struct RootState {
 pub struct Root;
 
 impl RootState {
+    async fn spawn_rag(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let Some((args, slot, _)) = &self.rag else {
+            return Ok(());
+        };
+        let (actor, _) =
+            Actor::spawn_linked(None, RagActor, args.clone(), myself.get_cell()).await?;
+        if let Ok(mut s) = slot.write() {
+            *s = Some(actor);
+        }
+        Ok(())
+    }
+
+    fn is_rag(&self, id: ActorId) -> bool {
+        self.rag.as_ref().is_some_and(|(_, slot, _)| {
+            slot.read()
+                .ok()
+                .and_then(|s| s.as_ref().map(|a| a.get_id() == id))
+                .unwrap_or(false)
+        })
+    }
+
     async fn tenant(
         &mut self,
         myself: &ActorRef<RootMsg>,
@@ -112,6 +140,7 @@ impl Actor for Root {
     ) -> Result<RootState, ActorProcessingErr> {
         Ok(RootState {
             deps,
+            rag: None,
             tenants: HashMap::new(),
             by_actor: HashMap::new(),
         })
@@ -134,6 +163,25 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::Restore => state.restore(&myself, None).await,
+            RootMsg::StartRag(args) => {
+                if state.rag.is_some() {
+                    tracing::warn!("the RAG actor is already running");
+                    return Ok(());
+                }
+                let slot: RagSlot = Default::default();
+                let cancel = CancellationToken::new();
+                let key = args.key.clone();
+                state.rag = Some((*args, slot.clone(), cancel.clone()));
+                state.spawn_rag(&myself).await?;
+                tokio::spawn(rag_feed::run(
+                    state.deps.store.clone(),
+                    state.deps.keyring.clone(),
+                    key,
+                    slot,
+                    state.deps.events.commits(),
+                    cancel,
+                ));
+            }
             RootMsg::Query {
                 tenant_id,
                 session_id,
@@ -181,12 +229,32 @@ impl Actor for Root {
         Ok(())
     }
 
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, _, cancel)) = &state.rag {
+            cancel.cancel();
+        }
+        Ok(())
+    }
+
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<RootMsg>,
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, _)
+        | SupervisionEvent::ActorTerminated(cell, _, _) = &event
+            && state.is_rag(cell.get_id())
+        {
+            tracing::error!("the RAG actor ended; restarting it");
+            metrics::counter!("switchboard_rag_actor_restarts_total").increment(1);
+            state.spawn_rag(&myself).await?;
+            return Ok(());
+        }
         if let SupervisionEvent::ActorFailed(cell, _)
         | SupervisionEvent::ActorTerminated(cell, _, _) = &event
             && let Some(tenant_id) = state.by_actor.remove(&cell.get_id())
@@ -304,6 +372,14 @@ impl Sessions {
             Err(ractor::RactorErr::Timeout) => Err(SessionError::Timeout),
             Err(e) => Err(SessionError::Failed(e.to_string())),
         }
+    }
+
+    /// Starts the RAG actor (as a supervised child of the root) and the feed of
+    /// inbound messages to it.
+    pub fn start_rag(&self, args: RagArgs) -> Result<(), SessionError> {
+        self.root
+            .cast(RootMsg::StartRag(Box::new(args)))
+            .map_err(|e| SessionError::Failed(e.to_string()))
     }
 
     /// Stops every session actor (not their rows' desired state: they come back on restart).

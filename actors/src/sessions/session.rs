@@ -268,6 +268,14 @@ async fn process(
                     }
                     code.map(serde_json::Value::from)
                 }
+                Query::Inject(m) => {
+                    let id = m.external_id.clone();
+                    state
+                        .channel
+                        .inject(*m)
+                        .await
+                        .map(|()| serde_json::json!({ "external_id": id }))
+                }
                 Query::Memory => Ok(state
                     .channel
                     .memory()

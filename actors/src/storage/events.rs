@@ -9,6 +9,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use switchboard_crypto::Sealed;
 
+/// The event type that becomes a RAG job when its session has replies on.
+const RAG_INPUT: &str = "message.received";
+
 /// Which endpoints an event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Targets {
@@ -139,6 +142,23 @@ impl Store {
                     .collect::<Result<Vec<_>>>()?;
                 subs.insert((*t).to_owned(), parsed);
             }
+            // Sessions whose inbound messages the RAG actor answers.
+            let mut answered: std::collections::HashSet<String> = Default::default();
+            for t in &tenants {
+                if !events
+                    .iter()
+                    .any(|e| e.tenant_id == *t && e.event_type == RAG_INPUT)
+                {
+                    continue;
+                }
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT session_id FROM reply_settings WHERE tenant_id = $1 AND mode <> 'off'",
+                )
+                .bind(*t)
+                .fetch_all(&mut *tx)
+                .await?;
+                answered.extend(ids);
+            }
             // Message writes first: a send that is not queued drops its event.
             let mut enqueued = Vec::with_capacity(events.len());
             for e in events {
@@ -207,6 +227,27 @@ impl Store {
                         .push_bind("pending")
                         .push_bind(0i64)
                         .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            let jobs: Vec<&NewEvent> = kept
+                .iter()
+                .filter(|e| {
+                    e.event_type == RAG_INPUT
+                        && e.session_id.as_ref().is_some_and(|s| answered.contains(s))
+                })
+                .copied()
+                .collect();
+            for chunk in jobs.chunks(EVENT_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO rag_jobs (event_id, tenant_id, attempts, next_attempt_at, created_at) ",
+                );
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.id)
+                        .push_bind(&e.tenant_id)
+                        .push_bind(0i64)
                         .push_bind(now)
                         .push_bind(now);
                 });

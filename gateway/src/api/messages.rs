@@ -16,12 +16,10 @@ use crate::views::EffectiveLimits;
 use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
-use switchboard_actors::clock::{self, rfc3339};
-use switchboard_actors::events::Publish;
+use switchboard_actors::clock::rfc3339;
 use switchboard_actors::ids;
 use switchboard_actors::outbound::SendQuota;
-use switchboard_actors::sessions::MESSAGE_QUEUED;
-use switchboard_actors::storage::{Enqueued, MESSAGE_BODY_PURPOSE, MessageRow, MessageWrite};
+use switchboard_actors::storage::{MESSAGE_BODY_PURPOSE, MessageRow};
 use switchboard_crypto::Binding;
 
 /// Longest message text, in characters.
@@ -129,69 +127,34 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
             format!("the session is {}; start it before sending", session.status),
         ));
     }
-    let id = ids::new_id(ids::MESSAGE);
-    let binding = Binding {
-        tenant_id: &caller.tenant.id,
-        record_id: &id,
-        purpose: MESSAGE_BODY_PURPOSE,
-    };
-    let sealed = ctx
-        .app
-        .keyring
-        .seal(body.text.as_bytes(), binding)
-        .map_err(ApiError::internal)?;
     let hash = switchboard_crypto::ApiKeyHash::of(&format!("{session_id}\0{to}\0{}", body.text));
-    let now = clock::now_ms();
-    let row = MessageRow {
-        id,
-        tenant_id: caller.tenant.id.clone(),
-        session_id: session_id.to_owned(),
-        direction: "outbound".into(),
-        peer: to.to_owned(),
-        status: "queued".into(),
-        idempotency_key: key,
-        request_hash: Some(hex_of(hash.as_bytes())),
-        external_id: None,
-        attempts: 0,
-        body_key_id: Some(sealed.key_id),
-        body: Some(sealed.data),
-        error: None,
-        created_at: now,
-        updated_at: now,
-    };
-    let limits = EffectiveLimits::of(&caller.tenant.limits, &ctx.app.config.limits);
-    // The send and its `message.queued` event are stored together, or neither is.
-    let data = serde_json::json!({ "message_id": row.id, "status": "queued", "to": row.peer });
-    let mut event = Publish::new(&caller.tenant.id, MESSAGE_QUEUED, data);
-    event.session_id = Some(session.id.clone());
-    event.channel = Some(session.channel.clone());
-    event.message = Some(MessageWrite::Enqueue {
-        row: Box::new(row),
-        max_queued: i64::from(limits.max_queued_sends),
-    });
-    let published = ctx
-        .app
-        .events
-        .publish(event)
-        .await
-        .map_err(ApiError::internal)?;
-    let outcome = published
-        .enqueued
-        .ok_or_else(|| ApiError::internal("send stored without an enqueue outcome"))?;
-    let (row, replayed) = match outcome {
-        Enqueued::New(r) => (*r, false),
-        Enqueued::Existing(r) => (*r, true),
-        Enqueued::KeyReused => {
+    let queued = crate::sends::queue_text(
+        &ctx.app.sends(),
+        &caller.tenant,
+        &session,
+        crate::sends::Text {
+            to,
+            text: &body.text,
+            idempotency_key: key,
+            request_hash: hash,
+        },
+    )
+    .await;
+    let (row, replayed) = match queued {
+        Ok(q) => q,
+        Err(crate::sends::SendError::KeyReused) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request",
             ));
         }
-        Enqueued::QueueFull { queued } => {
-            let secs = (queued as u64).div_ceil(u64::from(limits.sends_per_second.max(1)));
+        Err(crate::sends::SendError::QueueFull {
+            queued,
+            retry_after_secs,
+        }) => {
             return Err(ApiError {
-                retry_after: Some(secs.max(1)),
+                retry_after: Some(retry_after_secs),
                 ..ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "send_queue_full",
@@ -199,18 +162,14 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
                 )
             });
         }
+        Err(crate::sends::SendError::Internal(e)) => return Err(ApiError::internal(e)),
     };
-    ctx.app.outbound.wake(&caller.tenant.id, quota(&limits));
     let mut res = json(StatusCode::ACCEPTED, &view(ctx, &row))?;
     if replayed {
         res.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(res)
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {

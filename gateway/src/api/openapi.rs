@@ -39,8 +39,10 @@ fn build() -> Value {
             .chain(r.query.iter().map(|q| {
                 let schema = if *q == "limit" {
                     json!({ "type": "integer", "minimum": 1, "maximum": super::body::MAX_PAGE, "default": super::body::DEFAULT_PAGE })
-                } else {
+                } else if *q == "after" {
                     json!({ "type": "string", "description": "cursor: the `next_cursor` of the previous page" })
+                } else {
+                    json!({ "type": "string" })
                 };
                 json!({ "name": q, "in": "query", "required": false, "schema": schema })
             }))
@@ -360,6 +362,60 @@ fn schemas() -> Value {
             "properties": { "data": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" }, "name": { "type": ["string", "null"] } } } } }
         }
     });
+    let rag = json!({
+        "SimInbound": {
+            "type": "object", "required": ["from", "text"], "additionalProperties": false,
+            "properties": { "from": { "type": "string" }, "text": { "type": "string" }, "chat": { "type": ["string", "null"], "description": "group id, for a group message" } }
+        },
+        "Injected": { "type": "object", "properties": { "external_id": { "type": "string" } } },
+        "ReplySettings": {
+            "type": "object", "required": ["mode"], "additionalProperties": false,
+            "properties": {
+                "mode": { "type": "string", "enum": ["off", "draft", "auto"] },
+                "allowed_contacts": { "type": "array", "items": { "type": "string" }, "description": "who auto-replies may go to; empty = everyone (others get drafts)" },
+                "groups": { "type": "boolean", "default": false, "description": "answer group messages" },
+                "system_prompt": { "type": ["string", "null"] },
+                "model": { "type": ["string", "null"], "description": "LLM model (default: rag.llm_model)" },
+                "temperature": { "type": "number", "minimum": 0, "maximum": 2, "default": 0.2 },
+                "writer": { "type": "string", "enum": ["llm", "retrieval"], "readOnly": true, "description": "who writes replies: an LLM, or the best passage quoted (no LLM configured)" }
+            }
+        },
+        "NewDocument": {
+            "type": "object", "required": ["title", "text"], "additionalProperties": false,
+            "properties": { "title": { "type": "string", "maxLength": 200 }, "text": { "type": "string" }, "format": { "type": "string", "enum": ["text", "markdown"], "description": "detected when absent" } }
+        },
+        "Document": {
+            "type": "object", "required": ["id", "chunks"],
+            "properties": { "id": { "type": "string" }, "title": { "type": "string" }, "format": { "type": "string" }, "bytes": { "type": "integer" },
+                "chunks": { "type": "integer" }, "model": { "type": "string" }, "status": { "type": "string", "enum": ["indexing", "ready"] }, "created_at": ts }
+        },
+        "DocumentList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Document") } } },
+        "SearchRequest": {
+            "type": "object", "required": ["query"], "additionalProperties": false,
+            "properties": { "query": { "type": "string" }, "limit": { "type": "integer", "minimum": 1, "maximum": 50, "default": 5 } }
+        },
+        "SearchResults": {
+            "type": "object",
+            "properties": { "results": { "type": "array", "items": { "type": "object", "properties": {
+                "document_id": { "type": "string" }, "title": { "type": "string" }, "text": { "type": "string" },
+                "score": { "type": "number", "description": "cosine similarity" }, "chunk_index": { "type": "integer" } } } } }
+        },
+        "Draft": {
+            "type": "object",
+            "properties": { "id": { "type": "string" }, "session_id": { "type": "string" }, "event_id": { "type": "string" }, "to": { "type": "string" },
+                "question": { "type": "string" }, "text": { "type": "string" }, "status": { "type": "string", "enum": ["pending", "approved", "rejected"] },
+                "reason": { "type": "string", "enum": ["draft_mode", "contact_not_allowed"] }, "intent": { "type": "string", "enum": ["response", "task"] },
+                "source": { "type": "string", "enum": ["llm", "retrieval"] }, "message_id": { "type": ["string", "null"] }, "created_at": ts, "updated_at": ts }
+        },
+        "DraftList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Draft") } } },
+        "ApproveDraft": {
+            "type": "object", "additionalProperties": false,
+            "properties": { "text": { "type": "string", "description": "the edited reply (default: the draft as written)" } }
+        }
+    });
+    if let (Some(a), Value::Object(b)) = (schemas.as_object_mut(), rag) {
+        a.extend(b);
+    }
     if let (Some(a), Value::Object(b)) = (schemas.as_object_mut(), browser) {
         a.extend(b);
     }

@@ -53,6 +53,16 @@ pub enum RouteId {
     SendMessage,
     ListSessionMessages,
     GetMessage,
+    SimInbound,
+    GetReplySettings,
+    PutReplySettings,
+    CreateKbDocument,
+    ListKbDocuments,
+    DeleteKbDocument,
+    SearchKb,
+    ListDrafts,
+    ApproveDraft,
+    RejectDraft,
 }
 
 /// Who may call a route.
@@ -637,6 +647,115 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (200, Some("Message")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/sim/inbound",
+            SimInbound,
+            Tenant,
+            "Make a sim session report a message as received (scripted conversations).",
+        ),
+        Some("SimInbound"),
+        (202, Some("Injected")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}/reply-settings",
+            GetReplySettings,
+            Tenant,
+            "How the RAG actor answers the session's inbound messages.",
+        ),
+        None,
+        (200, Some("ReplySettings")),
+    ),
+    with(
+        route(
+            Method::PUT,
+            "/v1/sessions/{id}/reply-settings",
+            PutReplySettings,
+            Tenant,
+            "Set the session's reply mode (off, draft, auto), allowed contacts, groups, system prompt, model and temperature.",
+        ),
+        Some("ReplySettings"),
+        (200, Some("ReplySettings")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/kb/documents",
+            CreateKbDocument,
+            Tenant,
+            "Add a document to the knowledge base: JSON {title, text, format?} or a multipart upload (`file`: .txt or .md, optional `title`); chunked, embedded and stored.",
+        ),
+        Some("NewDocument"),
+        (201, Some("Document")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/kb/documents",
+            ListKbDocuments,
+            Tenant,
+            "The knowledge base's documents.",
+        ),
+        None,
+        (200, Some("DocumentList")),
+    ),
+    route(
+        Method::DELETE,
+        "/v1/kb/documents/{id}",
+        DeleteKbDocument,
+        Tenant,
+        "Remove a document and its vectors.",
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/kb/search",
+            SearchKb,
+            Tenant,
+            "The passages nearest to a query, best first.",
+        ),
+        Some("SearchRequest"),
+        (200, Some("SearchResults")),
+    ),
+    with(
+        queried(
+            route(
+                Method::GET,
+                "/v1/drafts",
+                ListDrafts,
+                Tenant,
+                "Replies waiting for a person (newest first); filter with ?status=pending|approved|rejected.",
+            ),
+            &["status", "limit"],
+        ),
+        None,
+        (200, Some("DraftList")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/drafts/{id}/approve",
+            ApproveDraft,
+            Tenant,
+            "Send a draft (optionally edited: {text}) through the outbound queue; emits rag.reply.",
+        ),
+        Some("ApproveDraft"),
+        (200, Some("Draft")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/drafts/{id}/reject",
+            RejectDraft,
+            Tenant,
+            "Discard a draft.",
+        ),
+        None,
+        (200, Some("Draft")),
     ),
 ];
 

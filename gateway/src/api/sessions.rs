@@ -87,7 +87,7 @@ fn audit(ctx: &Ctx<'_>, caller: &Caller, action: &'static str) -> AuditEntry {
     AuditEntry::new(caller.key_id.clone(), action).request_id(Some(ctx.request_id.to_owned()))
 }
 
-fn session_error(e: SessionError) -> ApiError {
+pub(crate) fn session_error(e: SessionError) -> ApiError {
     match e {
         SessionError::NotRunning => ApiError::new(
             StatusCode::CONFLICT,

@@ -9,6 +9,7 @@ mod api;
 mod dashboard;
 mod messages;
 mod process;
+mod rag;
 mod sessions;
 mod webhooks;
 mod whatsapp;

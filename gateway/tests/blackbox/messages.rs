@@ -17,7 +17,7 @@ fn options() -> Options {
     }
 }
 
-async fn working_session(gw: &Gateway, key: &str) -> String {
+pub(crate) async fn working_session(gw: &Gateway, key: &str) -> String {
     let r = gw
         .tenant(
             key,
@@ -67,7 +67,7 @@ async fn send(
 }
 
 /// All events of a type, oldest first.
-async fn events(gw: &Gateway, key: &str, ty: &str) -> Vec<Value> {
+pub(crate) async fn events(gw: &Gateway, key: &str, ty: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut path = format!("/v1/events?type={ty}&limit=200");
     loop {
@@ -80,7 +80,7 @@ async fn events(gw: &Gateway, key: &str, ty: &str) -> Vec<Value> {
     }
 }
 
-async fn wait_sent(gw: &Gateway, key: &str, n: usize, timeout: Duration) -> Vec<Value> {
+pub(crate) async fn wait_sent(gw: &Gateway, key: &str, n: usize, timeout: Duration) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
     loop {
         let sent = events(gw, key, "message.sent").await;

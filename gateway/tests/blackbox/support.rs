@@ -131,6 +131,13 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_switchboard")
 }
 
+/// all-MiniLM-L6-v2's files (`scripts/models.sh` puts them there).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2"))
+}
+
 /// A command for the binary with a clean environment plus `env`.
 pub fn command(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(binary());
@@ -141,6 +148,7 @@ pub fn command(env: &[(String, String)]) -> Command {
         }
     }
     cmd.env("RUST_LOG", "info,chromiumoxide=error");
+    cmd.env("SWITCHBOARD_MODEL_DIR", model_dir());
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,253 @@
+//! The `rag` scenario: the knowledge-base engine in-process (no gateway) — how fast
+//! the local model embeds, how fast documents are ingested (chunk → embed → upsert),
+//! and search latency in the embedded qdrant-edge store as it grows.
+//!
+//! Search is measured at each `--chunks` size; the store is filled with synthetic
+//! unit vectors (embedding 100k real passages would take most of an hour on two
+//! cores and says nothing more about the index), then optimised as the gateway's
+//! store is, and queried with vectors of real questions embedded by the model.
+
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_rag::chunk::Format;
+use switchboard_rag::embed::{Embedder, MiniLm};
+use switchboard_rag::kb::KnowledgeBase;
+use switchboard_rag::store::{ChunkRecord, EdgeStore};
+
+#[derive(Debug, Clone)]
+pub struct RagParams {
+    pub sentences: usize,
+    pub documents: usize,
+    pub chunks: Vec<usize>,
+    pub queries: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchPoint {
+    pub chunks: usize,
+    pub fill_seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Embedding the question plus the search, p50.
+    pub with_embedding_p50_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RagReport {
+    pub model: String,
+    pub sentences: usize,
+    pub sentences_per_second: f64,
+    pub documents: usize,
+    pub document_bytes: usize,
+    pub chunks_ingested: usize,
+    pub documents_per_second: f64,
+    pub search: Vec<SearchPoint>,
+}
+
+const WORDS: &[&str] = &[
+    "order",
+    "delivery",
+    "parcel",
+    "refund",
+    "invoice",
+    "account",
+    "password",
+    "opening",
+    "hours",
+    "weekend",
+    "shop",
+    "price",
+    "discount",
+    "warranty",
+    "repair",
+    "battery",
+    "screen",
+    "subscription",
+    "cancel",
+    "upgrade",
+    "address",
+    "courier",
+    "tracking",
+    "payment",
+    "card",
+    "transfer",
+    "receipt",
+    "exchange",
+    "size",
+    "colour",
+    "stock",
+    "branch",
+    "appointment",
+    "booking",
+    "table",
+    "menu",
+    "allergy",
+    "vegan",
+    "parking",
+    "holiday",
+];
+
+/// A deterministic pseudo-random generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn word(&mut self) -> &'static str {
+        WORDS[(self.next() % WORDS.len() as u64) as usize]
+    }
+    fn sentence(&mut self) -> String {
+        let n = 8 + (self.next() % 12) as usize;
+        let mut s: Vec<&str> = (0..n).map(|_| self.word()).collect();
+        s.insert(1, "the");
+        let mut out = s.join(" ");
+        if let Some(f) = out.get_mut(0..1) {
+            f.make_ascii_uppercase();
+        }
+        out.push('.');
+        out
+    }
+    fn unit(&mut self, dims: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dims)
+            .map(|_| (self.next() % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        v.into_iter().map(|x| x / n).collect()
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagReport> {
+    let model = MiniLm::load(model_dir)
+        .map_err(|e| anyhow::anyhow!("{e} (run scripts/models.sh, or pass --model-dir)"))?;
+    let dims = model.dimensions();
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+
+    // 1. Sentences embedded per second (batches of 32, as the knowledge base does).
+    let sentences: Vec<String> = (0..params.sentences).map(|_| rng.sentence()).collect();
+    let _warm = model
+        .embed(sentences[..8.min(sentences.len())].to_vec())
+        .await?;
+    let started = Instant::now();
+    let _ = model.embed(sentences.clone()).await?;
+    let sentences_per_second = params.sentences as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "  embedded {} sentences: {sentences_per_second:.1}/s",
+        params.sentences
+    );
+
+    // 2. Documents ingested per second: ~1.5 KB FAQ-like documents, 4 paragraphs.
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(EdgeStore::open(
+        &dir.path().join("ingest"),
+        MiniLm::MODEL_ID,
+        dims,
+    )?);
+    let kb = KnowledgeBase::new(Arc::new(model.clone()), store);
+    let docs: Vec<String> = (0..params.documents)
+        .map(|_| {
+            (0..4)
+                .map(|_| (0..3).map(|_| rng.sentence()).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        })
+        .collect();
+    let document_bytes = docs.iter().map(String::len).sum();
+    let started = Instant::now();
+    let mut chunks_ingested = 0;
+    for (i, d) in docs.iter().enumerate() {
+        chunks_ingested += kb
+            .ingest("ten_bench", &format!("doc_{i}"), "FAQ", d, Format::Text)
+            .await?;
+    }
+    let documents_per_second = params.documents as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "  ingested {} documents ({chunks_ingested} chunks): {documents_per_second:.1}/s",
+        params.documents
+    );
+
+    // 3. Search latency as the store grows.
+    let questions: Vec<String> = (0..params.queries.min(200))
+        .map(|_| rng.sentence())
+        .collect();
+    let question_vectors = model.embed(questions.clone()).await?;
+    let store = EdgeStore::open(&dir.path().join("search"), MiniLm::MODEL_ID, dims)?;
+    let mut search = Vec::new();
+    let mut filled = 0usize;
+    let mut sizes = params.chunks.clone();
+    sizes.sort_unstable();
+    for target in sizes {
+        let started = Instant::now();
+        while filled < target {
+            let n = (target - filled).min(1_000);
+            let points = (filled..filled + n)
+                .map(|i| {
+                    let record = ChunkRecord {
+                        document_id: format!("doc_{}", i / 8),
+                        title: "synthetic".into(),
+                        chunk_index: i % 8,
+                        text: format!("passage {i}"),
+                    };
+                    (record, rng.unit(dims))
+                })
+                .collect();
+            store.upsert_blocking("ten_bench", points)?;
+            filled += n;
+        }
+        store.optimize()?;
+        let fill_seconds = started.elapsed().as_secs_f64();
+        let mut ms = Vec::with_capacity(params.queries);
+        for i in 0..params.queries {
+            let q = question_vectors[i % question_vectors.len()].clone();
+            let t = Instant::now();
+            let hits = store.search_blocking("ten_bench", q, 5)?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(hits.len() == 5, "search returned {} hits", hits.len());
+        }
+        ms.sort_by(f64::total_cmp);
+        let mut with_embedding = Vec::new();
+        for q in questions.iter().take(100) {
+            let t = Instant::now();
+            let v = model.embed(vec![q.clone()]).await?.remove(0);
+            store.search_blocking("ten_bench", v, 5)?;
+            with_embedding.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        with_embedding.sort_by(f64::total_cmp);
+        let point = SearchPoint {
+            chunks: target,
+            fill_seconds,
+            p50_ms: percentile(&ms, 0.5),
+            p99_ms: percentile(&ms, 0.99),
+            max_ms: percentile(&ms, 1.0),
+            with_embedding_p50_ms: percentile(&with_embedding, 0.5),
+        };
+        eprintln!(
+            "  {} chunks: search p50 {:.2} ms, p99 {:.2} ms",
+            point.chunks, point.p50_ms, point.p99_ms
+        );
+        search.push(point);
+    }
+    Ok(RagReport {
+        model: MiniLm::MODEL_ID.into(),
+        sentences: params.sentences,
+        sentences_per_second,
+        documents: params.documents,
+        document_bytes,
+        chunks_ingested,
+        documents_per_second,
+        search,
+    })
+}
