@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Payload key of the tenant id.
 pub const TENANT_KEY: &str = "tenant";
@@ -118,7 +119,14 @@ pub struct EdgeStore {
     shard: Arc<EdgeShard>,
     dims: usize,
     path: PathBuf,
+    /// Points written since the last optimisation, and whether one is running.
+    unoptimized: Arc<AtomicUsize>,
+    optimizing: Arc<AtomicBool>,
 }
+
+/// Written points after which the async `upsert` starts a background optimisation
+/// (builds the HNSW index: at 100k chunks search drops from ~13 ms to ~2 ms p50).
+pub const OPTIMIZE_AFTER_POINTS: usize = 5_000;
 
 impl EdgeStore {
     /// Opens (or creates) the collection for `model_id` under `dir`.
@@ -158,11 +166,36 @@ impl EdgeStore {
             shard: Arc::new(shard),
             dims,
             path,
+            unoptimized: Arc::default(),
+            optimizing: Arc::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Counts `written` points; past [`OPTIMIZE_AFTER_POINTS`] starts one optimisation
+    /// on a blocking thread (searches keep working meanwhile).
+    fn optimize_in_background(&self, written: usize) {
+        let pending = self.unoptimized.fetch_add(written, Ordering::Relaxed) + written;
+        if pending < OPTIMIZE_AFTER_POINTS || self.optimizing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.unoptimized.store(0, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match me.optimize() {
+                Ok(()) => tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    points = pending,
+                    "vector store optimised"
+                ),
+                Err(e) => tracing::warn!(error = %e, "vector store optimisation failed"),
+            }
+            me.optimizing.store(false, Ordering::Release);
+        });
     }
 
     /// Rebuilds indexes after bulk loads (slow; call it off the request path).
@@ -291,7 +324,13 @@ impl VectorStore for EdgeStore {
         points: Vec<(ChunkRecord, Vec<f32>)>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         let (me, tenant) = (self.clone(), tenant.to_owned());
-        Box::pin(blocking(move || me.upsert_blocking(&tenant, points)))
+        let n = points.len();
+        Box::pin(async move {
+            let store = me.clone();
+            blocking(move || store.upsert_blocking(&tenant, points)).await?;
+            me.optimize_in_background(n);
+            Ok(())
+        })
     }
 
     fn search(
@@ -406,6 +445,40 @@ mod tests {
         assert_eq!(store.count("ten_b").await.unwrap(), 1);
         // Wrong dimensions are refused.
         assert!(store.search("ten_a", vec![1.0; 3], 1).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_keep_working_while_a_background_optimisation_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::open(dir.path(), "m", 16).unwrap();
+        let points: Vec<_> = (0..OPTIMIZE_AFTER_POINTS + 10)
+            .map(|i| {
+                (
+                    record(&format!("d{}", i / 10), i % 10, "t"),
+                    unit(i as u64, 16),
+                )
+            })
+            .collect();
+        store.upsert("a", points).await.unwrap();
+        assert!(
+            store.optimizing.load(Ordering::Acquire)
+                || store.unoptimized.load(Ordering::Relaxed) == 0
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let hits = store.search("a", unit(7, 16), 3).await.unwrap();
+            assert_eq!(hits.len(), 3);
+            assert_eq!(hits[0].document_id, "d0", "the point itself is nearest");
+            if !store.optimizing.load(Ordering::Acquire) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "optimisation never ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.count("a").await.unwrap(), OPTIMIZE_AFTER_POINTS + 10);
     }
 
     #[tokio::test]
