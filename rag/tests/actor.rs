@@ -117,7 +117,64 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+/// A one-route OpenAI-compatible chat server on loopback answering `reply` (or 500
+/// when `None`); returns its base URL and the request bodies it saw.
+async fn chat_server(reply: Option<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            let body = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break String::new();
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break text[end + 4..].to_owned();
+                    }
+                }
+            };
+            log.lock().unwrap().push(body);
+            let (status, payload) = match reply {
+                Some(content) => (
+                    "200 OK",
+                    serde_json::json!({ "choices": [{ "message": { "role": "assistant", "content": content } }] })
+                        .to_string(),
+                ),
+                None => ("500 Internal Server Error", r#"{"error":{"message":"down"}}"#.to_owned()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+                payload.len()
+            );
+            let _ = sock.write_all(response.as_bytes()).await;
+        }
+    });
+    (format!("http://{addr}/v1"), seen)
+}
+
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+async fn setup_with(llm: Option<switchboard_rag::openai::LlmClient>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = EdgeStore::open(dir.path(), "test-words", DIMS).unwrap();
     let kb = KnowledgeBase::new(Arc::new(Words), Arc::new(store)).with_chunking(ChunkConfig {
@@ -156,7 +213,7 @@ async fn setup() -> Setup {
     let key = Arc::new(InternalKey::generate().unwrap());
     let args = RagArgs {
         knowledge: Arc::new(Knowledge::ready(config, kb)),
-        llm: None,
+        llm: llm.map(Arc::new),
         host: host.clone(),
         key: key.clone(),
         concurrency: 2,
@@ -366,5 +423,71 @@ async fn modes_decide_between_sending_drafting_and_nothing() {
     assert_eq!(
         types,
         ["rag.draft", "rag.draft", "rag.reply", "rag.handoff"]
+    );
+}
+
+#[tokio::test]
+async fn an_llm_writes_the_reply_and_a_failing_one_falls_back_to_a_labelled_passage() {
+    use switchboard_rag::openai::{Endpoint, LlmClient};
+    let (url, seen) = chat_server(Some(
+        r#"{"intent":"response","reply":"We open at ten on Saturdays."}"#,
+    ))
+    .await;
+    let llm = LlmClient::new(Endpoint::new(url), "test-model".into()).unwrap();
+    let s = setup_with(Some(llm)).await;
+    *s.host.settings.lock().unwrap() = Some(ReplySettings {
+        mode: Mode::Auto,
+        system_prompt: Some("You are the shop's assistant.".into()),
+        ..ReplySettings::default()
+    });
+    let body = envelope(
+        "evt_l",
+        "ten_a",
+        "+1555",
+        None,
+        "What are the shop opening hours on Saturdays?",
+    );
+    deliver(&s.actor, SignedEvent::sign(&s.key, "evt_l", body, now())).await;
+    let sent = s.host.sent.lock().unwrap().clone();
+    assert_eq!(sent[0].text, "We open at ten on Saturdays.");
+    assert_eq!(s.host.events.lock().unwrap()[0].1["source"], "llm");
+    // The model saw the session's prompt and the tenant's passage.
+    let request = seen.lock().unwrap()[0].clone();
+    assert!(request.contains("the shop's assistant"), "{request}");
+    assert!(
+        request.contains("Saturdays from ten until two"),
+        "{request}"
+    );
+
+    let (url, _) = chat_server(None).await;
+    let llm = LlmClient::new(
+        Endpoint {
+            retries: 0,
+            ..Endpoint::new(url)
+        },
+        "test-model".into(),
+    )
+    .unwrap();
+    let s = setup_with(Some(llm)).await;
+    set_mode(&s.host, Mode::Auto, &[]);
+    let body = envelope(
+        "evt_m",
+        "ten_a",
+        "+1555",
+        None,
+        "What are the shop opening hours on Saturdays?",
+    );
+    deliver(&s.actor, SignedEvent::sign(&s.key, "evt_m", body, now())).await;
+    let events = s.host.events.lock().unwrap().clone();
+    assert_eq!(events[0].1["source"], "retrieval");
+    assert!(
+        events[0].1["llm_error"].as_str().unwrap().contains("500"),
+        "{:?}",
+        events[0]
+    );
+    assert!(
+        s.host.sent.lock().unwrap()[0]
+            .text
+            .contains("knowledge base")
     );
 }
