@@ -43,6 +43,27 @@ enum Scenario {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// T tenants × S sim sessions at a total inbound rate for a duration; every
+    /// `message.received` is delivered as a signed webhook to a verifying receiver:
+    /// throughput, end-to-end latency, lost and duplicated events (lost must be 0).
+    Pipeline {
+        #[arg(long, default_value_t = 2)]
+        tenants: usize,
+        /// Sim sessions per tenant.
+        #[arg(long, default_value_t = 2)]
+        sessions: usize,
+        /// Inbound messages per second, all sessions together.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// How long traffic runs (e.g. 10s, 1m).
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        #[arg(long, default_value_t = 64)]
+        payload_bytes: usize,
+        /// Seconds to wait for the last deliveries after traffic stops.
+        #[arg(long, default_value_t = 60)]
+        drain_timeout: u64,
+    },
     /// WhatsApp sessions paired through the real flow (real Chromium, stand-in
     /// WhatsApp Web): time to QR, time to WORKING, PSS of the Chromium tree.
     Browser {
@@ -270,6 +291,72 @@ async fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Standin { .. } | Scenario::Browser { .. } | Scenario::Rag { .. } => {
             unreachable!("handled above")
+        }
+        Scenario::Pipeline {
+            tenants,
+            sessions,
+            rate,
+            duration,
+            payload_bytes,
+            drain_timeout,
+        } => {
+            let duration = switchboard_actors::webhooks::schedule::parse_duration(&duration)
+                .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+            anyhow::ensure!(
+                (1..=3_600).contains(&duration.as_secs()),
+                "--duration: 1s to 1h"
+            );
+            anyhow::ensure!(
+                (1..=100).contains(&tenants) && (1..=100).contains(&sessions),
+                "--tenants and --sessions: 1 to 100"
+            );
+            let params = scenarios::PipelineParams {
+                tenants,
+                sessions,
+                rate,
+                duration,
+                payload_bytes,
+                drain_timeout: Duration::from_secs(drain_timeout),
+            };
+            let r = scenarios::pipeline(&gw, &params).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "pipeline: {} tenants × {} sim sessions, target {:.0} inbound/s for {:.1}s",
+                    r.tenants,
+                    r.sessions / r.tenants.max(1),
+                    r.target_rate,
+                    r.duration_secs
+                );
+                println!(
+                    "  produced  {:>8}  ({:.0}/s, stored by the gateway)",
+                    r.produced, r.produced_per_sec
+                );
+                println!(
+                    "  delivered {:>8}  ({:.0}/s, signed webhooks verified)",
+                    r.delivered, r.delivered_per_sec
+                );
+                println!(
+                    "  lost {}  duplicates {}  invalid signatures {}",
+                    r.lost, r.duplicates, r.invalid_signatures
+                );
+                let l = &r.latency_ms;
+                println!(
+                    "  end-to-end latency ms (event created → received): p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                );
+                if let Some(m) = r.gateway_rss_mib {
+                    println!("  gateway RSS {m:.0} MiB");
+                }
+            }
+            if r.lost > 0 || r.invalid_signatures > 0 {
+                anyhow::bail!(
+                    "{} events lost, {} invalid signatures",
+                    r.lost,
+                    r.invalid_signatures
+                );
+            }
         }
         Scenario::Webhooks {
             events,

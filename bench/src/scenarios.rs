@@ -162,3 +162,166 @@ impl GatewayClient {
         Ok(())
     }
 }
+
+/// The `pipeline` scenario's knobs.
+#[derive(Debug, Clone)]
+pub struct PipelineParams {
+    pub tenants: usize,
+    /// Sim sessions per tenant.
+    pub sessions: usize,
+    /// Inbound messages per second, all sessions together.
+    pub rate: f64,
+    pub duration: Duration,
+    pub payload_bytes: usize,
+    /// Give up waiting for deliveries this long after the traffic stops.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PipelineReport {
+    pub scenario: &'static str,
+    pub tenants: usize,
+    pub sessions: usize,
+    pub target_rate: f64,
+    pub duration_secs: f64,
+    /// Inbound messages the gateway stored (its own counter).
+    pub produced: u64,
+    pub produced_per_sec: f64,
+    pub delivered: u64,
+    pub delivered_per_sec: f64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub invalid_signatures: u64,
+    pub latency_ms: Latency,
+    pub gateway_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn of(mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        Self {
+            p50: percentile(&ms, 50.0),
+            p90: percentile(&ms, 90.0),
+            p99: percentile(&ms, 99.0),
+            p999: percentile(&ms, 99.9),
+            max: ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// The gateway's count of stored inbound messages of `channel`, from `/metrics`.
+async fn inbound_total(gw: &Gateway, channel: &str) -> anyhow::Result<u64> {
+    let text = gw.metrics().await?;
+    let label = format!("channel=\"{channel}\"");
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("switchboard_inbound_messages_total") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+/// T tenants × S sim sessions generating inbound messages at a total rate for a
+/// duration; every `message.received` goes to a verifying receiver. Lost = stored by
+/// the gateway but never delivered.
+pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<PipelineReport> {
+    let secret = WebhookSecret::generate()?;
+    let receiver = Receiver::start(secret.clone()).await?;
+    let before = inbound_total(gw, "sim").await?;
+    let per_session = p.rate / (p.tenants * p.sessions) as f64;
+    anyhow::ensure!(
+        per_session > 0.0 && per_session <= 10_000.0,
+        "rate per session must be above 0 and at most 10000/s (got {per_session:.1})"
+    );
+    let mut sessions = Vec::new();
+    for t in 0..p.tenants {
+        let (_, key) = gw
+            .unthrottled_tenant(&format!("bench-pipeline-{t}"))
+            .await?;
+        let body = json!({ "url": receiver.url, "secret": secret.to_text().expose(),
+            "events": ["message.received"], "max_in_flight": 100 });
+        let (status, ep) = gw
+            .call(Method::POST, "/v1/webhooks", &key, Some(&body))
+            .await?;
+        if status != StatusCode::CREATED {
+            bail!("creating an endpoint: {status} {ep}");
+        }
+        for _ in 0..p.sessions {
+            let body = json!({ "channel": "sim", "config": {
+                "inbound_per_second": per_session, "payload_bytes": p.payload_bytes } });
+            let (status, s) = gw
+                .call(Method::POST, "/v1/sessions", &key, Some(&body))
+                .await?;
+            if status != StatusCode::CREATED {
+                bail!("creating a session: {status} {s}");
+            }
+            sessions.push((
+                key.clone(),
+                s["id"].as_str().context("session id")?.to_owned(),
+            ));
+        }
+    }
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < p.duration {
+        tokio::time::sleep(
+            Duration::from_secs(1).min(p.duration.saturating_sub(started.elapsed())),
+        )
+        .await;
+        let now = receiver.distinct();
+        eprint!(
+            "\r  {:>5.1}s  delivered {now:>8}  ({:>7.0}/s)   ",
+            started.elapsed().as_secs_f64(),
+            (now - last) as f64
+        );
+        last = now;
+    }
+    for (key, id) in &sessions {
+        let (status, v) = gw
+            .call(Method::POST, &format!("/v1/sessions/{id}/stop"), key, None)
+            .await?;
+        if !status.is_success() {
+            bail!("stopping {id}: {status} {v}");
+        }
+    }
+    let ran = started.elapsed();
+    // Let the last commits land, then read what the gateway stored.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let produced = inbound_total(gw, "sim").await? - before;
+    let deadline = Instant::now() + p.drain_timeout;
+    while (receiver.distinct() as u64) < produced && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = started.elapsed();
+    eprintln!();
+    let tally = receiver.tally.lock().unwrap_or_else(|e| e.into_inner());
+    let delivered = tally.seen.len() as u64;
+    Ok(PipelineReport {
+        scenario: "pipeline",
+        tenants: p.tenants,
+        sessions: p.tenants * p.sessions,
+        target_rate: p.rate,
+        duration_secs: ran.as_secs_f64(),
+        produced,
+        produced_per_sec: produced as f64 / ran.as_secs_f64(),
+        delivered,
+        delivered_per_sec: delivered as f64 / all.as_secs_f64(),
+        lost: produced.saturating_sub(delivered),
+        duplicates: tally
+            .seen
+            .values()
+            .map(|n| u64::from(n.saturating_sub(1)))
+            .sum(),
+        invalid_signatures: tally.invalid_signatures,
+        latency_ms: Latency::of(tally.latencies_ms.clone()),
+        gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
+    })
+}

@@ -112,6 +112,20 @@ impl Gateway {
         ))
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let req = Request::builder()
+            .uri(format!("{}/metrics", self.base))
+            .body(Full::new(Bytes::new()))?;
+        let res = tokio::time::timeout(Duration::from_secs(30), self.client.request(req)).await??;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("/metrics: {status}");
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub async fn admin(
         &self,
         method: Method,
