@@ -7,10 +7,12 @@
 //!   measures end-to-end latency, losses and duplicates.
 //! - [`scenarios`]: the load scenarios.
 //! - [`browser`]: WhatsApp sessions paired against the stand-in; Chromium memory.
+//! - [`baseline`]: the loopback HTTP ceiling of this machine (minimal hyper server).
 //! - [`rag`]: the knowledge-base engine in-process: embedding, ingest, search latency.
 //!
 //! Everything stays on loopback and every loop is bounded in count and time.
 
+pub mod baseline;
 pub mod browser;
 pub mod rag;
 pub mod receiver;

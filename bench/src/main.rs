@@ -93,6 +93,14 @@ enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         queries: usize,
     },
+    /// The machine's loopback HTTP ceiling: a minimal hyper server under the same
+    /// client (no gateway), so other results read as a fraction of it.
+    Baseline {
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value = "5s")]
+        duration: String,
+    },
     /// Runs a stand-in for a remote service (no gateway is started).
     Standin {
         #[command(subcommand)]
@@ -196,6 +204,33 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Scenario::Baseline {
+        concurrency,
+        duration,
+    } = &cli.scenario
+    {
+        let duration = switchboard_actors::webhooks::schedule::parse_duration(duration)
+            .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+        anyhow::ensure!(
+            (1..=1_000).contains(concurrency) && duration <= Duration::from_secs(600),
+            "--concurrency 1 to 1000, --duration at most 10m"
+        );
+        let r = switchboard_bench::baseline::baseline(*concurrency, duration).await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            let l = &r.latency_ms;
+            println!(
+                "baseline: minimal hyper server on loopback, concurrency {}, {:.1}s",
+                r.concurrency, r.duration_secs
+            );
+            println!(
+                "  {:.0} requests/s ({} requests); latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                r.requests_per_sec, r.requests, l.p50, l.p90, l.p99, l.p999, l.max
+            );
+        }
+        return Ok(());
+    }
     let binary = cli.gateway.clone().unwrap_or_else(default_binary);
     if let Scenario::Browser {
         sessions,
@@ -289,7 +324,10 @@ async fn main() -> anyhow::Result<()> {
         ],
     )?;
     match cli.scenario {
-        Scenario::Standin { .. } | Scenario::Browser { .. } | Scenario::Rag { .. } => {
+        Scenario::Standin { .. }
+        | Scenario::Browser { .. }
+        | Scenario::Rag { .. }
+        | Scenario::Baseline { .. } => {
             unreachable!("handled above")
         }
         Scenario::Pipeline {

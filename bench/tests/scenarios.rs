@@ -65,3 +65,15 @@ async fn pipeline_reports_every_stored_message_delivered_once() {
     assert_eq!((r.duplicates, r.invalid_signatures), (0, 0), "{json}");
     assert!(r.latency_ms.p50 <= r.latency_ms.p99 && r.latency_ms.p99 <= r.latency_ms.max);
 }
+
+#[tokio::test]
+async fn baseline_measures_the_loopback_ceiling() {
+    let r = switchboard_bench::baseline::baseline(4, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["scenario"], "baseline");
+    assert!(r.requests > 10, "{json}");
+    assert!(r.requests_per_sec > 0.0 && r.latency_ms.p50 > 0.0, "{json}");
+    assert!(r.latency_ms.p50 <= r.latency_ms.max, "{json}");
+}
