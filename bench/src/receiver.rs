@@ -15,13 +15,23 @@ use switchboard_actors::clock;
 use switchboard_crypto::webhook::{self, WebhookSecret};
 use tokio::net::TcpListener;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     /// Deliveries per webhook-id.
     pub seen: HashMap<String, u32>,
     pub invalid_signatures: u64,
-    /// End-to-end latencies in milliseconds.
-    pub latencies_ms: Vec<f64>,
+    /// End-to-end latencies (event `created_at` → received), in milliseconds.
+    pub latency: crate::scenarios::Histogram,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            seen: HashMap::new(),
+            invalid_signatures: 0,
+            latency: crate::scenarios::histogram(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +105,7 @@ async fn handle(
         }
         *t.seen.entry(id).or_default() += 1;
         if let Some(c) = created {
-            t.latencies_ms.push((now_ms - c) as f64);
+            t.latency.saturating_record((now_ms - c).max(0) as u64);
         }
     }
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))

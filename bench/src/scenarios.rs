@@ -56,12 +56,12 @@ impl WebhooksReport {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+/// An HDR histogram of milliseconds (1 ms to 1 h, 3 significant digits): fixed
+/// memory however long a run is.
+pub type Histogram = hdrhistogram::Histogram<u64>;
+
+pub fn histogram() -> Histogram {
+    Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds")
 }
 
 pub async fn webhooks(gw: &Gateway, p: &WebhooksParams) -> anyhow::Result<WebhooksReport> {
@@ -111,8 +111,7 @@ pub async fn webhooks(gw: &Gateway, p: &WebhooksParams) -> anyhow::Result<Webhoo
         .values()
         .map(|n| u64::from(n.saturating_sub(1)))
         .sum();
-    let mut lat = tally.latencies_ms.clone();
-    lat.sort_by(f64::total_cmp);
+    let lat = Latency::from_histogram(&tally.latency);
     Ok(WebhooksReport {
         events: p.events,
         ingest_per_sec: p.events as f64 / ingest.as_secs_f64(),
@@ -121,10 +120,10 @@ pub async fn webhooks(gw: &Gateway, p: &WebhooksParams) -> anyhow::Result<Webhoo
         lost: p.events.saturating_sub(delivered),
         duplicates,
         invalid_signatures: tally.invalid_signatures,
-        latency_ms_p50: percentile(&lat, 50.0),
-        latency_ms_p90: percentile(&lat, 90.0),
-        latency_ms_p99: percentile(&lat, 99.0),
-        latency_ms_max: lat.last().copied().unwrap_or(0.0),
+        latency_ms_p50: lat.p50,
+        latency_ms_p90: lat.p90,
+        latency_ms_p99: lat.p99,
+        latency_ms_max: lat.max,
         gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
     })
 }
@@ -206,13 +205,38 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// From a histogram of milliseconds.
+    pub fn from_histogram(h: &Histogram) -> Self {
+        let q = |p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(p) as f64
+            }
+        };
+        Self {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: if h.is_empty() { 0.0 } else { h.max() as f64 },
+        }
+    }
+
+    /// From samples in (fractional) milliseconds, exactly.
     pub fn of(mut ms: Vec<f64>) -> Self {
         ms.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            if ms.is_empty() {
+                return 0.0;
+            }
+            ms[(((ms.len() - 1) as f64) * p).round() as usize]
+        };
         Self {
-            p50: percentile(&ms, 50.0),
-            p90: percentile(&ms, 90.0),
-            p99: percentile(&ms, 99.0),
-            p999: percentile(&ms, 99.9),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
             max: ms.last().copied().unwrap_or(0.0),
         }
     }
@@ -321,7 +345,7 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
             .map(|n| u64::from(n.saturating_sub(1)))
             .sum(),
         invalid_signatures: tally.invalid_signatures,
-        latency_ms: Latency::of(tally.latencies_ms.clone()),
+        latency_ms: Latency::from_histogram(&tally.latency),
         gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
     })
 }
