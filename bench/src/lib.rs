@@ -18,3 +18,10 @@ pub mod rag;
 pub mod receiver;
 pub mod scenarios;
 pub mod target;
+
+/// A timestamp field (RFC 3339) as unix milliseconds.
+pub fn clock_ms(v: &serde_json::Value) -> anyhow::Result<i64> {
+    v.as_str()
+        .and_then(switchboard_actors::clock::parse_rfc3339)
+        .ok_or_else(|| anyhow::anyhow!("not a timestamp: {v}"))
+}

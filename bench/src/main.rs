@@ -64,6 +64,20 @@ enum Scenario {
         #[arg(long, default_value_t = 60)]
         drain_timeout: u64,
     },
+    /// Tenants with different send limits queue sends at once: measured rate against
+    /// the configured one, fairness across tenants, queue latency.
+    Outbound {
+        /// One tenant per limit, in sends per second (comma-separated).
+        #[arg(long, default_value = "10,50,100", value_delimiter = ',')]
+        limits: Vec<u32>,
+        #[arg(long, default_value_t = 5)]
+        burst: u32,
+        /// Sends queued per tenant: its limit × this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 60)]
+        drain_timeout: u64,
+    },
     /// WhatsApp sessions paired through the real flow (real Chromium, stand-in
     /// WhatsApp Web): time to QR, time to WORKING, PSS of the Chromium tree.
     Browser {
@@ -329,6 +343,63 @@ async fn main() -> anyhow::Result<()> {
         | Scenario::Rag { .. }
         | Scenario::Baseline { .. } => {
             unreachable!("handled above")
+        }
+        Scenario::Outbound {
+            limits,
+            burst,
+            seconds,
+            drain_timeout,
+        } => {
+            anyhow::ensure!(
+                !limits.is_empty()
+                    && limits.len() <= 20
+                    && limits.iter().all(|l| (1..=10_000).contains(l)),
+                "--limits: 1 to 20 tenants, each 1 to 10000/s"
+            );
+            anyhow::ensure!(
+                seconds > 0.0 && seconds <= 600.0,
+                "--seconds: above 0, at most 600"
+            );
+            let params = scenarios::OutboundParams {
+                limits,
+                burst: burst.max(1),
+                seconds,
+                drain_timeout: Duration::from_secs(drain_timeout),
+            };
+            let r = scenarios::outbound(&gw, &params).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "outbound: {} tenants queue at once (burst {}); one sim session each",
+                    r.tenants.len(),
+                    r.burst
+                );
+                println!(
+                    "  limit/s  queued  sent  measured/s  accuracy  queue latency ms p50  p99  max"
+                );
+                for t in &r.tenants {
+                    let l = &t.queue_latency_ms;
+                    println!(
+                        "  {:>7}  {:>6}  {:>4}  {:>10.2}  {:>7.1}%  {:>20.0}  {:>4.0}  {:>4.0}",
+                        t.configured_per_sec,
+                        t.queued,
+                        t.sent,
+                        t.measured_per_sec,
+                        t.accuracy * 100.0,
+                        l.p50,
+                        l.p99,
+                        l.max
+                    );
+                }
+                println!(
+                    "  fairness (Jain, over measured/configured) {:.3}   lost {}",
+                    r.fairness, r.lost
+                );
+            }
+            if r.lost > 0 {
+                anyhow::bail!("{} sends never went out", r.lost);
+            }
         }
         Scenario::Pipeline {
             tenants,

@@ -148,6 +148,29 @@ impl GatewayClient {
         }
     }
 
+    /// POSTs `body`; expects 202 and returns the JSON answer.
+    async fn post_json(
+        &self,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        use http_body_util::BodyExt;
+        let req = http::Request::post(format!("{}{path}", self.base))
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                body.to_string(),
+            )))?;
+        let res = tokio::time::timeout(Duration::from_secs(30), self.client.request(req)).await??;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        if status != StatusCode::ACCEPTED {
+            bail!("{path}: {status} {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
     async fn post(&self, path: &str, key: &str) -> anyhow::Result<()> {
         let req = http::Request::post(format!("{}{path}", self.base))
             .header("x-api-key", key)
@@ -346,6 +369,192 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
             .sum(),
         invalid_signatures: tally.invalid_signatures,
         latency_ms: Latency::from_histogram(&tally.latency),
+        gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
+    })
+}
+
+/// Concurrent API requests per tenant while queueing.
+const QUEUE_WORKERS: u64 = 8;
+
+/// The `outbound` scenario's knobs.
+#[derive(Debug, Clone)]
+pub struct OutboundParams {
+    /// One tenant per limit (sends per second), each with one sim session.
+    pub limits: Vec<u32>,
+    pub burst: u32,
+    /// Sends queued per tenant: `limit × seconds` (at least `burst + 10`).
+    pub seconds: f64,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TenantOutbound {
+    pub configured_per_sec: u32,
+    pub queued: u64,
+    pub sent: u64,
+    /// Rate after the burst, from the `message.sent` events' times.
+    pub measured_per_sec: f64,
+    /// measured / configured.
+    pub accuracy: f64,
+    /// Queued → sent.
+    pub queue_latency_ms: Latency,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct OutboundReport {
+    pub scenario: &'static str,
+    pub burst: u32,
+    pub tenants: Vec<TenantOutbound>,
+    /// Jain's index over measured/configured (1 = every tenant got its share).
+    pub fairness: f64,
+    pub lost: u64,
+    pub gateway_rss_mib: Option<f64>,
+}
+
+/// Every event of `event_type` the tenant has, oldest first.
+async fn all_events(
+    gw: &Gateway,
+    key: &str,
+    event_type: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    let mut path = format!("/v1/events?type={event_type}&limit=200");
+    loop {
+        let (status, page) = gw.call(Method::GET, &path, key, None).await?;
+        if status != StatusCode::OK {
+            bail!("listing events: {status} {page}");
+        }
+        out.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/events?type={event_type}&limit=200&after={c}"),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Tenants with different send limits queue sends at once; each tenant's sends must go
+/// out at its own configured rate, independently of the others.
+pub async fn outbound(gw: &Gateway, p: &OutboundParams) -> anyhow::Result<OutboundReport> {
+    let mut tenants = Vec::new();
+    for (i, limit) in p.limits.iter().enumerate() {
+        let (id, key) = gw
+            .unthrottled_tenant(&format!("bench-outbound-{i}"))
+            .await?;
+        let n = ((f64::from(*limit) * p.seconds) as u64).max(u64::from(p.burst) + 10);
+        let limits = json!({ "limits": { "sends_per_second": limit, "send_burst": p.burst,
+            "max_queued_sends": n + 100 } });
+        gw.admin(Method::PATCH, &format!("/v1/tenants/{id}"), Some(&limits))
+            .await?;
+        let (status, s) = gw
+            .call(
+                Method::POST,
+                "/v1/sessions",
+                &key,
+                Some(&json!({ "channel": "sim" })),
+            )
+            .await?;
+        if status != StatusCode::CREATED {
+            bail!("creating a session: {status} {s}");
+        }
+        let session = s["id"].as_str().context("session id")?.to_owned();
+        // Wait for WORKING so the first sends are not held by a connecting session.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, v) = gw
+                .call(Method::GET, &format!("/v1/sessions/{session}"), &key, None)
+                .await?;
+            if v["status"] == "WORKING" {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "session never WORKING: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tenants.push((key, session, *limit, n));
+    }
+    // Queue every tenant's sends at once (8 concurrent requests per tenant, so the
+    // queue fills faster than any limit drains it).
+    let mut queueing = Vec::new();
+    for (t, (key, session, _, n)) in tenants.iter().cloned().enumerate() {
+        let next = Arc::new(AtomicU64::new(0));
+        for _ in 0..QUEUE_WORKERS {
+            let (key, session, next) = (key.clone(), session.clone(), next.clone());
+            let client = GatewayClient::new(gw.base.clone());
+            queueing.push(tokio::spawn(async move {
+                let mut queued_at = std::collections::HashMap::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let body = json!({ "to": "+15550001", "text": format!("bench {i}") });
+                    let v = client
+                        .post_json(&format!("/v1/sessions/{session}/messages"), &key, &body)
+                        .await?;
+                    let id = v["id"].as_str().context("message id")?.to_owned();
+                    queued_at.insert(id, crate::clock_ms(&v["created_at"])?);
+                }
+                anyhow::Ok((t, queued_at))
+            }));
+        }
+    }
+    let mut queued_at = vec![std::collections::HashMap::new(); tenants.len()];
+    for q in queueing {
+        let (t, map) = q.await??;
+        queued_at[t].extend(map);
+    }
+    let mut report = Vec::new();
+    let mut lost = 0;
+    for ((key, _, limit, n), queued) in tenants.iter().zip(&queued_at) {
+        let expected = *n as f64 / f64::from((*limit).max(1));
+        let deadline = Instant::now() + Duration::from_secs_f64(expected) + p.drain_timeout;
+        let sent = loop {
+            let sent = all_events(gw, key, "message.sent").await?;
+            if sent.len() as u64 >= *n || Instant::now() > deadline {
+                break sent;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let mut times = Vec::new();
+        let mut latency = histogram();
+        for e in &sent {
+            let at = crate::clock_ms(&e["created_at"])?;
+            times.push(at);
+            if let Some(q) = e["data"]["message_id"].as_str().and_then(|m| queued.get(m)) {
+                latency.saturating_record((at - q).max(0) as u64);
+            }
+        }
+        times.sort_unstable();
+        let after_burst = &times[(p.burst as usize).min(times.len())..];
+        let measured = match (after_burst.first(), after_burst.last()) {
+            (Some(a), Some(b)) if b > a => {
+                (after_burst.len() - 1) as f64 / ((b - a) as f64 / 1000.0)
+            }
+            _ => 0.0,
+        };
+        lost += n.saturating_sub(sent.len() as u64);
+        report.push(TenantOutbound {
+            configured_per_sec: *limit,
+            queued: *n,
+            sent: sent.len() as u64,
+            measured_per_sec: measured,
+            accuracy: measured / f64::from((*limit).max(1)),
+            queue_latency_ms: Latency::from_histogram(&latency),
+        });
+    }
+    let shares: Vec<f64> = report.iter().map(|t| t.accuracy).collect();
+    let sum: f64 = shares.iter().sum();
+    let squares: f64 = shares.iter().map(|x| x * x).sum();
+    let fairness = if squares > 0.0 {
+        sum * sum / (shares.len() as f64 * squares)
+    } else {
+        0.0
+    };
+    Ok(OutboundReport {
+        scenario: "outbound",
+        burst: p.burst,
+        tenants: report,
+        fairness,
+        lost,
         gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
     })
 }

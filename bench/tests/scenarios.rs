@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard_bench::scenarios::{self, PipelineParams};
+use switchboard_bench::scenarios::{self, OutboundParams, PipelineParams};
 use switchboard_bench::target::Gateway;
 
 /// The debug `switchboard` binary of this workspace (built if missing).
@@ -76,4 +76,26 @@ async fn baseline_measures_the_loopback_ceiling() {
     assert!(r.requests > 10, "{json}");
     assert!(r.requests_per_sec > 0.0 && r.latency_ms.p50 > 0.0, "{json}");
     assert!(r.latency_ms.p50 <= r.latency_ms.max, "{json}");
+}
+
+#[tokio::test]
+async fn outbound_holds_each_tenant_to_its_own_limit() {
+    let gw = Gateway::spawn(&gateway_binary(), None, &[]).unwrap();
+    let params = OutboundParams {
+        limits: vec![5, 20],
+        burst: 2,
+        seconds: 1.5,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let r = scenarios::outbound(&gw, &params).await.unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["tenants"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(r.lost, 0, "{json}");
+    for t in &r.tenants {
+        assert_eq!(t.sent, t.queued, "{json}");
+        // The limiter's behaviour, loosely (the machine is shared): near its own rate,
+        // whatever the other tenant does.
+        assert!((0.5..1.5).contains(&t.accuracy), "{json}");
+    }
+    assert!(r.fairness > 0.8, "{json}");
 }
