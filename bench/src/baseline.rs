@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct BaselineReport {
     pub scenario: &'static str,
     pub concurrency: usize,

@@ -32,9 +32,65 @@ pub struct Checkpoint {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BrowserReport {
+    pub scenario: &'static str,
     pub checkpoints: Vec<Checkpoint>,
     pub time_to_qr_ms: Vec<u64>,
     pub time_to_working_ms: Vec<u64>,
+    /// Sessions the gateway reported `WORKING` at the end.
+    pub gateway_working: u64,
+    /// Time to `WORKING` of each session, by when it got there.
+    #[serde(skip)]
+    pub over_time: Vec<crate::report::SeriesPoint>,
+    #[serde(skip)]
+    pub distribution: Vec<crate::report::Quantile>,
+}
+
+impl BrowserReport {
+    pub fn summary(&self, browser_args: &str) -> Vec<String> {
+        let pct = |v: &[u64], q: f64| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        let mib = |b: u64| b as f64 / 1_048_576.0;
+        let mut out = vec![
+            format!(
+                "browser: {} WhatsApp sessions paired against the stand-in ({} WORKING at the end); Chromium flags: {}",
+                self.time_to_working_ms.len(),
+                self.gateway_working,
+                if browser_args.is_empty() {
+                    "(defaults)"
+                } else {
+                    browser_args
+                }
+            ),
+            format!(
+                "  time to QR ms: p50 {}  p90 {}  max {}   time to WORKING ms: p50 {}  p90 {}  max {}",
+                pct(&self.time_to_qr_ms, 0.5),
+                pct(&self.time_to_qr_ms, 0.9),
+                pct(&self.time_to_qr_ms, 1.0),
+                pct(&self.time_to_working_ms, 0.5),
+                pct(&self.time_to_working_ms, 0.9),
+                pct(&self.time_to_working_ms, 1.0)
+            ),
+            "  sessions  chromium PSS MiB  processes  MiB per added session  gateway PSS MiB"
+                .into(),
+        ];
+        for c in &self.checkpoints {
+            out.push(format!(
+                "  {:>8}  {:>16.1}  {:>9}  {:>21}  {:>15.1}",
+                c.sessions,
+                mib(c.chromium_pss_bytes),
+                c.chromium_processes,
+                c.pss_per_added_session_bytes
+                    .map_or("-".to_owned(), |b| format!("{:.1}", mib(b))),
+                mib(c.gateway_pss_bytes)
+            ));
+        }
+        out
+    }
 }
 
 fn pss_of(pid: u32) -> u64 {
@@ -114,10 +170,15 @@ pub async fn browser(
     let (_, key) = gw.unthrottled_tenant("bench-browser").await?;
     let data_dir = gw.data_dir().context("the bench needs a spawned gateway")?;
     let mut report = BrowserReport {
+        scenario: "browser",
         checkpoints: Vec::new(),
         time_to_qr_ms: Vec::new(),
         time_to_working_ms: Vec::new(),
+        gateway_working: 0,
+        over_time: Vec::new(),
+        distribution: Vec::new(),
     };
+    let started = Instant::now();
     let mut paired = 0;
     let mut previous: Option<(usize, u64)> = None;
     for &target in &p.checkpoints {
@@ -126,9 +187,16 @@ pub async fn browser(
             let (qr, working) = pair_one(gw, &key, standin, paired).await?;
             report.time_to_qr_ms.push(qr.as_millis() as u64);
             report.time_to_working_ms.push(working.as_millis() as u64);
-            eprint!("\r  paired {paired}/{target}");
+            let ms = working.as_secs_f64() * 1000.0;
+            report.over_time.push(crate::report::SeriesPoint {
+                t_secs: started.elapsed().as_secs_f64(),
+                count: 1,
+                p50_ms: ms,
+                p99_ms: ms,
+                max_ms: ms,
+            });
+            eprintln!("  paired {paired}/{target} in {ms:.0} ms");
         }
-        eprintln!();
         tokio::time::sleep(p.settle).await;
         let pid: u32 = std::fs::read_to_string(data_dir.join("browser/chromium.pid"))
             .context("chromium pid file")?
@@ -145,5 +213,18 @@ pub async fn browser(
         });
         previous = Some((target, pss));
     }
+    let ms: Vec<f64> = report
+        .time_to_working_ms
+        .iter()
+        .map(|&m| m as f64)
+        .collect();
+    report.distribution = crate::report::distribution_of(&ms);
+    let (status, listed) = gw.call(Method::GET, "/v1/sessions", &key, None).await?;
+    if !status.is_success() {
+        bail!("listing sessions: {status} {listed}");
+    }
+    report.gateway_working = listed["data"].as_array().map_or(0, |a| {
+        a.iter().filter(|s| s["status"] == "WORKING").count() as u64
+    });
     Ok(report)
 }

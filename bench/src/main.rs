@@ -1,13 +1,20 @@
 //! `switchboard-bench`: load-tests a Switchboard gateway it spawns on a fresh data
-//! directory (SQLite by default, Postgres with `--database-url`) on loopback.
+//! directory (SQLite by default, Postgres with `--database-url`) on loopback, or one
+//! already running (`--url`, `--admin-token`).
 //!
 //! Build both binaries first: `cargo build --release -p switchboard-gateway -p switchboard-bench`.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
+use switchboard_actors::clock;
 use switchboard_actors::testkit::whatsapp::{StandinConfig, WhatsAppStandin};
+use switchboard_bench::api::{ApiParams, Mix};
 use switchboard_bench::browser::BrowserParams;
+use switchboard_bench::monitor::Monitor;
+use switchboard_bench::report::{Quantile, Report, SeriesPoint};
 use switchboard_bench::scenarios::{self, WebhooksParams};
 use switchboard_bench::target::{Gateway, default_binary};
 
@@ -24,14 +31,38 @@ struct Cli {
     /// Use this Postgres database instead of SQLite in a fresh data directory.
     #[arg(long, global = true)]
     database_url: Option<String>,
-    /// Print the report as JSON.
+    /// Print the report as JSON (progress still goes to stderr).
     #[arg(long, global = true)]
     json: bool,
+    /// Also write a self-contained HTML report (SVG plots) to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Attach to a running gateway at this URL instead of spawning one.
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+    /// The attached gateway's admin token.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// The attached gateway's process id, to report its CPU and memory.
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Allow `--url` to point off this machine.
+    #[arg(long, global = true)]
+    allow_remote: bool,
+    /// Skip the loopback baseline measured before gateway scenarios.
+    #[arg(long, global = true)]
+    no_baseline: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize)]
+#[serde(tag = "scenario", rename_all = "lowercase")]
 enum Scenario {
     /// Signed webhook deliveries to a local verifying receiver.
     Webhooks {
@@ -49,13 +80,14 @@ enum Scenario {
     Pipeline {
         #[arg(long, default_value_t = 2)]
         tenants: usize,
-        /// Sim sessions per tenant.
+        /// Sim sessions per tenant (added at each step of a ramp).
         #[arg(long, default_value_t = 2)]
         sessions: usize,
-        /// Inbound messages per second, all sessions together.
-        #[arg(long, default_value_t = 500.0)]
-        rate: f64,
-        /// How long traffic runs (e.g. 10s, 1m).
+        /// Inbound messages per second, all sessions together; a rising comma-separated
+        /// list ramps through the rates, each for --duration (e.g. 200,400,800).
+        #[arg(long, default_value = "500", value_delimiter = ',')]
+        rate: Vec<f64>,
+        /// How long traffic runs at each rate (e.g. 10s, 1m).
         #[arg(long, default_value = "10s")]
         duration: String,
         #[arg(long, default_value_t = 64)]
@@ -77,6 +109,16 @@ enum Scenario {
         seconds: f64,
         #[arg(long, default_value_t = 60)]
         drain_timeout: u64,
+    },
+    /// Authenticated API requests back to back from keep-alive connections:
+    /// throughput and latency at a concurrency.
+    Api {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        #[arg(long, value_enum, default_value_t = Mix::Read)]
+        mix: Mix,
     },
     /// WhatsApp sessions paired through the real flow (real Chromium, stand-in
     /// WhatsApp Web): time to QR, time to WORKING, PSS of the Chromium tree.
@@ -122,7 +164,7 @@ enum Scenario {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize)]
 enum Standin {
     /// Stand-in WhatsApp Web: point the gateway at it with
     /// `SWITCHBOARD_WHATSAPP_URL=http://ADDR/`.
@@ -135,6 +177,102 @@ enum Standin {
     },
 }
 
+/// What a scenario produced, ready for the report.
+struct Ran {
+    summary: Vec<String>,
+    result: serde_json::Value,
+    latency_label: &'static str,
+    over_time: Vec<SeriesPoint>,
+    distribution: Vec<Quantile>,
+    /// Why the run must exit non-zero (lost events, bad signatures).
+    failure: Option<String>,
+}
+
+impl Ran {
+    fn new(summary: Vec<String>, result: impl Serialize, latency_label: &'static str) -> Self {
+        Self {
+            summary,
+            result: serde_json::to_value(result).unwrap_or_default(),
+            latency_label,
+            over_time: Vec::new(),
+            distribution: Vec::new(),
+            failure: None,
+        }
+    }
+
+    fn latency(mut self, over_time: Vec<SeriesPoint>, distribution: Vec<Quantile>) -> Self {
+        self.over_time = over_time;
+        self.distribution = distribution;
+        self
+    }
+
+    fn fail_if(mut self, bad: bool, why: impl FnOnce() -> String) -> Self {
+        if bad {
+            self.failure = Some(why());
+        }
+        self
+    }
+}
+
+fn duration_arg(name: &str, text: &str, max: Duration) -> anyhow::Result<Duration> {
+    let d = switchboard_actors::webhooks::schedule::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("--{name}: {e}"))?;
+    anyhow::ensure!(
+        d >= Duration::from_millis(100) && d <= max,
+        "--{name}: 100ms to {}s",
+        max.as_secs()
+    );
+    Ok(d)
+}
+
+async fn standin(listen: std::net::SocketAddr, qr_interval: &str) -> anyhow::Result<()> {
+    let qr_interval = duration_arg("qr-interval", qr_interval, Duration::from_secs(3_600))?;
+    let config = StandinConfig {
+        qr_interval,
+        ..StandinConfig::default()
+    };
+    let standin = WhatsAppStandin::start(listen, config).await?;
+    println!("stand-in WhatsApp Web on {}", standin.url());
+    println!("  SWITCHBOARD_WHATSAPP_URL={}", standin.url());
+    println!(
+        "  scan: curl -X POST {}_standin/scan -d '{{\"qr\":\"<value>\",\"phone\":\"15550001\"}}'",
+        standin.url()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// The gateway under test: attached (`--url`) or spawned with `env`.
+async fn target(cli: &Cli, env: &[(&str, &str)]) -> anyhow::Result<(Gateway, String)> {
+    if let Some(url) = &cli.url {
+        let token = cli
+            .admin_token
+            .as_deref()
+            .context("--url needs --admin-token (or SWITCHBOARD_ADMIN_TOKEN)")?;
+        let gw = Gateway::attach(url, token, cli.pid, cli.allow_remote).await?;
+        return Ok((gw, format!("attached to {url}")));
+    }
+    let binary = cli.gateway.clone().unwrap_or_else(default_binary);
+    let gw = Gateway::spawn(&binary, cli.database_url.as_deref(), env)?;
+    let db = if cli.database_url.is_some() {
+        "Postgres"
+    } else {
+        "SQLite"
+    };
+    Ok((
+        gw,
+        format!(
+            "spawned {} on a fresh data directory ({db})",
+            binary.display()
+        ),
+    ))
+}
+
+const GATEWAY_ENV: &[(&str, &str)] = &[
+    ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
+    ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
+];
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -145,204 +283,164 @@ async fn main() -> anyhow::Result<()> {
         },
     } = &cli.scenario
     {
-        let qr_interval = switchboard_actors::webhooks::schedule::parse_duration(qr_interval)
-            .map_err(|e| anyhow::anyhow!("--qr-interval: {e}"))?;
-        let config = StandinConfig {
-            qr_interval,
-            ..StandinConfig::default()
-        };
-        let standin = WhatsAppStandin::start(*listen, config).await?;
-        println!("stand-in WhatsApp Web on {}", standin.url());
-        println!("  SWITCHBOARD_WHATSAPP_URL={}", standin.url());
-        println!(
-            "  scan: curl -X POST {}_standin/scan -d '{{\"qr\":\"<value>\",\"phone\":\"15550001\"}}'",
-            standin.url()
-        );
-        tokio::signal::ctrl_c().await?;
-        return Ok(());
+        return standin(*listen, qr_interval).await;
     }
-    if let Scenario::Rag {
-        model_dir,
-        sentences,
-        documents,
-        chunks,
-        queries,
-    } = &cli.scenario
-    {
-        anyhow::ensure!(
-            chunks.iter().all(|c| (1..=2_000_000).contains(c)),
-            "--chunks: 1 to 2000000 each"
-        );
-        let params = switchboard_bench::rag::RagParams {
-            sentences: (*sentences).max(1),
-            documents: (*documents).max(1),
-            chunks: chunks.clone(),
-            queries: (*queries).max(1),
-        };
-        let r = switchboard_bench::rag::rag(model_dir, &params).await?;
-        if cli.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
-        } else {
-            println!(
-                "rag: model {} (CPU, in-process), embedded qdrant-edge",
-                r.model
-            );
-            println!(
-                "  sentences embedded: {:.1}/s ({} sentences of 9-20 words)",
-                r.sentences_per_second, r.sentences
-            );
-            println!(
-                "  documents ingested: {:.1}/s ({} documents, {} KiB, {} chunks; chunk + embed + upsert)",
-                r.documents_per_second,
-                r.documents,
-                r.document_bytes / 1024,
-                r.chunks_ingested
-            );
-            println!(
-                "  chunks    search p50 ms  p99 ms  max ms  embed+search p50 ms  fill s  | before optimize: p50 ms  p99 ms  optimize s"
-            );
-            for p in &r.search {
-                println!(
-                    "  {:>7}  {:>13.2}  {:>6.2}  {:>6.2}  {:>19.2}  {:>6.1}  | {:>22.2}  {:>6.2}  {:>10.1}",
-                    p.chunks,
-                    p.p50_ms,
-                    p.p99_ms,
-                    p.max_ms,
-                    p.with_embedding_p50_ms,
-                    p.fill_seconds,
-                    p.unoptimized_p50_ms,
-                    p.unoptimized_p99_ms,
-                    p.optimize_seconds
-                );
-            }
+    let started_at = clock::rfc3339(clock::now_ms());
+    // The machine's loopback ceiling, before any gateway runs (not for the in-process
+    // scenarios, which have no HTTP in them).
+    let baseline = match &cli.scenario {
+        _ if cli.no_baseline => None,
+        Scenario::Rag { .. } | Scenario::Baseline { .. } | Scenario::Standin { .. } => None,
+        s => {
+            let concurrency = match s {
+                Scenario::Api { concurrency, .. } => *concurrency,
+                _ => 64,
+            };
+            eprintln!("  baseline: loopback HTTP ceiling, concurrency {concurrency}, 2s");
+            Some(
+                switchboard_bench::baseline::baseline(
+                    concurrency.clamp(1, 1_000),
+                    Duration::from_secs(2),
+                )
+                .await?,
+            )
         }
-        return Ok(());
-    }
-    if let Scenario::Baseline {
-        concurrency,
-        duration,
-    } = &cli.scenario
-    {
-        let duration = switchboard_actors::webhooks::schedule::parse_duration(duration)
-            .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-        anyhow::ensure!(
-            (1..=1_000).contains(concurrency) && duration <= Duration::from_secs(600),
-            "--concurrency 1 to 1000, --duration at most 10m"
-        );
-        let r = switchboard_bench::baseline::baseline(*concurrency, duration).await?;
-        if cli.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
-        } else {
-            let l = &r.latency_ms;
-            println!(
-                "baseline: minimal hyper server on loopback, concurrency {}, {:.1}s",
-                r.concurrency, r.duration_secs
+    };
+    let mut monitor = None;
+    let mut target_label = "in-process (no gateway)".to_owned();
+    let mut gateway = None;
+    let mut start_gateway = async |env: &[(&str, &str)]| -> anyhow::Result<()> {
+        let (gw, label) = target(&cli, env).await?;
+        monitor = gw.pid().and_then(Monitor::start);
+        target_label = label;
+        gateway = Some(gw);
+        Ok(())
+    };
+    let ran = match &cli.scenario {
+        Scenario::Standin { .. } => unreachable!("handled above"),
+        Scenario::Rag {
+            model_dir,
+            sentences,
+            documents,
+            chunks,
+            queries,
+        } => {
+            anyhow::ensure!(
+                chunks.iter().all(|c| (1..=2_000_000).contains(c)),
+                "--chunks: 1 to 2000000 each"
             );
-            println!(
-                "  {:.0} requests/s ({} requests); latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-                r.requests_per_sec, r.requests, l.p50, l.p90, l.p99, l.p999, l.max
-            );
+            let params = switchboard_bench::rag::RagParams {
+                sentences: (*sentences).max(1),
+                documents: (*documents).max(1),
+                chunks: chunks.clone(),
+                queries: (*queries).max(1),
+            };
+            let r = switchboard_bench::rag::rag(model_dir, &params).await?;
+            Ran::new(r.summary(), &r, "search, top 5 within one tenant")
+                .latency(Vec::new(), r.distribution.clone())
         }
-        return Ok(());
-    }
-    let binary = cli.gateway.clone().unwrap_or_else(default_binary);
-    if let Scenario::Browser {
-        sessions,
-        browser_args,
-        settle,
-    } = &cli.scenario
-    {
-        let mut checkpoints = sessions.clone();
-        checkpoints.sort_unstable();
-        checkpoints.dedup();
-        checkpoints.retain(|n| *n > 0);
-        anyhow::ensure!(
-            checkpoints.last().is_some_and(|n| *n <= 500),
-            "--sessions: 1 to 500"
-        );
-        let standin = WhatsAppStandin::start(
-            "127.0.0.1:0".parse()?,
-            StandinConfig {
-                qr_interval: Duration::from_secs(20),
-                ..StandinConfig::default()
-            },
-        )
-        .await?;
-        let url = standin.url();
-        let gw = Gateway::spawn(
-            &binary,
-            cli.database_url.as_deref(),
-            &[
+        Scenario::Baseline {
+            concurrency,
+            duration,
+        } => {
+            let duration = duration_arg("duration", duration, Duration::from_secs(600))?;
+            anyhow::ensure!(
+                (1..=1_000).contains(concurrency),
+                "--concurrency: 1 to 1000"
+            );
+            let r = switchboard_bench::baseline::baseline(*concurrency, duration).await?;
+            let summary = vec![
+                format!(
+                    "baseline: minimal hyper server on loopback, concurrency {}, {:.1}s",
+                    r.concurrency, r.duration_secs
+                ),
+                format!(
+                    "  {:.0} requests/s ({} requests); latency ms {}",
+                    r.requests_per_sec,
+                    r.requests,
+                    r.latency_ms.line()
+                ),
+            ];
+            Ran::new(summary, &r, "request → answer")
+        }
+        Scenario::Browser {
+            sessions,
+            browser_args,
+            settle,
+        } => {
+            anyhow::ensure!(
+                cli.url.is_none(),
+                "the browser scenario spawns its own gateway (it points it at a stand-in WhatsApp Web); drop --url"
+            );
+            let mut checkpoints = sessions.clone();
+            checkpoints.sort_unstable();
+            checkpoints.dedup();
+            checkpoints.retain(|n| *n > 0);
+            anyhow::ensure!(
+                checkpoints.last().is_some_and(|n| *n <= 500),
+                "--sessions: 1 to 500"
+            );
+            let standin = WhatsAppStandin::start(
+                "127.0.0.1:0".parse()?,
+                StandinConfig {
+                    qr_interval: Duration::from_secs(20),
+                    ..StandinConfig::default()
+                },
+            )
+            .await?;
+            let url = standin.url();
+            start_gateway(&[
                 ("SWITCHBOARD_WHATSAPP_URL", url.as_str()),
                 ("SWITCHBOARD_BROWSER_ARGS", browser_args.as_str()),
                 ("SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES", "100"),
-            ],
-        )?;
-        let params = BrowserParams {
-            checkpoints,
-            settle: Duration::from_secs(*settle),
-        };
-        let r = switchboard_bench::browser::browser(&gw, &standin, &params).await?;
-        if cli.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
-        } else {
-            let pct = |v: &[u64], q: f64| {
-                let mut v = v.to_vec();
-                v.sort_unstable();
-                v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-                    .copied()
-                    .unwrap_or(0)
+            ])
+            .await?;
+            let gw = gateway.as_ref().context("gateway")?;
+            let params = BrowserParams {
+                checkpoints,
+                settle: Duration::from_secs(*settle),
             };
-            println!(
-                "browser: {} WhatsApp sessions paired against the stand-in; Chromium flags: {}",
-                r.time_to_working_ms.len(),
-                if browser_args.is_empty() {
-                    "(defaults)"
-                } else {
-                    browser_args
-                }
-            );
-            println!(
-                "  time to QR ms: p50 {}  p90 {}  max {}   time to WORKING ms: p50 {}  p90 {}  max {}",
-                pct(&r.time_to_qr_ms, 0.5),
-                pct(&r.time_to_qr_ms, 0.9),
-                pct(&r.time_to_qr_ms, 1.0),
-                pct(&r.time_to_working_ms, 0.5),
-                pct(&r.time_to_working_ms, 0.9),
-                pct(&r.time_to_working_ms, 1.0)
-            );
-            println!(
-                "  sessions  chromium PSS MiB  processes  MiB per added session  gateway PSS MiB"
-            );
-            let mib = |b: u64| b as f64 / 1_048_576.0;
-            for c in &r.checkpoints {
-                println!(
-                    "  {:>8}  {:>16.1}  {:>9}  {:>21}  {:>15.1}",
-                    c.sessions,
-                    mib(c.chromium_pss_bytes),
-                    c.chromium_processes,
-                    c.pss_per_added_session_bytes
-                        .map_or("-".to_owned(), |b| format!("{:.1}", mib(b))),
-                    mib(c.gateway_pss_bytes)
-                );
-            }
+            let r = switchboard_bench::browser::browser(gw, &standin, &params).await?;
+            let paired = r.time_to_working_ms.len() as u64;
+            Ran::new(r.summary(browser_args), &r, "session created → WORKING")
+                .latency(r.over_time.clone(), r.distribution.clone())
+                .fail_if(r.gateway_working < paired, || {
+                    format!(
+                        "{paired} sessions paired, but only {} WORKING at the end",
+                        r.gateway_working
+                    )
+                })
         }
-        return Ok(());
-    }
-    let gw = Gateway::spawn(
-        &binary,
-        cli.database_url.as_deref(),
-        &[
-            ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
-            ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
-        ],
-    )?;
-    match cli.scenario {
-        Scenario::Standin { .. }
-        | Scenario::Browser { .. }
-        | Scenario::Rag { .. }
-        | Scenario::Baseline { .. } => {
-            unreachable!("handled above")
+        Scenario::Api {
+            concurrency,
+            duration,
+            mix,
+        } => {
+            let duration = duration_arg("duration", duration, Duration::from_secs(3_600))?;
+            start_gateway(GATEWAY_ENV).await?;
+            let gw = gateway.as_ref().context("gateway")?;
+            let params = ApiParams {
+                concurrency: *concurrency,
+                duration,
+                mix: *mix,
+            };
+            let r = switchboard_bench::api::api(gw, &params).await?;
+            // Requests that got an answer must all have been counted by the gateway
+            // (an attached one may count other clients' requests too).
+            let answered = r.requests - r.statuses.get("transport").copied().unwrap_or(0);
+            let disagree = if gw.spawned() {
+                r.gateway_counted != answered
+            } else {
+                r.gateway_counted < answered
+            };
+            Ran::new(r.summary(), &r, "request sent → answer read")
+                .latency(r.over_time.clone(), r.distribution.clone())
+                .fail_if(disagree, || {
+                    format!(
+                        "{answered} requests were answered, the gateway counted {}",
+                        r.gateway_counted
+                    )
+                })
         }
         Scenario::Outbound {
             limits,
@@ -357,49 +455,21 @@ async fn main() -> anyhow::Result<()> {
                 "--limits: 1 to 20 tenants, each 1 to 10000/s"
             );
             anyhow::ensure!(
-                seconds > 0.0 && seconds <= 600.0,
+                *seconds > 0.0 && *seconds <= 600.0,
                 "--seconds: above 0, at most 600"
             );
+            start_gateway(GATEWAY_ENV).await?;
+            let gw = gateway.as_ref().context("gateway")?;
             let params = scenarios::OutboundParams {
-                limits,
-                burst: burst.max(1),
-                seconds,
-                drain_timeout: Duration::from_secs(drain_timeout),
+                limits: limits.clone(),
+                burst: (*burst).max(1),
+                seconds: *seconds,
+                drain_timeout: Duration::from_secs(*drain_timeout),
             };
-            let r = scenarios::outbound(&gw, &params).await?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "outbound: {} tenants queue at once (burst {}); one sim session each",
-                    r.tenants.len(),
-                    r.burst
-                );
-                println!(
-                    "  limit/s  queued  sent  measured/s  accuracy  queue latency ms p50  p99  max"
-                );
-                for t in &r.tenants {
-                    let l = &t.queue_latency_ms;
-                    println!(
-                        "  {:>7}  {:>6}  {:>4}  {:>10.2}  {:>7.1}%  {:>20.0}  {:>4.0}  {:>4.0}",
-                        t.configured_per_sec,
-                        t.queued,
-                        t.sent,
-                        t.measured_per_sec,
-                        t.accuracy * 100.0,
-                        l.p50,
-                        l.p99,
-                        l.max
-                    );
-                }
-                println!(
-                    "  fairness (Jain, over measured/configured) {:.3}   lost {}",
-                    r.fairness, r.lost
-                );
-            }
-            if r.lost > 0 {
-                anyhow::bail!("{} sends never went out", r.lost);
-            }
+            let r = scenarios::outbound(gw, &params).await?;
+            Ran::new(r.summary(), &r, "send queued → sent")
+                .latency(r.over_time.clone(), r.distribution.clone())
+                .fail_if(r.lost > 0, || format!("{} sends never went out", r.lost))
         }
         Scenario::Pipeline {
             tenants,
@@ -409,104 +479,89 @@ async fn main() -> anyhow::Result<()> {
             payload_bytes,
             drain_timeout,
         } => {
-            let duration = switchboard_actors::webhooks::schedule::parse_duration(&duration)
-                .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+            let duration = duration_arg("duration", duration, Duration::from_secs(3_600))?;
             anyhow::ensure!(
-                (1..=3_600).contains(&duration.as_secs()),
-                "--duration: 1s to 1h"
-            );
-            anyhow::ensure!(
-                (1..=100).contains(&tenants) && (1..=100).contains(&sessions),
+                (1..=100).contains(tenants) && (1..=100).contains(sessions),
                 "--tenants and --sessions: 1 to 100"
             );
+            anyhow::ensure!((1..=20).contains(&rate.len()), "--rate: 1 to 20 steps");
+            start_gateway(GATEWAY_ENV).await?;
+            let gw = gateway.as_ref().context("gateway")?;
             let params = scenarios::PipelineParams {
-                tenants,
-                sessions,
-                rate,
+                tenants: *tenants,
+                sessions: *sessions,
+                rates: rate.clone(),
                 duration,
-                payload_bytes,
-                drain_timeout: Duration::from_secs(drain_timeout),
+                payload_bytes: *payload_bytes,
+                drain_timeout: Duration::from_secs(*drain_timeout),
             };
-            let r = scenarios::pipeline(&gw, &params).await?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "pipeline: {} tenants × {} sim sessions, target {:.0} inbound/s for {:.1}s",
-                    r.tenants,
-                    r.sessions / r.tenants.max(1),
-                    r.target_rate,
-                    r.duration_secs
-                );
-                println!(
-                    "  produced  {:>8}  ({:.0}/s, stored by the gateway)",
-                    r.produced, r.produced_per_sec
-                );
-                println!(
-                    "  delivered {:>8}  ({:.0}/s, signed webhooks verified)",
-                    r.delivered, r.delivered_per_sec
-                );
-                println!(
-                    "  lost {}  duplicates {}  invalid signatures {}",
-                    r.lost, r.duplicates, r.invalid_signatures
-                );
-                let l = &r.latency_ms;
-                println!(
-                    "  end-to-end latency ms (event created → received): p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
-                    l.p50, l.p90, l.p99, l.p999, l.max
-                );
-                if let Some(m) = r.gateway_rss_mib {
-                    println!("  gateway RSS {m:.0} MiB");
-                }
-            }
-            if r.lost > 0 || r.invalid_signatures > 0 {
-                anyhow::bail!(
-                    "{} events lost, {} invalid signatures",
-                    r.lost,
-                    r.invalid_signatures
-                );
-            }
+            let r = scenarios::pipeline(gw, &params).await?;
+            Ran::new(r.summary(), &r, "event created → webhook received")
+                .latency(r.over_time.clone(), r.distribution.clone())
+                .fail_if(r.lost > 0 || r.invalid_signatures > 0, || {
+                    format!(
+                        "{} events lost, {} invalid signatures",
+                        r.lost, r.invalid_signatures
+                    )
+                })
         }
         Scenario::Webhooks {
             events,
             concurrency,
             timeout,
         } => {
+            anyhow::ensure!(
+                (1..=10_000_000).contains(events) && (1..=1_000).contains(concurrency),
+                "--events 1 to 10000000, --concurrency 1 to 1000"
+            );
+            start_gateway(GATEWAY_ENV).await?;
+            let gw = gateway.as_ref().context("gateway")?;
             let params = WebhooksParams {
-                events,
-                concurrency,
-                timeout: Duration::from_secs(timeout),
+                events: *events,
+                concurrency: *concurrency,
+                timeout: Duration::from_secs(*timeout),
             };
-            let r = scenarios::webhooks(&gw, &params).await?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&r.to_json())?);
-            } else {
-                println!("webhooks: {} events, concurrency {}", r.events, concurrency);
-                println!(
-                    "  ingest            {:>10.0} events/s (each acknowledged after commit)",
-                    r.ingest_per_sec
-                );
-                println!("  signed deliveries {:>10.0} /s", r.deliveries_per_sec);
-                println!(
-                    "  delivered {}  lost {}  duplicates {}  invalid signatures {}",
-                    r.delivered, r.lost, r.duplicates, r.invalid_signatures
-                );
-                println!(
-                    "  end-to-end latency ms: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
-                    r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p99, r.latency_ms_max
-                );
-                if let Some(m) = r.gateway_rss_mib {
-                    println!("  gateway RSS {m:.0} MiB");
-                }
-            }
-            if r.lost > 0 || r.invalid_signatures > 0 {
-                anyhow::bail!(
-                    "{} events lost, {} invalid signatures",
-                    r.lost,
-                    r.invalid_signatures
-                );
-            }
+            let r = scenarios::webhooks(gw, &params).await?;
+            Ran::new(r.summary(), &r, "event created → webhook received")
+                .latency(r.over_time.clone(), r.distribution.clone())
+                .fail_if(r.lost > 0 || r.invalid_signatures > 0, || {
+                    format!(
+                        "{} events lost, {} invalid signatures",
+                        r.lost, r.invalid_signatures
+                    )
+                })
         }
+    };
+    let report = Report {
+        scenario: serde_json::to_value(&cli.scenario)?["scenario"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        started_at,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        target: target_label,
+        params: serde_json::to_value(&cli.scenario)?,
+        summary: ran.summary,
+        result: ran.result,
+        latency_label: ran.latency_label.to_owned(),
+        latency_over_time: ran.over_time,
+        latency_distribution: ran.distribution,
+        gateway: monitor.map(Monitor::finish),
+        baseline,
+    };
+    drop(gateway);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.text());
     }
-    Ok(())
+    if let Some(path) = &cli.report {
+        std::fs::write(path, report.to_html())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("  report: {}", path.display());
+    }
+    match ran.failure {
+        Some(why) => anyhow::bail!(why),
+        None => Ok(()),
+    }
 }

@@ -24,7 +24,7 @@ pub struct RagParams {
     pub queries: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SearchPoint {
     pub chunks: usize,
     pub fill_seconds: f64,
@@ -39,8 +39,9 @@ pub struct SearchPoint {
     pub with_embedding_p50_ms: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RagReport {
+    pub scenario: &'static str,
     pub model: String,
     pub sentences: usize,
     pub sentences_per_second: f64,
@@ -49,6 +50,47 @@ pub struct RagReport {
     pub chunks_ingested: usize,
     pub documents_per_second: f64,
     pub search: Vec<SearchPoint>,
+    /// Search latency at the largest store size, after optimisation.
+    #[serde(skip)]
+    pub distribution: Vec<crate::report::Quantile>,
+}
+
+impl RagReport {
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = vec![
+            format!(
+                "rag: model {} (CPU, in-process), embedded qdrant-edge",
+                self.model
+            ),
+            format!(
+                "  sentences embedded: {:.1}/s ({} sentences of 9-20 words)",
+                self.sentences_per_second, self.sentences
+            ),
+            format!(
+                "  documents ingested: {:.1}/s ({} documents, {} KiB, {} chunks; chunk + embed + upsert)",
+                self.documents_per_second,
+                self.documents,
+                self.document_bytes / 1024,
+                self.chunks_ingested
+            ),
+            "  chunks    search p50 ms  p99 ms  max ms  embed+search p50 ms  fill s  | before optimize: p50 ms  p99 ms  optimize s".into(),
+        ];
+        for p in &self.search {
+            out.push(format!(
+                "  {:>7}  {:>13.2}  {:>6.2}  {:>6.2}  {:>19.2}  {:>6.1}  | {:>22.2}  {:>6.2}  {:>10.1}",
+                p.chunks,
+                p.p50_ms,
+                p.p99_ms,
+                p.max_ms,
+                p.with_embedding_p50_ms,
+                p.fill_seconds,
+                p.unoptimized_p50_ms,
+                p.unoptimized_p99_ms,
+                p.optimize_seconds
+            ));
+        }
+        out
+    }
 }
 
 const WORDS: &[&str] = &[
@@ -190,6 +232,7 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
     let question_vectors = model.embed(questions.clone()).await?;
     let store = EdgeStore::open(&dir.path().join("search"), MiniLm::MODEL_ID, dims)?;
     let mut search = Vec::new();
+    let mut distribution = Vec::new();
     let mut filled = 0usize;
     let mut sizes = params.chunks.clone();
     sizes.sort_unstable();
@@ -253,8 +296,10 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
             point.chunks, point.p50_ms, point.p99_ms
         );
         search.push(point);
+        distribution = crate::report::distribution_of(&ms);
     }
     Ok(RagReport {
+        scenario: "rag",
         model: MiniLm::MODEL_ID.into(),
         sentences: params.sentences,
         sentences_per_second,
@@ -263,5 +308,6 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
         chunks_ingested,
         documents_per_second,
         search,
+        distribution,
     })
 }

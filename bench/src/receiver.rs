@@ -22,6 +22,27 @@ pub struct Tally {
     pub invalid_signatures: u64,
     /// End-to-end latencies (event `created_at` → received), in milliseconds.
     pub latency: crate::scenarios::Histogram,
+    /// The same latencies by the second they arrived in.
+    pub series: crate::report::TimeSeries,
+    /// Latencies by phase of the run (e.g. the steps of a ramp): each event counts in
+    /// the last phase that began at or before its `created_at` (unix ms).
+    pub phases: Vec<(i64, crate::scenarios::Histogram)>,
+}
+
+impl Tally {
+    /// Starts a phase at unix time `start_ms`.
+    pub fn begin_phase(&mut self, start_ms: i64) {
+        self.phases.push((start_ms, crate::scenarios::histogram()));
+    }
+
+    fn record(&mut self, created_ms: i64, received_ms: i64) {
+        let ms = (received_ms - created_ms).max(0) as u64;
+        self.latency.saturating_record(ms);
+        self.series.record(received_ms, ms);
+        if let Some((_, h)) = self.phases.iter_mut().rev().find(|(s, _)| *s <= created_ms) {
+            h.saturating_record(ms);
+        }
+    }
 }
 
 impl Default for Tally {
@@ -30,6 +51,8 @@ impl Default for Tally {
             seen: HashMap::new(),
             invalid_signatures: 0,
             latency: crate::scenarios::histogram(),
+            series: crate::report::TimeSeries::new(),
+            phases: Vec::new(),
         }
     }
 }
@@ -59,6 +82,13 @@ impl Receiver {
             }
         });
         Ok(Self { url, tally })
+    }
+
+    pub fn begin_phase(&self, start_ms: i64) {
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .begin_phase(start_ms);
     }
 
     pub fn distinct(&self) -> usize {
@@ -105,7 +135,7 @@ async fn handle(
         }
         *t.seen.entry(id).or_default() += 1;
         if let Some(c) = created {
-            t.latency.saturating_record((now_ms - c).max(0) as u64);
+            t.record(c, now_ms);
         }
     }
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))

@@ -1,5 +1,6 @@
-//! The gateway under test: a child process on a fresh data directory (default), with
-//! a small JSON client for its API.
+//! The gateway under test: a child process on a fresh data directory (default) or a
+//! running gateway the bench attaches to (`--url`, `--admin-token`), with a small JSON
+//! client for its API.
 
 use anyhow::{Context, bail};
 use http::{Method, Request, StatusCode};
@@ -21,6 +22,8 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 #[derive(Debug)]
 pub struct Gateway {
     child: Option<Child>,
+    /// The process to watch when attached (`--pid`).
+    attached_pid: Option<u32>,
     pub base: String,
     admin_token: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -80,11 +83,82 @@ impl Gateway {
         };
         Ok(Self {
             child: Some(child),
+            attached_pid: None,
             base,
             admin_token: ADMIN_TOKEN.into(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             _data: Some(data),
         })
+    }
+
+    /// A running gateway at `url` (loopback only unless `allow_remote`); checks that
+    /// it answers and that `admin_token` is accepted. `pid`, if given, is watched for
+    /// CPU and memory.
+    pub async fn attach(
+        url: &str,
+        admin_token: &str,
+        pid: Option<u32>,
+        allow_remote: bool,
+    ) -> anyhow::Result<Self> {
+        let base = url.trim_end_matches('/').to_owned();
+        let uri: http::Uri = base.parse().with_context(|| format!("--url {url}"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--url must be http://HOST:PORT (got {url})");
+        }
+        let host = uri.host().context("--url has no host")?;
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback && !allow_remote {
+            bail!(
+                "--url {url} is not on loopback; the bench stays on this machine unless --allow-remote is given"
+            );
+        }
+        let gw = Self {
+            child: None,
+            attached_pid: pid,
+            base,
+            admin_token: admin_token.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            _data: None,
+        };
+        let (status, _) = gw
+            .call(Method::GET, "/healthz", "", None)
+            .await
+            .with_context(|| format!("no gateway answers at {url}"))?;
+        if !status.is_success() {
+            bail!("{url}/healthz answered {status}");
+        }
+        let (status, v) = gw
+            .call(Method::GET, "/v1/tenants", admin_token, None)
+            .await?;
+        if !status.is_success() {
+            bail!("the admin token was refused: {status} {v}");
+        }
+        Ok(gw)
+    }
+
+    /// Whether the bench started this gateway (and so knows its configuration).
+    pub fn spawned(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The sum of a Prometheus counter over the series whose labels include all of
+    /// `labels`, from `/metrics`.
+    pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+        let text = self.metrics().await?;
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// A JSON request; returns status and parsed body.
@@ -167,14 +241,14 @@ impl Gateway {
         self._data.as_ref().map(|d| d.path().join("data"))
     }
 
-    /// The gateway's process id.
+    /// The gateway's process id (spawned, or given with `--pid`).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(Child::id).or(self.attached_pid)
     }
 
     /// Resident memory of the gateway process in KiB (Linux), if known.
     pub fn rss_kib(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
+        let pid = self.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()

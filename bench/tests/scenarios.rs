@@ -3,8 +3,17 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard_bench::scenarios::{self, OutboundParams, PipelineParams};
+use switchboard_bench::api::{self, ApiParams, Mix};
+use switchboard_bench::scenarios::{self, OutboundParams, PipelineParams, WebhooksParams};
 use switchboard_bench::target::Gateway;
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
+        })
+}
 
 /// The debug `switchboard` binary of this workspace (built if missing).
 fn gateway_binary() -> PathBuf {
@@ -33,11 +42,12 @@ async fn pipeline_reports_every_stored_message_delivered_once() {
         ],
     )
     .unwrap();
+    // A two-step ramp.
     let params = PipelineParams {
         tenants: 2,
         sessions: 1,
-        rate: 100.0,
-        duration: Duration::from_secs(2),
+        rates: vec![50.0, 100.0],
+        duration: Duration::from_millis(1500),
         payload_bytes: 32,
         drain_timeout: Duration::from_secs(30),
     };
@@ -58,11 +68,31 @@ async fn pipeline_reports_every_stored_message_delivered_once() {
             "latency {q} missing: {json}"
         );
     }
-    // Roughly the asked rate (generous: the machine is shared), all of it delivered.
+    // Roughly the asked rate (generous: the machine is shared), all of it delivered,
+    // and the gateway's own counters agree.
     assert!(r.produced >= 100, "{json}");
     assert_eq!(r.lost, 0, "{json}");
     assert_eq!(r.delivered, r.produced, "{json}");
+    assert_eq!(r.gateway_delivered, r.delivered, "{json}");
     assert_eq!((r.duplicates, r.invalid_signatures), (0, 0), "{json}");
+    // Each step accounted for: what the gateway stored per step adds up, and every
+    // delivered event falls in one step.
+    assert_eq!(r.steps.len(), 2, "{json}");
+    assert_eq!(
+        r.steps.iter().map(|s| s.produced).sum::<u64>(),
+        r.produced,
+        "{json}"
+    );
+    assert_eq!(
+        r.steps.iter().map(|s| s.delivered).sum::<u64>(),
+        r.delivered,
+        "{json}"
+    );
+    assert!(!r.over_time.is_empty() && !r.distribution.is_empty());
+    assert_eq!(
+        r.over_time.iter().map(|p| p.count).sum::<u64>(),
+        r.delivered
+    );
     assert!(r.latency_ms.p50 <= r.latency_ms.p99 && r.latency_ms.p99 <= r.latency_ms.max);
 }
 
@@ -91,6 +121,8 @@ async fn outbound_holds_each_tenant_to_its_own_limit() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["tenants"].as_array().unwrap().len(), 2, "{json}");
     assert_eq!(r.lost, 0, "{json}");
+    let sent: u64 = r.tenants.iter().map(|t| t.sent).sum();
+    assert_eq!(r.gateway_sent, sent, "{json}");
     for t in &r.tenants {
         assert_eq!(t.sent, t.queued, "{json}");
         // The limiter's behaviour, loosely (the machine is shared): near its own rate,
@@ -98,4 +130,177 @@ async fn outbound_holds_each_tenant_to_its_own_limit() {
         assert!((0.5..1.5).contains(&t.accuracy), "{json}");
     }
     assert!(r.fairness > 0.8, "{json}");
+}
+
+#[tokio::test]
+async fn api_counts_agree_with_the_gateway_request_counter() {
+    let gw = Gateway::spawn(&gateway_binary(), None, &[]).unwrap();
+    let params = ApiParams {
+        concurrency: 4,
+        duration: Duration::from_millis(1500),
+        mix: Mix::Mixed,
+    };
+    let r = api::api(&gw, &params).await.unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["scenario"], "api");
+    assert_eq!(json["mix"], "mixed");
+    assert!(r.requests > 50, "{json}");
+    assert_eq!(r.errors, 0, "{json}");
+    assert_eq!(r.gateway_counted, r.requests, "{json}");
+    // All three kinds of request were made, and each route's count agrees.
+    assert_eq!(r.routes.len(), 3, "{json}");
+    for (route, s) in &r.routes {
+        assert_eq!(s.gateway_counted, s.requests, "{route}: {json}");
+        assert!(
+            s.latency_ms.p50 > 0.0 && s.latency_ms.p50 <= s.latency_ms.max,
+            "{json}"
+        );
+    }
+    let statuses: u64 = r.statuses.values().sum();
+    assert_eq!(statuses, r.requests, "{json}");
+    assert_eq!(r.over_time.iter().map(|p| p.count).sum::<u64>(), r.requests);
+}
+
+#[tokio::test]
+async fn webhooks_delivers_every_event_once() {
+    let gw = Gateway::spawn(
+        &gateway_binary(),
+        None,
+        &[("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true")],
+    )
+    .unwrap();
+    let params = WebhooksParams {
+        events: 200,
+        concurrency: 8,
+        timeout: Duration::from_secs(30),
+    };
+    let r = scenarios::webhooks(&gw, &params).await.unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["scenario"], "webhooks");
+    assert_eq!((r.delivered, r.lost, r.duplicates), (200, 0, 0), "{json}");
+    assert_eq!(r.gateway_delivered, 200, "{json}");
+    assert_eq!(r.invalid_signatures, 0, "{json}");
+}
+
+#[tokio::test]
+async fn browser_pairs_a_session_through_the_standin_and_measures_chromium() {
+    use switchboard_actors::testkit::whatsapp::{StandinConfig, WhatsAppStandin};
+    let standin = WhatsAppStandin::start("127.0.0.1:0".parse().unwrap(), StandinConfig::default())
+        .await
+        .unwrap();
+    let url = standin.url();
+    let gw = Gateway::spawn(
+        &gateway_binary(),
+        None,
+        &[("SWITCHBOARD_WHATSAPP_URL", url.as_str())],
+    )
+    .unwrap();
+    let params = switchboard_bench::browser::BrowserParams {
+        checkpoints: vec![1],
+        settle: Duration::ZERO,
+    };
+    let r = switchboard_bench::browser::browser(&gw, &standin, &params)
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["scenario"], "browser");
+    assert_eq!(r.time_to_working_ms.len(), 1, "{json}");
+    assert_eq!(r.gateway_working, 1, "{json}");
+    assert!(r.time_to_qr_ms[0] <= r.time_to_working_ms[0], "{json}");
+    let c = &r.checkpoints[0];
+    assert!(
+        c.chromium_processes >= 2 && c.chromium_pss_bytes > 10 << 20,
+        "{json}"
+    );
+    assert!(c.gateway_pss_bytes > 0, "{json}");
+}
+
+#[tokio::test]
+async fn rag_measures_embedding_ingest_and_search() {
+    let params = switchboard_bench::rag::RagParams {
+        sentences: 16,
+        documents: 2,
+        chunks: vec![300],
+        queries: 50,
+    };
+    let r = switchboard_bench::rag::rag(&model_dir(), &params)
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["scenario"], "rag");
+    assert!(
+        r.sentences_per_second > 0.0 && r.documents_per_second > 0.0,
+        "{json}"
+    );
+    assert!(r.chunks_ingested >= 2, "{json}");
+    assert_eq!(r.search.len(), 1, "{json}");
+    let s = &r.search[0];
+    assert_eq!(s.chunks, 300);
+    assert!(
+        s.p50_ms > 0.0 && s.p50_ms <= s.p99_ms && s.p99_ms <= s.max_ms,
+        "{json}"
+    );
+    assert!(!r.distribution.is_empty());
+}
+
+/// The binary end to end: `--json` is one JSON document with the run's parameters,
+/// result, latency series, gateway CPU/memory and baseline; `--report` is a
+/// well-formed self-contained HTML file with the plots.
+#[test]
+fn the_binary_prints_json_and_writes_an_html_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-bench"))
+        .args(["--gateway"])
+        .arg(gateway_binary())
+        .args([
+            "pipeline",
+            "--rate",
+            "60",
+            "--duration",
+            "2s",
+            "--json",
+            "--report",
+        ])
+        .arg(&html)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["scenario"], "pipeline", "{report}");
+    assert_eq!(report["params"]["rate"][0], 60.0, "{report}");
+    assert!(report["started_at"].is_string() && report["command"].is_string());
+    let result = &report["result"];
+    assert_eq!(result["lost"], 0, "{report}");
+    assert_eq!(result["delivered"], result["produced"], "{report}");
+    assert_eq!(result["gateway_delivered"], result["delivered"], "{report}");
+    assert!(result["produced"].as_u64().unwrap() >= 40, "{report}");
+    assert!(!report["latency_over_time"].as_array().unwrap().is_empty());
+    assert!(
+        !report["latency_distribution"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        report["gateway"]["cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["gateway"]["rss_mib_peak"].as_f64().unwrap() > 1.0,
+        "{report}"
+    );
+    assert!(
+        report["baseline"]["requests_per_sec"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    switchboard_bench::report::well_formed(&page).unwrap();
+    assert!(
+        page.matches("<svg").count() >= 3,
+        "latency over time, distribution, CPU/memory"
+    );
+    assert!(!page.contains("<script") && !page.contains("NaN"));
+    assert!(page.contains("Baseline"));
 }
