@@ -286,31 +286,25 @@ async fn main() -> anyhow::Result<()> {
         return standin(*listen, qr_interval).await;
     }
     let started_at = clock::rfc3339(clock::now_ms());
-    // The machine's loopback ceiling, before any gateway runs (not for the in-process
-    // scenarios, which have no HTTP in them).
-    let baseline = match &cli.scenario {
-        _ if cli.no_baseline => None,
-        Scenario::Rag { .. } | Scenario::Baseline { .. } | Scenario::Standin { .. } => None,
-        s => {
-            let concurrency = match s {
-                Scenario::Api { concurrency, .. } => *concurrency,
-                _ => 64,
-            };
-            eprintln!("  baseline: loopback HTTP ceiling, concurrency {concurrency}, 2s");
-            Some(
-                switchboard_bench::baseline::baseline(
-                    concurrency.clamp(1, 1_000),
-                    Duration::from_secs(2),
-                )
-                .await?,
-            )
-        }
+    // The machine's loopback ceiling, measured once the gateway is up and idle (not
+    // for the in-process scenarios, which have no HTTP in them).
+    let baseline_concurrency = match &cli.scenario {
+        Scenario::Api { concurrency, .. } => (*concurrency).clamp(1, 1_000),
+        _ => 64,
     };
+    let mut baseline = None;
     let mut monitor = None;
     let mut target_label = "in-process (no gateway)".to_owned();
     let mut gateway = None;
     let mut start_gateway = async |env: &[(&str, &str)]| -> anyhow::Result<()> {
         let (gw, label) = target(&cli, env).await?;
+        if !cli.no_baseline {
+            eprintln!("  baseline: loopback HTTP ceiling, concurrency {baseline_concurrency}, 2s");
+            baseline = Some(
+                switchboard_bench::baseline::baseline(baseline_concurrency, Duration::from_secs(2))
+                    .await?,
+            );
+        }
         monitor = gw.pid().and_then(Monitor::start);
         target_label = label;
         gateway = Some(gw);
