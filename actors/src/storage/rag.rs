@@ -217,20 +217,6 @@ impl Store {
     /// that if its worker died) and its attempt counted.
     pub async fn claim_rag_jobs(&self, limit: i64, lease_ms: i64) -> Result<Vec<RagJob>> {
         let now = clock::now_ms();
-        // The feed looks after every event commit; most find nothing due. A read first
-        // keeps those looks off SQLite's single write lock (an UPDATE takes it even
-        // when it matches no row), which the event writer needs.
-        let due = on_pool!(self, |pool| {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT 1 FROM rag_jobs WHERE next_attempt_at <= $1 LIMIT 1",
-            )
-            .bind(now)
-            .fetch_optional(pool)
-            .await?
-        });
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
         let rows = on_pool!(self, |pool| {
             sqlx::query_as::<_, RagJob>(
                 "UPDATE rag_jobs SET attempts = attempts + 1, next_attempt_at = $1 WHERE event_id IN (\
