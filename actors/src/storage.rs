@@ -128,23 +128,42 @@ impl Backend {
     }
 }
 
+/// SQLite allows one writer at a time. Its own wait for the write lock is a sleep
+/// with growing back-off (1, 2, 5 … 100 ms), so writers on several connections
+/// contending under load wait far longer than the writes take. Instead every write
+/// goes through one connection (`write`), and writers queue for it in the pool, woken
+/// the moment it is free; reads run on read-only connections (`read`), which in WAL
+/// mode never wait for the writer. Postgres handles concurrent writers itself.
 #[derive(Debug, Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite { read: SqlitePool, write: SqlitePool },
     Postgres(PgPool),
 }
 
-/// Runs the same expression against whichever pool the store holds. The body is
-/// expanded once per backend, so it type-checks against each driver separately.
+/// Runs the same read-only expression against whichever pool the store holds. The
+/// body is expanded once per backend, so it type-checks against each driver
+/// separately. On SQLite the connections are read-only: a write here fails.
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.pool {
-            $crate::storage::Pool::Sqlite($pool) => $body,
+            $crate::storage::Pool::Sqlite { read: $pool, .. } => $body,
             $crate::storage::Pool::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// [`on_pool!`] for an expression that writes: on SQLite it runs on the single
+/// write connection (see [`Pool`]).
+macro_rules! on_write_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::storage::Pool::Sqlite { write: $pool, .. } => $body,
+            $crate::storage::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_write_pool;
 
 /// Starts a transaction that will write. On SQLite it takes the write lock up
 /// front (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes
@@ -194,19 +213,27 @@ impl Store {
                 }
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
-                    .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     // FULL: a committed event survives power loss, not only a process crash.
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
+                // A local file: checking a connection before each use only costs a
+                // round trip to its worker thread.
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .test_before_acquire(false)
+                    .connect_with(opts.clone().create_if_missing(true))
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+                let read = SqlitePoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(opts)
+                    .test_before_acquire(false)
+                    .connect_with(opts.read_only(true))
                     .await?;
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-                Pool::Sqlite(pool)
+                Pool::Sqlite { read, write }
             }
             DatabaseTarget::Postgres(url) => {
                 let opts = PgConnectOptions::from_str(url)?;
@@ -224,7 +251,7 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite { .. } => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
     }
@@ -239,7 +266,13 @@ impl Store {
 
     /// Closes every connection, waiting for checked-out ones to return.
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
+        match &self.pool {
+            Pool::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 }
 
@@ -275,6 +308,62 @@ mod tests {
         );
         assert!(DatabaseTarget::from_url("mysql://x").is_err());
         assert!(DatabaseTarget::from_url("sqlite://").is_err());
+    }
+
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+        let target = DatabaseTarget::Sqlite(dir.path().join("switchboard.db"));
+        Store::connect(&target).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_writers_queue_for_the_write_connection_and_all_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        on_write_pool!(store, |pool| {
+            sqlx::query("CREATE TABLE queued (n BIGINT NOT NULL)")
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        let writers = (0..64_i64).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                on_write_pool!(store, |pool| {
+                    let mut tx = pool.begin_write().await?;
+                    sqlx::query("INSERT INTO queued (n) VALUES ($1)")
+                        .bind(n)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                })
+            })
+        });
+        for writer in writers.collect::<Vec<_>>() {
+            writer.await.unwrap().unwrap();
+        }
+        let (count, sum) = on_pool!(store, |pool| {
+            sqlx::query_as::<_, (i64, i64)>("SELECT COUNT(*), SUM(n) FROM queued")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!((count, sum), (64, (0..64).sum()));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_read_connections_refuse_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let write = on_pool!(store, |pool| {
+            sqlx::query("DELETE FROM tenants")
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        let err = write.expect_err("a write on a read connection must fail");
+        assert!(err.to_string().contains("readonly"), "{err}");
+        store.close().await;
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::audit::{AuditEntry, insert_audit};
 use super::tenants::{Tenant, TenantRow};
-use super::{BeginWrite, Result, Store, on_pool};
+use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
 use crate::{clock, ids};
 use serde::Serialize;
 use switchboard_crypto::ApiKeyHash;
@@ -62,7 +62,7 @@ impl Store {
     ) -> Result<Option<ApiKeyRecord>> {
         let now = clock::now_ms();
         let key = ApiKeyRecord::new(tenant_id, name, prefix, now);
-        let created = on_pool!(self, |pool| {
+        let created = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
                 .bind(tenant_id)
@@ -114,7 +114,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<bool> {
         let now = clock::now_ms();
-        let revoked = on_pool!(self, |pool| {
+        let revoked = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL",
@@ -157,7 +157,7 @@ impl Store {
 
     /// Records that a key was used (callers throttle this; it is not per request).
     pub async fn touch_api_key(&self, key_id: &str) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                 .bind(clock::now_ms())
                 .bind(key_id)

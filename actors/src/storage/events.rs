@@ -3,7 +3,7 @@
 //! returns, every delivery is durable. Bodies arrive already sealed.
 
 use super::webhooks::type_matches;
-use super::{BeginWrite, Result, Store, StoreError, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -117,7 +117,7 @@ impl Store {
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let counts = on_pool!(self, |pool| {
+        let counts = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             // Subscribed endpoints per tenant, read inside the transaction.
             let mut subs: HashMap<String, Vec<Subscriber>> = HashMap::new();

@@ -6,7 +6,7 @@
 //! `message.*` event (see [`MessageWrite`] on `NewEvent`), so the state and the
 //! event cannot disagree after a crash.
 
-use super::{Result, Store, on_pool};
+use super::{Result, Store, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
 use switchboard_crypto::Sealed;
@@ -190,7 +190,7 @@ impl Store {
     /// Claims the tenant's oldest due queued message (marks it `sending`).
     pub async fn claim_next_send(&self, tenant_id: &str) -> Result<Option<MessageRow>> {
         let now = clock::now_ms();
-        let row = on_pool!(self, |pool| {
+        let row = on_write_pool!(self, |pool| {
             sqlx::query_as::<_, MessageRow>(concat!(
                 "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = $2 WHERE id = (\
                    SELECT id FROM messages WHERE tenant_id = $1 AND direction = 'outbound' AND status = 'queued' \
@@ -208,7 +208,7 @@ impl Store {
 
     /// Puts a claimed message back in the queue, due at `at`.
     pub async fn requeue_message(&self, id: &str, at: i64) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query("UPDATE messages SET status = 'queued', next_attempt_at = $1, updated_at = $2 WHERE id = $3")
                 .bind(at)
                 .bind(clock::now_ms())
@@ -221,7 +221,7 @@ impl Store {
 
     /// After a crash: sends that were in progress are queued again.
     pub async fn recover_sending(&self) -> Result<u64> {
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             sqlx::query("UPDATE messages SET status = 'queued' WHERE status = 'sending'")
                 .execute(pool)
                 .await?

@@ -7,7 +7,7 @@
 //! dies leaves rows that become claimable again once the lease runs out. FIFO
 //! endpoints only ever expose their oldest pending row.
 
-use super::{BeginWrite, Pool, Result, Store, on_pool};
+use super::{BeginWrite, Pool, Result, Store, on_pool, on_write_pool};
 use crate::clock;
 use std::collections::HashMap;
 
@@ -83,7 +83,7 @@ impl Store {
                     .fetch_all(pool)
                     .await?
             }
-            Pool::Sqlite(pool) => {
+            Pool::Sqlite { write: pool, .. } => {
                 let sql = format!(
                     "UPDATE outbox SET locked_until = $2 WHERE id IN (\
                        SELECT o.id FROM outbox o JOIN webhook_endpoints e ON e.id = o.endpoint_id \
@@ -106,7 +106,7 @@ impl Store {
     /// Clears every lease. Only for a single-process database (SQLite) at start-up,
     /// where no other dispatcher can hold one.
     pub async fn release_all_leases(&self) -> Result<u64> {
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             sqlx::query("UPDATE outbox SET locked_until = NULL WHERE locked_until IS NOT NULL")
                 .execute(pool)
                 .await?
@@ -122,7 +122,7 @@ impl Store {
             return Ok(());
         }
         let now = clock::now_ms();
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             for chunk in results.chunks(200) {
                 let mut q = sqlx::QueryBuilder::new(
@@ -212,7 +212,7 @@ impl Store {
         let now = clock::now_ms();
         let mut total = 0;
         for chunk in pairs.chunks(500) {
-            let n = on_pool!(self, |pool| {
+            let n = on_write_pool!(self, |pool| {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO outbox (tenant_id, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) ",
                 );
@@ -263,7 +263,7 @@ impl Store {
     /// Gives claimed rows back without an attempt (e.g. their endpoint is at its cap).
     pub async fn release_claims(&self, ids: &[i64]) -> Result<()> {
         for chunk in ids.chunks(500) {
-            on_pool!(self, |pool| {
+            on_write_pool!(self, |pool| {
                 let mut q =
                     sqlx::QueryBuilder::new("UPDATE outbox SET locked_until = NULL WHERE id IN (");
                 let mut sep = q.separated(", ");

@@ -4,7 +4,7 @@
 //! transaction as their `message.received` event (see `insert_events`), so a crash
 //! never loses one.
 
-use super::{Result, Store, on_pool};
+use super::{Result, Store, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
 use switchboard_crypto::Sealed;
@@ -74,7 +74,7 @@ macro_rules! draft_columns {
 
 impl Store {
     pub async fn insert_kb_document(&self, d: &KbDocumentRow) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query(concat!(
                 "INSERT INTO kb_documents (",
                 kb_columns!(),
@@ -98,7 +98,7 @@ impl Store {
 
     /// Marks a document indexed with `chunks` passages.
     pub async fn kb_document_ready(&self, tenant_id: &str, id: &str, chunks: i64) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE kb_documents SET status = 'ready', chunks = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
             )
@@ -142,7 +142,7 @@ impl Store {
 
     /// Deletes the row; `false` if the tenant has no such document.
     pub async fn delete_kb_document(&self, tenant_id: &str, id: &str) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             sqlx::query("DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant_id)
                 .bind(id)
@@ -197,7 +197,7 @@ impl Store {
         mode: &str,
         settings: &str,
     ) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO reply_settings (session_id, tenant_id, mode, settings, updated_at) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (session_id) DO UPDATE SET mode = excluded.mode, settings = excluded.settings, updated_at = excluded.updated_at",
@@ -217,7 +217,7 @@ impl Store {
     /// that if its worker died) and its attempt counted.
     pub async fn claim_rag_jobs(&self, limit: i64, lease_ms: i64) -> Result<Vec<RagJob>> {
         let now = clock::now_ms();
-        let rows = on_pool!(self, |pool| {
+        let rows = on_write_pool!(self, |pool| {
             sqlx::query_as::<_, RagJob>(
                 "UPDATE rag_jobs SET attempts = attempts + 1, next_attempt_at = $1 WHERE event_id IN (\
                    SELECT event_id FROM rag_jobs WHERE next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) \
@@ -233,7 +233,7 @@ impl Store {
     }
 
     pub async fn finish_rag_job(&self, event_id: &str) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query("DELETE FROM rag_jobs WHERE event_id = $1")
                 .bind(event_id)
                 .execute(pool)
@@ -243,7 +243,7 @@ impl Store {
     }
 
     pub async fn retry_rag_job(&self, event_id: &str, at: i64, error: &str) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE rag_jobs SET next_attempt_at = $1, last_error = $2 WHERE event_id = $3",
             )
@@ -268,7 +268,7 @@ impl Store {
 
     /// Stores a draft unless the event already has one; returns the event's draft id.
     pub async fn insert_draft(&self, d: &DraftRow) -> Result<String> {
-        let id = on_pool!(self, |pool| {
+        let id = on_write_pool!(self, |pool| {
             sqlx::query(concat!(
                 "INSERT INTO drafts (",
                 draft_columns!(),
@@ -345,7 +345,7 @@ impl Store {
         body: Option<&Sealed>,
         message_id: Option<&str>,
     ) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE drafts SET status = $1, message_id = COALESCE($2, message_id), updated_at = $3, \
                  body_key_id = COALESCE($4, body_key_id), body = COALESCE($5, body) \

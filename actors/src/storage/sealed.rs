@@ -1,7 +1,7 @@
 //! Every encrypted column in the schema, in one list, so master-key rotation can
 //! re-seal all of them and a new sealed column cannot be forgotten.
 
-use super::{BeginWrite, Result, Store, on_pool};
+use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
 use switchboard_crypto::Sealed;
 
 /// One encrypted column: where its ciphertext, key id, row id and tenant live, and
@@ -103,7 +103,7 @@ impl Store {
             d = col.data_column,
             t = col.table
         );
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut n = 0;
             for (old, new) in rows {

@@ -3,7 +3,7 @@
 //! running (`desired_state`), which is what brings it back after a gateway restart.
 
 use super::audit::{AuditEntry, insert_audit};
-use super::{BeginWrite, Result, Store, on_pool};
+use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
 
@@ -34,7 +34,7 @@ macro_rules! session_columns {
 
 impl Store {
     pub async fn create_session(&self, s: &SessionRow, audit: &AuditEntry) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
                 "INSERT INTO sessions (",
@@ -126,7 +126,7 @@ impl Store {
     /// Saves (or with `None`, wipes) a session's sealed channel state.
     pub async fn set_session_state(&self, id: &str, state: Option<(&str, &[u8])>) -> Result<()> {
         let (key_id, data) = state.unzip();
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "UPDATE sessions SET state_key_id = $1, state = $2, updated_at = $3 WHERE id = $4",
@@ -164,7 +164,7 @@ impl Store {
         reason: Option<&str>,
         desired: Option<&str>,
     ) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE sessions SET status = $1, status_reason = $2, \
                  desired_state = COALESCE($3, desired_state), updated_at = $4 WHERE id = $5",
@@ -187,7 +187,7 @@ impl Store {
         id: &str,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        let done = on_pool!(self, |pool| {
+        let done = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let n = sqlx::query("DELETE FROM sessions WHERE id = $1 AND tenant_id = $2")
                 .bind(id)

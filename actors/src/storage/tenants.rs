@@ -7,7 +7,7 @@
 
 use super::api_keys::{self, ApiKeyRecord};
 use super::audit::{AuditEntry, insert_audit};
-use super::{BeginWrite, Result, Store, StoreError, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool, on_write_pool};
 use crate::{clock, ids};
 use serde::{Deserialize, Deserializer, Serialize};
 use switchboard_crypto::ApiKeyHash;
@@ -176,7 +176,7 @@ impl Store {
             updated_at: now,
         };
         let key = ApiKeyRecord::new(&tenant.id, key_name, key_prefix, now);
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
                 "INSERT INTO tenants (",
@@ -250,7 +250,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<Option<Tenant>> {
         let now = clock::now_ms();
-        let updated = on_pool!(self, |pool| {
+        let updated = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             // Read-modify-write under the transaction: the UPDATE below re-checks
             // `updated_at` so a concurrent PATCH cannot be silently overwritten.
@@ -312,7 +312,7 @@ impl Store {
 
     /// Deletes a tenant and everything it owns. `false` if it did not exist.
     pub async fn delete_tenant(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        let deleted = on_pool!(self, |pool| {
+        let deleted = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                 .bind(id)

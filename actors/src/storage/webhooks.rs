@@ -3,7 +3,7 @@
 //! previous one is kept, also sealed, until `previous_expires_at`.
 
 use super::audit::{AuditEntry, insert_audit};
-use super::{BeginWrite, Result, Store, StoreError, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool, on_write_pool};
 use crate::clock;
 use serde::{Deserialize, Serialize};
 use switchboard_crypto::Sealed;
@@ -155,7 +155,7 @@ fn types_json(t: &Option<Vec<String>>) -> Option<String> {
 
 impl Store {
     pub async fn create_endpoint(&self, e: &Endpoint, audit: &AuditEntry) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
                 "INSERT INTO webhook_endpoints (",
@@ -284,7 +284,7 @@ impl Store {
             e.max_in_flight = m;
         }
         e.updated_at = clock::now_ms().max(before + 1);
-        let done = on_pool!(self, |pool| {
+        let done = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, status = $4, \
@@ -334,7 +334,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<bool> {
         let now = clock::now_ms();
-        let done = on_pool!(self, |pool| {
+        let done = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE webhook_endpoints SET previous_secret_key_id = secret_key_id, previous_secret = secret, \
@@ -365,7 +365,7 @@ impl Store {
         id: &str,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        let done = on_pool!(self, |pool| {
+        let done = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let n = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2")
                 .bind(id)
@@ -385,7 +385,7 @@ impl Store {
     /// Disables an enabled endpoint (dispatcher: 410 Gone or failing too long).
     /// Returns `false` if it was already disabled or is gone.
     pub async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
                  WHERE id = $3 AND status = 'enabled'",
