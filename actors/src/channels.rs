@@ -82,6 +82,9 @@ pub enum ChannelError {
     Rejected(String),
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// Momentarily unable to take the request; retrying later can succeed.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("{0}")]
     Failed(String),
 }

@@ -247,7 +247,7 @@ async fn send(inner: &Inner, row: MessageRow) -> bool {
             finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(e)).await;
             false
         }
-        Err(SessionError::Failed(e)) if row.attempts < MAX_ATTEMPTS => {
+        Err(SessionError::Busy(e) | SessionError::Failed(e)) if row.attempts < MAX_ATTEMPTS => {
             tracing::warn!(message_id = %row.id, error = %e, attempt = row.attempts, "send failed; will retry");
             requeue(
                 inner,
@@ -257,7 +257,7 @@ async fn send(inner: &Inner, row: MessageRow) -> bool {
             .await;
             true
         }
-        Err(SessionError::Failed(e)) => {
+        Err(SessionError::Busy(e) | SessionError::Failed(e)) => {
             finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(e)).await;
             false
         }

@@ -127,6 +127,9 @@ pub enum SessionError {
     Rejected(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Momentarily unable to take the request; retrying later can succeed.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -137,6 +140,7 @@ impl From<crate::channels::ChannelError> for SessionError {
         match e {
             C::Rejected(m) => Self::Rejected(m),
             C::Unsupported(m) => Self::Unsupported(m),
+            C::Busy(m) => Self::Busy(m),
             C::NotConnected => Self::Failed("not connected".into()),
             other => Self::Failed(other.to_string()),
         }

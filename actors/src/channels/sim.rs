@@ -149,10 +149,17 @@ impl Channel for Sim {
             let Some(events) = self.events.clone().filter(|_| self.generator.is_some()) else {
                 return Err(ChannelError::NotConnected);
             };
+            // Never wait here: this runs inside the session actor, which is what
+            // drains the buffer, so a full buffer would wait on itself.
             events
-                .send(ChannelEvent::Inbound(message))
-                .await
-                .map_err(|_| ChannelError::NotConnected)
+                .try_send(ChannelEvent::Inbound(message))
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => ChannelError::Busy(
+                        "the session's inbound buffer is full (it is storing what it received); retry"
+                            .into(),
+                    ),
+                    mpsc::error::TrySendError::Closed(_) => ChannelError::NotConnected,
+                })
         })
     }
 

@@ -2,13 +2,15 @@
 //!
 //! Messages: `Connect` (sent to itself after start: connecting is never done in
 //! `pre_start`, so a failure is a supervised failure, not a spawn error),
-//! `Channel(event)` from the channel's event pump, `Ping` (watchdog), `Fault`
-//! (injected failures), `Logout`.
+//! `Pumped(event)` from the channel's event pump, `Channel(event)` for events it
+//! raises itself, `Ping` (watchdog), `Fault` (injected failures), `Logout`.
 //!
 //! It reports status changes to its `TenantSupervisor` (which stores and publishes
 //! them) and publishes each inbound message as a `message.received` event, awaiting
-//! the commit before taking the next one, so a slow database slows the channel
-//! rather than losing messages. A disconnection ends the actor with an error: the
+//! the commit before taking the next one. The pump hands over one event at a time
+//! and waits until it is handled, so a slow database fills the channel's bounded
+//! buffer and slows the channel, rather than piling events up in the mailbox (where
+//! the watchdog's ping would queue behind them, and a kill would drop them). A disconnection ends the actor with an error: the
 //! supervisor restarts it with backoff (that is the reconnect).
 
 use super::tenant::TenantMsg;
@@ -44,7 +46,10 @@ impl SessionFailure {
 #[derive(Debug)]
 pub enum SessionMsg {
     Connect,
+    /// An event the actor raises itself.
     Channel(ChannelEvent),
+    /// An event from the channel's pump, which waits for the reply before the next.
+    Pumped(ChannelEvent, RpcReplyPort<()>),
     Ping(RpcReplyPort<()>),
     Fault(Fault),
     Logout(RpcReplyPort<Result<(), String>>),
@@ -159,6 +164,11 @@ async fn process(
     state: &mut SessionState,
 ) -> Result<(), ActorProcessingErr> {
     match msg {
+        SessionMsg::Pumped(event, handled) => {
+            let result = Box::pin(process(myself, SessionMsg::Channel(event), state)).await;
+            let _ = handled.send(());
+            return result;
+        }
         SessionMsg::Connect => {
             let (tx, mut rx) = mpsc::channel(256);
             state
@@ -169,7 +179,8 @@ async fn process(
             let me = myself.clone();
             state.pump = Some(tokio::spawn(async move {
                 while let Some(ev) = rx.recv().await {
-                    if me.cast(SessionMsg::Channel(ev)).is_err() {
+                    // Stops when the actor does (the reply port is dropped unanswered).
+                    if ractor::call!(me, SessionMsg::Pumped, ev).is_err() {
                         return;
                     }
                 }

@@ -105,6 +105,7 @@ pub(crate) fn session_error(e: SessionError) -> ApiError {
         SessionError::Unsupported(m) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", m)
         }
+        SessionError::Busy(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session_busy", m),
         SessionError::Failed(m) => ApiError::new(StatusCode::CONFLICT, "session_failed", m),
     }
 }

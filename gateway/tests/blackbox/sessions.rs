@@ -594,3 +594,53 @@ async fn message_and_stream_routes_are_tenant_isolated() {
         StatusCode::OK
     );
 }
+
+/// A channel producing faster than the database stores is slowed by the session's
+/// bounded buffer instead of piling messages up in the actor's mailbox: the
+/// watchdog's ping is answered between two commits, so a busy session is never
+/// mistaken for a hung one, and a message injected into a full buffer gets a clear
+/// `503 session_busy` rather than a stuck session.
+#[tokio::test]
+async fn a_flooding_channel_is_slowed_not_killed_by_the_watchdog() {
+    let mut opts = options(5);
+    opts.env.retain(|(k, _)| !k.contains("WATCHDOG"));
+    opts.env.extend([
+        (
+            "SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL".into(),
+            "200ms".into(),
+        ),
+        ("SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT".into(), "2s".into()),
+    ]);
+    let gw = Gateway::start_with(opts).await;
+    let (_, key) = gw.create_tenant("flood").await;
+    let id = create_session(&gw, &key, json!({ "inbound_per_second": 10000.0 })).await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+    let (mut accepted, mut busy) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let r = gw
+            .tenant(
+                &key,
+                Method::POST,
+                &format!("/v1/sessions/{id}/sim/inbound"),
+                Some(json!({ "from": "sim:flood", "text": "during the flood" })),
+            )
+            .await;
+        match r.status {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::SERVICE_UNAVAILABLE if r.code() == "session_busy" => busy += 1,
+            _ => panic!("unexpected answer while flooding: {} {}", r.status, r.text),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted + busy > 0);
+    assert_eq!(
+        metric(&gw, "switchboard_session_kills_total").await,
+        0.0,
+        "a session busy storing was killed as hung"
+    );
+    let stored = metric(&gw, "switchboard_inbound_messages_total{channel=\"sim\"}").await;
+    assert!(stored > 0.0, "nothing stored during the flood");
+    let session = wait_status(&gw, &key, &id, "WORKING").await;
+    assert_eq!(session["status"], "WORKING");
+}
