@@ -479,6 +479,22 @@ async fn inbound_total(gw: &Gateway, channel: &str) -> anyhow::Result<u64> {
         .await? as u64)
 }
 
+/// The gateway's stored count once it stops moving: after the sessions stop, messages
+/// they produced may still be queued for the event writer (seconds of them when the
+/// run saturated it). Gives up waiting after 30 s and returns the last reading.
+async fn settled_inbound_total(gw: &Gateway, channel: &str) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = inbound_total(gw, channel).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = inbound_total(gw, channel).await?;
+        if now == last || Instant::now() >= deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 /// Creates a webhook endpoint for `message.received` at the receiver.
 async fn receiving_endpoint(
     gw: &Gateway,
@@ -587,11 +603,11 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
             }
         }
         let ran = step_started.elapsed();
-        if last {
-            // Let the last commits land, then read what the gateway stored.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        let total = inbound_total(gw, "sim").await?;
+        let total = if last {
+            settled_inbound_total(gw, "sim").await?
+        } else {
+            inbound_total(gw, "sim").await?
+        };
         let produced = total - last_total;
         last_total = total;
         steps.push(PipelineStep {
