@@ -153,7 +153,7 @@ impl Events {
 
     /// Stores the event durably, then returns its id.
     pub async fn publish(&self, p: Publish) -> Result<Published, PublishError> {
-        let id = format!("{EVENT_ID_PREFIX}_{}", ulid::Ulid::new());
+        let id = crate::ids::new_id(EVENT_ID_PREFIX);
         let created_at = clock::now_ms();
         let envelope = Envelope {
             id: &id,
