@@ -3,72 +3,74 @@
 //!
 //! A channel connects (or restores a saved login), then reports what happens as
 //! [`ChannelEvent`]s on the sender it was given; it sends messages, lists groups and
-//! contacts where the network has them, and logs out on request. Everything network-specific stays behind this trait.
+//! contacts where the network has them, answers login challenges, and logs out on
+//! request. Everything network-specific stays behind this trait, in one folder per
+//! channel; the session actors name no channel.
+//!
+//! # Layout
+//! - [`kind`]: [`ChannelKind`], the one list of channels: parsing a name, validating
+//!   a session's config, what each can carry, and building one.
+//! - [`message`]: the messages a channel carries both ways and the events it reports.
+//! - [`sim`]: synthetic traffic for tests and the bench.
+//! - [`whatsapp`]: WhatsApp Web in the shared Chromium (its page contract inside).
+//!
+//! # Adding a channel
+//! A folder `channels/<name>.rs` + `channels/<name>/` implementing [`Channel`] (with
+//! its config parser and its gateway-wide settings type), a variant in
+//! [`ChannelKind`], and a field in [`Settings`] that the gateway's config fills.
 
+pub mod kind;
+pub mod message;
 pub mod sim;
 pub mod whatsapp;
 
-use serde::{Deserialize, Serialize};
-use std::future::Future;
-use std::pin::Pin;
+pub use kind::{Capabilities, ChannelKind, UnknownChannel};
+pub use message::{
+    AckLevel, Attachment, AttachmentContent, Challenge, ChallengeKind, ChannelEvent,
+    InboundMessage, OutboundMessage, Party,
+};
+
+use crate::browser::BrowserPool;
+use crate::storage::Store;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_crypto::Keyring;
 use tokio::sync::mpsc;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Channels this gateway can run.
-pub const KNOWN: &[&str] = &["sim", "whatsapp"];
-
-/// An inbound message as a channel reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InboundMessage {
-    /// The network's id for the message (dedupe key).
-    pub external_id: String,
-    /// Who sent it (phone number, address, profile id).
-    pub from: String,
-    pub text: String,
-    /// Group or thread, when the network has them.
-    pub chat: Option<String>,
-    /// When the network says it was sent (unix ms).
-    pub sent_at: i64,
-    /// What else the network says about it (type, media, group author…), or null.
-    #[serde(default)]
-    pub meta: serde_json::Value,
+/// Every channel's gateway-wide settings: one field per channel, each that channel's
+/// own type (parsed by the gateway's config).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub whatsapp: whatsapp::Settings,
 }
 
-/// A message to send.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct OutboundMessage {
-    pub id: String,
-    pub to: String,
-    pub text: String,
+/// What a channel may use: storage (its saved login), the keyring (to seal it), the
+/// shared browser (browser-driven channels) and the channels' settings.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    /// The shared Chromium (started on first use); `None` where no browser runs.
+    pub browser: Option<BrowserPool>,
+    pub settings: Arc<Settings>,
 }
 
-/// What a channel reports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChannelEvent {
-    /// A pairing QR code to show (raw value).
-    Qr(String),
-    /// A pairing code to type on the phone.
-    PairingCode(String),
-    /// Logged in and ready.
-    Ready,
-    Inbound(InboundMessage),
-    /// A sent message reached the recipient (`id` of the outbound message).
-    Ack {
-        id: String,
-    },
-    /// The connection dropped; the session will reconnect.
-    Disconnected(String),
-    /// The account logged this session out; it needs pairing again.
-    LoggedOut(String),
+/// How a channel's pairing QR codes behave: how long one is valid, and how many
+/// refreshes go unscanned before pairing is given up (`FAILED`, `qr_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QrPolicy {
+    pub lifetime: Duration,
+    pub max_refreshes: u32,
 }
 
-/// A group or contact as a network lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Party {
-    /// The network's id (what `to` takes when sending).
-    pub id: String,
-    pub name: Option<String>,
+impl Default for QrPolicy {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(60),
+            max_refreshes: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -80,6 +82,7 @@ pub enum ChannelError {
     /// The network refused this request for good (bad recipient, bad number).
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The channel cannot carry this (a field, a kind of message, a request).
     #[error("not supported: {0}")]
     Unsupported(String),
     /// Momentarily unable to take the request; retrying later can succeed.
@@ -96,12 +99,17 @@ pub trait Channel: Send + 'static {
         &mut self,
         events: mpsc::Sender<ChannelEvent>,
     ) -> BoxFuture<'_, Result<(), ChannelError>>;
-    /// Sends a message; returns the network's id for it.
+    /// Sends a message; returns the network's id for it. A field the channel cannot
+    /// carry is refused with [`ChannelError::Unsupported`], never dropped.
     fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>>;
     /// Ends the login on the network side (a new pairing will be needed).
     fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>>;
     /// Drops the connection (the login stays).
     fn disconnect(&mut self) -> BoxFuture<'_, ()>;
+    /// How this channel's QR codes behave (channels without QR codes keep the default).
+    fn qr_policy(&self) -> QrPolicy {
+        QrPolicy::default()
+    }
     /// Groups the account is in, where the network has them (none by default).
     fn groups(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {
         Box::pin(async { Ok(Vec::new()) })
@@ -118,6 +126,16 @@ pub trait Channel: Send + 'static {
             ))
         })
     }
+    /// Answers the login challenge the channel reported ([`ChannelEvent::Challenge`]):
+    /// a 2FA, SMS or e-mail code. The channel reports `Ready` (or a new challenge)
+    /// when the network accepts it; a wrong code is [`ChannelError::Rejected`].
+    fn submit_code(&mut self, _code: String) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel asks for no login codes".into(),
+            ))
+        })
+    }
     /// What the session costs in memory, where the channel can tell.
     fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {
         Box::pin(async { None })
@@ -130,36 +148,5 @@ pub trait Channel: Send + 'static {
                 "only sim sessions take injected messages".into(),
             ))
         })
-    }
-}
-
-/// Checks a channel name and its JSON configuration without building anything.
-pub fn validate(channel: &str, config: &serde_json::Value) -> Result<(), ChannelError> {
-    match channel {
-        "sim" => sim::SimConfig::parse(config).map(|_| ()),
-        "whatsapp" => whatsapp::WhatsAppConfig::parse(config).map(|_| ()),
-        other => Err(ChannelError::Config(format!("unknown channel `{other}`"))),
-    }
-}
-
-/// Builds the channel of a session from its row.
-pub fn build(
-    row: &crate::storage::SessionRow,
-    deps: &crate::sessions::Deps,
-) -> Result<Box<dyn Channel>, ChannelError> {
-    let config: serde_json::Value =
-        serde_json::from_str(&row.config).unwrap_or(serde_json::Value::Null);
-    validate(&row.channel, &config)?;
-    match row.channel.as_str() {
-        "sim" => Ok(Box::new(sim::Sim::new(
-            &row.id,
-            sim::SimConfig::parse(&config)?,
-        ))),
-        "whatsapp" => Ok(Box::new(whatsapp::WhatsApp::new(
-            &row.tenant_id,
-            &row.id,
-            deps.clone(),
-        ))),
-        other => Err(ChannelError::Config(format!("unknown channel `{other}`"))),
     }
 }

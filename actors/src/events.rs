@@ -38,6 +38,9 @@ pub struct Publish {
     pub targets: Targets,
     /// A message row change to commit with the event.
     pub message: Option<crate::storage::MessageWrite>,
+    /// The RAG actor answers this event (an inbound message): a job for it is
+    /// committed with the event when its session's replies are on.
+    pub feeds_rag: bool,
 }
 
 impl Publish {
@@ -55,6 +58,7 @@ impl Publish {
             data,
             targets: Targets::Subscribers,
             message: None,
+            feeds_rag: false,
         }
     }
 }
@@ -176,6 +180,7 @@ impl Events {
             created_at,
             targets: p.targets,
             message: p.message,
+            feeds_rag: p.feeds_rag,
         };
         let (ack, done) = oneshot::channel();
         self.tx

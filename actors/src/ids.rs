@@ -9,6 +9,8 @@ pub const TENANT: &str = "ten";
 pub const API_KEY: &str = "key";
 /// Prefix of message ids.
 pub const MESSAGE: &str = "msg";
+/// Prefix of RAG reply drafts.
+pub const DRAFT: &str = "dft";
 
 /// Ids made in the same millisecond take the previous one's random part plus one,
 /// so ids from this process sort in the order they were made, not only by millisecond.

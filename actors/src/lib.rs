@@ -11,12 +11,17 @@
 //! - [`webhooks`]: SSRF rules, retry schedule and the webhook dispatcher.
 //! - [`rotation`]: re-sealing every encrypted column after a master-key rotation.
 //! - [`supervision`]: the restart strategy every supervisor uses.
-//! - [`channels`]: the channel trait, the `sim` channel and the WhatsApp channel.
+//! - [`channels`]: the channel trait and [`channels::ChannelKind`], the one list of
+//!   channels (`sim`, `whatsapp`), one folder each.
 //! - [`browser`]: the shared Chromium (`BrowserPool`) browser-driven channels lease contexts from.
 //! - `testkit` (feature): stand-ins for remote services (WhatsApp Web) for tests and the bench.
 //! - [`sessions`]: the supervised session actors (Root → TenantSupervisor → SessionActor).
-//! - [`outbound`]: per-tenant senders draining the durable send queue under governor limits.
+//! - [`outbound`]: the whole send path: limits, the durable queue every send goes
+//!   through ([`outbound::SendQueue`]) and the per-tenant senders draining it.
 //! - [`rag_feed`]: hands stored inbound messages, signed, to the RAG actor (spawned by the root).
+//! - [`rag_host`]: what the RAG actor acts through (settings, replies via the send
+//!   queue, drafts, events).
+//! - [`qr`]: QR codes rendered as PNG and SVG for `session.qr` events.
 
 pub mod browser;
 pub mod channels;
@@ -26,6 +31,7 @@ pub mod ids;
 pub mod outbound;
 pub mod qr;
 pub mod rag_feed;
+pub mod rag_host;
 pub mod rotation;
 pub mod sessions;
 pub mod storage;

@@ -14,7 +14,9 @@
 //!   every status change is stored and published as a `session.status` event, with
 //!   repeats coalesced so reconnect loops cannot flood webhooks.
 //! - [`session`]: one session: connects its channel after start, turns inbound
-//!   messages into `message.received` events, reports readiness and disconnections.
+//!   messages into `message.received` events, relays QR codes, pairing codes and
+//!   login challenges, reports readiness, acks and disconnections. It names no
+//!   channel: what differs per network is behind [`crate::channels::Channel`].
 //!
 //! [`Sessions`] is the handle the HTTP API uses.
 
@@ -34,6 +36,8 @@ pub mod status {
     pub const STOPPED: &str = "STOPPED";
     pub const STARTING: &str = "STARTING";
     pub const SCAN_QR: &str = "SCAN_QR";
+    /// The network asked for a code or an approval (`session.challenge`).
+    pub const CHALLENGE: &str = "CHALLENGE";
     pub const WORKING: &str = "WORKING";
     pub const FAILED: &str = "FAILED";
     pub const LOGGED_OUT: &str = "LOGGED_OUT";
@@ -49,12 +53,16 @@ pub const MESSAGE_QUEUED: &str = "message.queued";
 pub const MESSAGE_SENT: &str = "message.sent";
 /// Event type of a send the recipient got.
 pub const MESSAGE_DELIVERED: &str = "message.delivered";
+/// Event type of a send the recipient read.
+pub const MESSAGE_READ: &str = "message.read";
 /// Event type of a send that cannot be made.
 pub const MESSAGE_FAILED: &str = "message.failed";
 /// Event type of a new pairing QR code.
 pub const SESSION_QR: &str = "session.qr";
 /// Event type of a pairing code to type on the phone.
 pub const SESSION_PAIRING_CODE: &str = "session.pairing_code";
+/// Event type of a login challenge (a code to submit, an approval to give).
+pub const SESSION_CHALLENGE: &str = "session.challenge";
 
 /// A fault a test or the bench can inject into a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -77,6 +85,8 @@ pub enum Query {
     Memory,
     /// Report this message as received (sim sessions).
     Inject(Box<crate::channels::InboundMessage>),
+    /// The answer to the login challenge the session reported.
+    SubmitCode(String),
 }
 
 /// Settings for session supervision.
@@ -89,7 +99,6 @@ pub struct SessionSettings {
     pub watchdog_timeout: Duration,
     /// Identical status changes within this window are published once.
     pub coalesce_window: Duration,
-    pub whatsapp: crate::channels::whatsapp::WhatsAppSettings,
 }
 
 impl Default for SessionSettings {
@@ -99,7 +108,6 @@ impl Default for SessionSettings {
             watchdog_interval: Duration::from_secs(10),
             watchdog_timeout: Duration::from_secs(5),
             coalesce_window: Duration::from_secs(60),
-            whatsapp: Default::default(),
         }
     }
 }
@@ -114,6 +122,20 @@ pub struct Deps {
     pub settings: SessionSettings,
     /// The shared Chromium for browser-driven channels (started on first use).
     pub browser: Option<crate::browser::BrowserPool>,
+    /// Every channel's gateway-wide settings.
+    pub channels: std::sync::Arc<crate::channels::Settings>,
+}
+
+impl Deps {
+    /// What a channel gets to work with.
+    pub fn channel_context(&self) -> crate::channels::Context {
+        crate::channels::Context {
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+            browser: self.browser.clone(),
+            settings: self.channels.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 //!
 //! Both backends run the same SQL text: `$n` placeholders (which SQLite accepts too),
 //! unix-millisecond `BIGINT` timestamps and text/bytes columns only. Where the two
-//! must differ (schema types, later `SKIP LOCKED`), the difference is written out
+//! must differ (schema types, `FOR UPDATE SKIP LOCKED` when claiming outbox rows on
+//! Postgres), the difference is written out
 //! per backend inside [`on_pool!`]. Migrations for each backend are embedded in the
 //! binary and run by [`Store::connect`].
 //!
@@ -27,7 +28,10 @@ mod webhooks;
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
-pub use messages::{BODY_PURPOSE as MESSAGE_BODY_PURPOSE, Enqueued, MessageRow, MessageWrite};
+pub use messages::{
+    BODY_PURPOSE as MESSAGE_BODY_PURPOSE, EXTRAS_PURPOSE as MESSAGE_EXTRAS_PURPOSE, Enqueued,
+    MessageExtras, MessageRow, MessageWrite,
+};
 pub use outbox::{AttemptResult, Claimed, Outcome};
 pub use rag::{DRAFT_PURPOSE, DraftRow, KbDocumentRow, RagJob};
 pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};

@@ -9,11 +9,16 @@
 //! - [`routes`]: the route table (also the source of the OpenAPI document).
 //! - [`auth`], [`rate_limit`]: admin token, tenant API keys, per-key governor limits.
 //! - [`body`]: strict JSON bodies and query strings.
-//! - [`tenants`], [`keys`], [`webhooks`], [`events`], [`sessions`], [`system`], [`openapi`]: the handlers.
+//! - [`error`]: the one JSON error shape, and every lower layer's error mapped to HTTP.
+//! - Handlers: [`tenants`], [`keys`], [`webhooks`], [`events`] (and [`stream`], SSE),
+//!   [`sessions`] (lifecycle, pairing, challenges, sim), [`messages`] (sends),
+//!   [`kb`] (documents, search), [`drafts`], [`reply_settings`], [`system`],
+//!   [`dashboard`], [`openapi`].
 
 pub mod auth;
 pub mod body;
 pub mod dashboard;
+pub mod drafts;
 pub mod error;
 pub mod events;
 pub mod kb;
@@ -21,6 +26,7 @@ pub mod keys;
 pub mod messages;
 pub mod openapi;
 pub mod rate_limit;
+pub mod reply_settings;
 pub mod routes;
 pub mod sessions;
 pub mod stream;
@@ -225,22 +231,23 @@ async fn dispatch_tenant(
         RouteId::FaultSession => sessions::fault(&ctx, &caller, req).await,
         RouteId::SessionQr => sessions::qr(&ctx, &caller, req).await,
         RouteId::PairingCode => sessions::pairing_code(&ctx, &caller, req).await,
+        RouteId::SubmitChallenge => sessions::challenge(&ctx, &caller, req).await,
         RouteId::SessionGroups => sessions::parties(&ctx, &caller, Query::Groups).await,
         RouteId::SessionContacts => sessions::parties(&ctx, &caller, Query::Contacts).await,
         RouteId::SessionEvents => stream::session_events(&ctx, &caller, req).await,
         RouteId::SendMessage => messages::send(&ctx, &caller, req).await,
         RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
         RouteId::GetMessage => messages::get(&ctx, &caller).await,
-        RouteId::SimInbound => kb::sim_inbound(&ctx, &caller, req).await,
-        RouteId::GetReplySettings => kb::get_reply_settings(&ctx, &caller).await,
-        RouteId::PutReplySettings => kb::put_reply_settings(&ctx, &caller, req).await,
+        RouteId::SimInbound => sessions::sim_inbound(&ctx, &caller, req).await,
+        RouteId::GetReplySettings => reply_settings::get(&ctx, &caller).await,
+        RouteId::PutReplySettings => reply_settings::put(&ctx, &caller, req).await,
         RouteId::CreateKbDocument => kb::create_document(&ctx, &caller, req).await,
         RouteId::ListKbDocuments => kb::list_documents(&ctx, &caller).await,
         RouteId::DeleteKbDocument => kb::delete_document(&ctx, &caller).await,
         RouteId::SearchKb => kb::search(&ctx, &caller, req).await,
-        RouteId::ListDrafts => kb::list_drafts(&ctx, &caller, req).await,
-        RouteId::ApproveDraft => kb::approve_draft(&ctx, &caller, req).await,
-        RouteId::RejectDraft => kb::reject_draft(&ctx, &caller).await,
+        RouteId::ListDrafts => drafts::list(&ctx, &caller, req).await,
+        RouteId::ApproveDraft => drafts::approve(&ctx, &caller, req).await,
+        RouteId::RejectDraft => drafts::reject(&ctx, &caller).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

@@ -1,4 +1,5 @@
-//! [`App`]: what every request handler needs, built once at start-up and shared.
+//! [`App`]: what every request handler needs, built once at start-up (by
+//! [`crate::start`]) and shared.
 
 use crate::api::rate_limit::KeyLimiters;
 use crate::config::Config;
@@ -6,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use switchboard_actors::Store;
 use switchboard_actors::events::Events;
+use switchboard_actors::outbound::SendQueue;
 use switchboard_actors::sessions::Sessions;
 use switchboard_crypto::{Keyring, Secret};
 
@@ -20,8 +22,8 @@ pub struct App {
     pub events: Events,
     /// Fires when the gateway starts shutting down (ends long-lived streams).
     pub shutdown: tokio_util::sync::CancellationToken,
-    /// Per-tenant senders of the outbound queue.
-    pub outbound: switchboard_actors::outbound::Outbound,
+    /// The send path: every send (API, approved drafts) is queued through it.
+    pub sends: SendQueue,
     /// The session actor tree.
     pub sessions: Sessions,
     /// The shared Chromium of browser sessions.
@@ -33,22 +35,8 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
     /// The tenants' knowledge bases (opened on first use).
     pub knowledge: Arc<switchboard_rag::kb::Knowledge>,
-    /// What the RAG actor acts through (approved drafts are sent the same way).
-    pub rag_host: crate::rag::RagHost,
     /// The RAG actor's counters.
     pub rag_stats: Arc<switchboard_rag::actor::RagStats>,
     /// Whether replies are written by an LLM (else retrieval-only).
     pub llm_configured: bool,
-}
-
-impl App {
-    /// The send path's dependencies.
-    pub fn sends(&self) -> crate::sends::Sends<'_> {
-        crate::sends::Sends {
-            events: &self.events,
-            keyring: &self.keyring,
-            outbound: &self.outbound,
-            defaults: &self.config.limits,
-        }
-    }
 }

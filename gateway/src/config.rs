@@ -63,6 +63,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+use switchboard_actors::channels::{self, whatsapp, whatsapp::Settings as WhatsAppSettings};
 use switchboard_actors::storage::DatabaseTarget;
 use switchboard_actors::webhooks::schedule;
 use switchboard_crypto::{MasterKey, Secret};
@@ -154,20 +155,8 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Default limits for tenants without overrides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DefaultLimits {
-    /// Sustained API requests per second per API key.
-    pub api_requests_per_second: u32,
-    /// Requests a key may make at once above the sustained rate.
-    pub api_burst: u32,
-    /// Sustained outbound messages per second per tenant.
-    pub sends_per_second: u32,
-    /// Sends allowed at once above the sustained rate.
-    pub send_burst: u32,
-    /// Most sends a tenant may have waiting.
-    pub max_queued_sends: u32,
-}
+/// Default limits for tenants without overrides (`limits.*`): the send path's own type.
+pub use switchboard_actors::outbound::DefaultLimits;
 
 /// Webhook delivery settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,15 +199,6 @@ pub struct BrowserConfig {
     pub args: Vec<String>,
     /// A context that takes longer than this means a stuck browser (restarted).
     pub open_timeout: Duration,
-}
-
-/// The WhatsApp channel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WhatsAppConfig {
-    pub url: String,
-    pub max_qr_refreshes: u32,
-    pub load_timeout: Duration,
-    pub heartbeat: Duration,
 }
 
 /// The knowledge base and the RAG actor.
@@ -265,7 +245,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     pub sessions: SessionConfig,
     pub browser: BrowserConfig,
-    pub whatsapp: WhatsAppConfig,
+    /// Every channel's settings, each the channel's own type (`whatsapp.*`, …).
+    pub channels: channels::Settings,
     pub rag: RagConfig,
 }
 
@@ -892,7 +873,7 @@ impl Config {
             .env(env, "whatsapp.url", "SWITCHBOARD_WHATSAPP_URL", |s| {
                 Ok(s.to_owned())
             })?
-            .or(switchboard_actors::channels::whatsapp::contract::DEFAULT_URL.to_owned());
+            .or(whatsapp::contract::DEFAULT_URL.to_owned());
         match url::Url::parse(&wa_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {
@@ -910,7 +891,7 @@ impl Config {
                 "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
                 parse_from_str("a whole number"),
             )?
-            .or(5);
+            .or(u64::from(WhatsAppSettings::default().max_qr_refreshes));
         let max_qr_refreshes =
             check_range("whatsapp.max_qr_refreshes", &origin, qr_refreshes, 0, 1000)? as u32;
         let load_timeout = positive(
@@ -1017,11 +998,13 @@ impl Config {
                 args: browser_args,
                 open_timeout,
             },
-            whatsapp: WhatsAppConfig {
-                url: wa_url,
-                max_qr_refreshes,
-                load_timeout,
-                heartbeat,
+            channels: channels::Settings {
+                whatsapp: WhatsAppSettings {
+                    url: wa_url,
+                    max_qr_refreshes,
+                    load_timeout,
+                    heartbeat,
+                },
             },
             sessions: SessionConfig {
                 restart_base,

@@ -1,4 +1,5 @@
-//! `switchboard`: the gateway binary.
+//! `switchboard`: the gateway binary. It only parses arguments and configuration;
+//! `serve` binds the listener and runs [`switchboard_gateway::start`].
 //!
 //! `switchboard serve` runs the gateway with zero configuration (SQLite and keys in
 //! `./data`, listening on 127.0.0.1:8080); `switchboard admin …` manages tenants
@@ -9,29 +10,14 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use switchboard_actors::browser::{BrowserPool, BrowserSettings};
-use switchboard_actors::channels::whatsapp::WhatsAppSettings;
-use switchboard_actors::events::Events;
-use switchboard_actors::outbound::Outbound;
-use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
 use switchboard_actors::storage::{AuditEntry, LimitOverrides};
-use switchboard_actors::supervision::RestartPolicy;
-use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
 use switchboard_actors::{Store, rotation};
 use switchboard_gateway::api::ApiError;
-use switchboard_gateway::api::messages::quota;
-use switchboard_gateway::api::rate_limit::KeyLimiters;
-use switchboard_gateway::app::App;
 use switchboard_gateway::config::{Config, ConfigError, ProcessEnv};
-use switchboard_gateway::views::EffectiveLimits;
 use switchboard_gateway::views::{KeyView, TenantView};
 use switchboard_gateway::{admin, bootstrap, server, telemetry};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Exit code for bad configuration or usage (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -158,188 +144,10 @@ fn config_error(e: &ConfigError) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init_logging(config.log_format);
-    let secrets = bootstrap::prepare(&config).context("preparing the data directory")?;
-    if secrets.new_admin_token {
-        // Standard output, never the log: the token is shown exactly once.
-        println!(
-            "admin token (shown once; also saved to {}): {}",
-            config.data_dir.join("admin.token").display(),
-            secrets.admin_token.expose()
-        );
-    }
-    let store = Store::connect(&config.database)
-        .await
-        .context("opening storage")?;
-    let metrics = telemetry::init_metrics(store.backend().as_str())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(
-        %addr,
-        storage = store.backend().as_str(),
-        data_dir = %config.data_dir.display(),
-        master_key_id = %secrets.master_key.key_id(),
-        "listening"
-    );
-    println!("switchboard listening on http://{addr}");
-    std::io::stdout().flush()?;
-    let keyring = Arc::new(secrets.keyring);
-    let cancel = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
-    let (events, writer) =
-        Events::spawn(store.clone(), keyring.clone(), wake.clone(), cancel.clone());
-    let webhooks = &config.webhooks;
-    let dispatcher_config = DispatcherConfig {
-        timeout: webhooks.timeout,
-        schedule: webhooks.retry_schedule.clone(),
-        disable_after: webhooks.disable_after,
-        max_in_flight: webhooks.max_in_flight,
-        allow_private: webhooks.allow_private,
-        single_process: store.backend() == switchboard_actors::storage::Backend::Sqlite,
-        ..DispatcherConfig::default()
-    };
-    let dispatcher = Dispatcher::spawn(
-        store.clone(),
-        keyring.clone(),
-        events.clone(),
-        dispatcher_config,
-        wake.clone(),
-        cancel.clone(),
-    )
-    .context("starting the webhook dispatcher")?;
-    let session_settings = SessionSettings {
-        restart: RestartPolicy {
-            base: config.sessions.restart_base,
-            max: config.sessions.restart_max,
-            max_restarts: config.sessions.max_restarts,
-            window: config.sessions.restart_window,
-        },
-        watchdog_interval: config.sessions.watchdog_interval,
-        watchdog_timeout: config.sessions.watchdog_timeout,
-        whatsapp: WhatsAppSettings {
-            url: config.whatsapp.url.clone(),
-            max_qr_refreshes: config.whatsapp.max_qr_refreshes,
-            load_timeout: config.whatsapp.load_timeout,
-            heartbeat: config.whatsapp.heartbeat,
-        },
-        ..SessionSettings::default()
-    };
-    // Chromium itself starts with the first browser session.
-    let browser = BrowserPool::spawn(BrowserSettings {
-        executable: config.browser.chromium_path.clone(),
-        extra_args: config.browser.args.clone(),
-        open_timeout: config.browser.open_timeout,
-        ..BrowserSettings::new(config.data_dir.join("browser"))
-    })
-    .await
-    .context("starting the browser pool")?;
-    let (sessions, session_tree) = Sessions::spawn(Deps {
-        store: store.clone(),
-        events: events.clone(),
-        keyring: keyring.clone(),
-        settings: session_settings,
-        browser: Some(browser.clone()),
-    })
-    .await
-    .context("starting the session actors")?;
-    let grace = config.shutdown_grace;
-    let outbound = Outbound::new(
-        store.clone(),
-        events.clone(),
-        sessions.clone(),
-        keyring.clone(),
-        config.sessions.send_interval,
-        cancel.clone(),
-    );
-    // Tenants with queued sends resume at once, each under its own limits.
-    for tenant_id in outbound
-        .recover()
-        .await
-        .context("recovering the send queue")?
-    {
-        if let Some(t) = store.get_tenant(&tenant_id).await? {
-            outbound.wake(
-                &tenant_id,
-                quota(&EffectiveLimits::of(&t.limits, &config.limits)),
-            );
-        }
-    }
-    // The knowledge base opens on first use; the RAG actor answers inbound messages
-    // of sessions whose replies are on.
-    let knowledge = Arc::new(switchboard_gateway::rag::knowledge(&config));
-    let llm = switchboard_gateway::rag::llm(&config)?.map(Arc::new);
-    let rag_host = switchboard_gateway::rag::RagHost {
-        store: store.clone(),
-        events: events.clone(),
-        keyring: keyring.clone(),
-        outbound: outbound.clone(),
-        defaults: config.limits,
-    };
-    if let Err(e) = switchboard_gateway::rag::clean_unfinished(&store, &knowledge).await {
-        tracing::error!(error = %e, "could not clean up half-indexed documents");
-    }
-    let rag_stats = Arc::new(switchboard_rag::actor::RagStats::default());
-    let llm_configured = llm.is_some();
-    sessions
-        .start_rag(switchboard_rag::actor::RagArgs {
-            knowledge: knowledge.clone(),
-            llm,
-            host: Arc::new(rag_host.clone()),
-            key: Arc::new(switchboard_rag::signed::InternalKey::derive(&keyring)),
-            concurrency: config.rag.concurrency,
-            stats: rag_stats.clone(),
-        })
-        .context("starting the RAG actor")?;
-    let shutdown = CancellationToken::new();
-    let app = Arc::new(App {
-        knowledge,
-        rag_host,
-        rag_stats,
-        llm_configured,
-        outbound,
-        shutdown: shutdown.clone(),
-        sessions: sessions.clone(),
-        browser: Some(browser.clone()),
-        config,
-        store: store.clone(),
-        admin_token: secrets.admin_token,
-        keyring,
-        events,
-        dispatch_wakeup: wake,
-        limiters: KeyLimiters::default(),
-        metrics: Some(metrics),
-    });
-    let signal = shutdown.clone();
-    let stop = async move {
-        server::shutdown_signal().await;
-        signal.cancel();
-    };
-    server::serve(listener, app, stop).await;
-    // HTTP is drained; stop the sessions (their rows keep wanting to run, so they
-    // come back on the next start), then the pipeline.
-    sessions.shutdown();
-    if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), session_tree)
-        .await
-        .is_err()
-    {
-        tracing::warn!("session actors did not stop within the grace period");
-    }
-    browser.shutdown();
-    // Unfinished deliveries keep their outbox rows and go out after the next start.
-    cancel.cancel();
-    if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), async {
-        let _ = writer.await;
-        let _ = dispatcher.await;
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("event pipeline did not stop within the grace period");
-    }
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    switchboard_gateway::start(config, listener, server::shutdown_signal()).await
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

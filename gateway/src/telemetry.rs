@@ -36,11 +36,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Installs the Prometheus recorder and publishes `switchboard_build_info`.
+/// The process's one Prometheus recorder (a second gateway started in the same
+/// process, as tests do, shares it).
+static RECORDER: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and publishes
+/// `switchboard_build_info`.
 pub fn init_metrics(backend: &'static str) -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = RECORDER.get() {
+        return Ok(handle.clone());
+    }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
+    let handle = RECORDER.get_or_init(|| handle).clone();
     metrics::describe_counter!(
         "switchboard_http_requests_total",
         "HTTP requests by route, method and status."

@@ -5,35 +5,8 @@
 use crate::config::DefaultLimits;
 use serde::Serialize;
 use switchboard_actors::clock::rfc3339;
+pub use switchboard_actors::outbound::EffectiveLimits;
 use switchboard_actors::storage::{ApiKeyRecord, LimitOverrides, Tenant, TenantStatus};
-
-/// Limits in force for a tenant: its overrides over the configured defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct EffectiveLimits {
-    pub api_requests_per_second: u32,
-    pub api_burst: u32,
-    pub sends_per_second: u32,
-    pub send_burst: u32,
-    pub max_queued_sends: u32,
-}
-
-impl EffectiveLimits {
-    pub fn of(overrides: &LimitOverrides, defaults: &DefaultLimits) -> Self {
-        Self {
-            api_requests_per_second: overrides
-                .api_requests_per_second
-                .unwrap_or(defaults.api_requests_per_second),
-            api_burst: overrides.api_burst.unwrap_or(defaults.api_burst),
-            sends_per_second: overrides
-                .sends_per_second
-                .unwrap_or(defaults.sends_per_second),
-            send_burst: overrides.send_burst.unwrap_or(defaults.send_burst),
-            max_queued_sends: overrides
-                .max_queued_sends
-                .unwrap_or(defaults.max_queued_sends),
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct TenantView {

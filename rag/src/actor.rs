@@ -17,10 +17,10 @@
 //! reply.
 
 use crate::answer::{self, Answer, AnswerSettings, Intent};
-use crate::embed::BoxFuture;
 use crate::kb::Knowledge;
 use crate::openai::LlmClient;
 use crate::signed::{InboundEvent, InternalKey, Rejection, SignedEvent};
+use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

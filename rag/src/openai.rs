@@ -14,7 +14,8 @@
 //! is not valid JSON for the wanted shape gets one repair round trip
 //! ([`LlmClient::complete_json`]).
 
-use crate::embed::{BoxFuture, EmbedError, Embedder};
+use crate::embed::{EmbedError, Embedder};
+use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

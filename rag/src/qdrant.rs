@@ -17,8 +17,8 @@
 //! once on a fresh connection when the server was unavailable; that is safe here, as
 //! upserts (fixed point ids) and deletes (by filter) are idempotent.
 
-use crate::embed::BoxFuture;
 use crate::store::{ChunkRecord, Hit, StoreError, TENANT_KEY, VectorStore, point_id};
+use futures::future::BoxFuture;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     DeletePointsBuilder, Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct,

@@ -7,7 +7,7 @@
 //! payload whatever the caller passed, and every search, count and delete is
 //! filtered by it — there is no unscoped read or delete.
 
-use crate::embed::BoxFuture;
+use futures::future::BoxFuture;
 use qdrant_edge::{
     Condition, CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder,
     EdgeShard, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter,

@@ -2,13 +2,14 @@
 //! reply modes — with a real embedded store and a small deterministic embedder
 //! (the model itself is tested in `parity.rs` and `retrieval.rs`).
 
+use futures::future::BoxFuture;
 use ractor::Actor;
 use std::sync::{Arc, Mutex};
 use switchboard_rag::actor::{
     Host, HostError, Mode, Outcome, RagActor, RagArgs, RagMsg, RagStats, Reply, ReplySettings,
 };
 use switchboard_rag::chunk::{ChunkConfig, Format};
-use switchboard_rag::embed::{BoxFuture, EmbedError, Embedder};
+use switchboard_rag::embed::{EmbedError, Embedder};
 use switchboard_rag::kb::{EmbedderConfig, KbConfig, Knowledge, KnowledgeBase, StoreConfig};
 use switchboard_rag::signed::{InternalKey, SignedEvent};
 use switchboard_rag::store::EdgeStore;

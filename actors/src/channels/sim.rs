@@ -1,13 +1,21 @@
 //! The `sim` channel: synthetic traffic for tests and the bench.
 //!
-//! Config `{"inbound_per_second": R, "payload_bytes": N}`: once connected it reports
-//! `Ready`, then R inbound messages per second with N-byte texts. Sends are accepted
-//! and acknowledged at once. Faults (panic, error, hang, disconnect) are injected by
-//! the session actor on request, not here. A message can also be injected
-//! (`POST /v1/sessions/{id}/sim/inbound`) to script a conversation.
+//! Config `{"inbound_per_second": R, "payload_bytes": N, "read_receipts"?: bool,
+//! "login_code"?: "…"}`: once connected it reports `Ready`, then R inbound messages
+//! per second with N-byte texts. Sends (with any subject, reply or attachments: the
+//! sim stands in for every network) are accepted and acknowledged as delivered at
+//! once, then as read with `read_receipts`. With `login_code` the login first asks for
+//! that code (an SMS challenge) and is ready only once it is submitted. Faults
+//! (panic, error, hang, disconnect) are injected by the session actor on request, not
+//! here. A message can also be injected (`POST /v1/sessions/{id}/sim/inbound`) to
+//! script a conversation.
 
-use super::{BoxFuture, Channel, ChannelError, ChannelEvent, InboundMessage, OutboundMessage};
+use super::{
+    AckLevel, Challenge, ChallengeKind, Channel, ChannelError, ChannelEvent, InboundMessage,
+    OutboundMessage,
+};
 use crate::clock;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -25,7 +33,16 @@ pub struct SimConfig {
     pub inbound_per_second: f64,
     #[serde(default = "default_payload")]
     pub payload_bytes: usize,
+    /// Acknowledge sends as read, after delivered.
+    #[serde(default)]
+    pub read_receipts: bool,
+    /// Ask for this code (an SMS challenge) before the login goes through.
+    #[serde(default)]
+    pub login_code: Option<String>,
 }
+
+/// How long the sim's login challenge stays open.
+const CHALLENGE_LIFETIME_MS: i64 = 5 * 60 * 1000;
 
 fn default_payload() -> usize {
     64
@@ -50,6 +67,14 @@ impl SimConfig {
                 "payload_bytes must be between 1 and {MAX_PAYLOAD}"
             )));
         }
+        if c.login_code
+            .as_ref()
+            .is_some_and(|code| code.is_empty() || code.len() > 64)
+        {
+            return Err(ChannelError::Config(
+                "login_code must be 1 to 64 characters".into(),
+            ));
+        }
         Ok(c)
     }
 }
@@ -61,6 +86,8 @@ pub struct Sim {
     generator: Option<JoinHandle<()>>,
     /// Where acknowledgements of sends go (set by `connect`).
     events: Option<mpsc::Sender<ChannelEvent>>,
+    /// A login challenge is open (`login_code` set, not yet answered).
+    challenged: bool,
 }
 
 impl Sim {
@@ -70,7 +97,16 @@ impl Sim {
             config,
             generator: None,
             events: None,
+            challenged: false,
         }
+    }
+
+    fn start_generating(&mut self, events: mpsc::Sender<ChannelEvent>) {
+        self.generator = Some(tokio::spawn(generate(
+            self.session_id.clone(),
+            self.config.clone(),
+            events,
+        )));
     }
 }
 
@@ -118,11 +154,34 @@ impl Channel for Sim {
                 g.abort();
             }
             self.events = Some(events.clone());
-            self.generator = Some(tokio::spawn(generate(
-                self.session_id.clone(),
-                self.config.clone(),
-                events,
-            )));
+            if self.config.login_code.is_some() {
+                self.challenged = true;
+                let challenge = Challenge {
+                    kind: ChallengeKind::Sms,
+                    hint: Some("the code is in the sim session's config".into()),
+                    expires_at: clock::now_ms() + CHALLENGE_LIFETIME_MS,
+                };
+                let _ = events.send(ChannelEvent::Challenge(challenge)).await;
+                return Ok(());
+            }
+            self.start_generating(events);
+            Ok(())
+        })
+    }
+
+    fn submit_code(&mut self, code: String) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let Some(events) = self.events.clone() else {
+                return Err(ChannelError::NotConnected);
+            };
+            if !self.challenged {
+                return Err(ChannelError::Rejected("no login code is awaited".into()));
+            }
+            if self.config.login_code.as_deref() != Some(code.trim()) {
+                return Err(ChannelError::Rejected("that code is not right".into()));
+            }
+            self.challenged = false;
+            self.start_generating(events);
             Ok(())
         })
     }
@@ -134,11 +193,21 @@ impl Channel for Sim {
             };
             // The network id is derived from ours, as a network that deduplicates would.
             let external = format!("sim-out-{}", message.id);
-            let ack = ChannelEvent::Ack {
-                id: external.clone(),
-            };
+            let read = self.config.read_receipts;
+            let id = external.clone();
             tokio::spawn(async move {
-                let _ = events.send(ack).await;
+                let delivered = ChannelEvent::Ack {
+                    id: id.clone(),
+                    level: AckLevel::Delivered,
+                };
+                if events.send(delivered).await.is_ok() && read {
+                    let _ = events
+                        .send(ChannelEvent::Ack {
+                            id,
+                            level: AckLevel::Read,
+                        })
+                        .await;
+                }
             });
             Ok(external)
         })
@@ -206,6 +275,8 @@ mod tests {
             SimConfig {
                 inbound_per_second: 200.0,
                 payload_bytes: 16,
+                read_receipts: false,
+                login_code: None,
             },
         );
         let (tx, mut rx) = mpsc::channel(100);
@@ -221,11 +292,48 @@ mod tests {
             sim.send(OutboundMessage {
                 id: "msg_1".into(),
                 to: "x".into(),
-                text: "hi".into()
+                text: "hi".into(),
+                ..Default::default()
             })
             .await
             .is_ok()
         );
         sim.disconnect().await;
+    }
+
+    #[tokio::test]
+    async fn a_login_code_is_asked_for_before_ready_and_read_receipts_follow_delivery() {
+        let config = SimConfig::parse(&serde_json::json!({
+            "login_code": "123456", "read_receipts": true
+        }))
+        .unwrap();
+        let mut sim = Sim::new("ses_1", config);
+        let (tx, mut rx) = mpsc::channel(100);
+        sim.connect(tx).await.unwrap();
+        match rx.recv().await {
+            Some(ChannelEvent::Challenge(c)) => assert_eq!(c.kind, ChallengeKind::Sms),
+            other => panic!("{other:?}"),
+        }
+        let wrong = sim.submit_code("000000".into()).await;
+        assert!(matches!(wrong, Err(ChannelError::Rejected(_))), "{wrong:?}");
+        sim.submit_code(" 123456 ".into()).await.unwrap();
+        assert_eq!(rx.recv().await, Some(ChannelEvent::Ready));
+        assert!(sim.submit_code("123456".into()).await.is_err());
+        let id = sim
+            .send(OutboundMessage {
+                id: "msg_2".into(),
+                to: "x".into(),
+                text: "hi".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let level = |ev| match ev {
+            Some(ChannelEvent::Ack { id: got, level }) if got == id => level,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(level(rx.recv().await), AckLevel::Delivered);
+        assert_eq!(level(rx.recv().await), AckLevel::Read);
+        assert!(SimConfig::parse(&serde_json::json!({ "login_code": "" })).is_err());
     }
 }

@@ -24,10 +24,10 @@
 pub mod contract;
 
 use super::{
-    BoxFuture, Channel, ChannelError, ChannelEvent, InboundMessage, OutboundMessage, Party,
+    Channel, ChannelError, ChannelEvent, ChannelKind, Context, InboundMessage, OutboundMessage,
+    Party, QrPolicy,
 };
 use crate::browser::{BrowserPool, Lease};
-use crate::sessions::Deps;
 use crate::storage::SESSION_STATE_PURPOSE;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern, RequestStage,
@@ -40,6 +40,7 @@ use chromiumoxide::cdp::js_protocol::runtime::{
 use chromiumoxide::page::Page;
 use contract::{PageEvent, StateMeaning};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,9 +56,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long the connection task's page calls (restore, snapshot) may take.
 const SLOW_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Gateway-wide WhatsApp settings.
-#[derive(Debug, Clone)]
-pub struct WhatsAppSettings {
+/// Gateway-wide WhatsApp settings (the gateway's `whatsapp.*` config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
     /// WhatsApp Web's address (a stand-in's in tests).
     pub url: String,
     /// QR refreshes without a scan before the session fails with `qr_timeout`.
@@ -69,7 +70,7 @@ pub struct WhatsAppSettings {
     pub heartbeat: Duration,
 }
 
-impl Default for WhatsAppSettings {
+impl Default for Settings {
     fn default() -> Self {
         Self {
             url: contract::DEFAULT_URL.into(),
@@ -99,7 +100,7 @@ impl WhatsAppConfig {
 pub struct WhatsApp {
     tenant_id: String,
     session_id: String,
-    deps: Deps,
+    ctx: Context,
     /// The browser context, once the connection task has it.
     lease: Arc<Mutex<Option<Lease>>>,
     /// Connects, then pumps the page's reports (off the actor, so a slow page
@@ -112,7 +113,7 @@ impl Drop for WhatsApp {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        if let Some(pool) = &self.deps.browser {
+        if let Some(pool) = &self.ctx.browser {
             pool.close(&self.session_id);
         }
     }
@@ -132,12 +133,12 @@ fn state_binding<'a>(tenant_id: &'a str, session_id: &'a str) -> Binding<'a> {
 struct Saver {
     tenant_id: String,
     session_id: String,
-    deps: Deps,
+    ctx: Context,
 }
 
 impl Saver {
     async fn load(&self) -> Option<String> {
-        let (key_id, data) = match self.deps.store.session_state(&self.session_id).await {
+        let (key_id, data) = match self.ctx.store.session_state(&self.session_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return None,
             Err(e) => {
@@ -146,7 +147,7 @@ impl Saver {
             }
         };
         let binding = state_binding(&self.tenant_id, &self.session_id);
-        match self.deps.keyring.open(&key_id, &data, binding) {
+        match self.ctx.keyring.open(&key_id, &data, binding) {
             Ok(bytes) => String::from_utf8(bytes.to_vec()).ok(),
             Err(e) => {
                 tracing::warn!(error = %e, "saved login cannot be decrypted; pairing afresh");
@@ -159,11 +160,11 @@ impl Saver {
         let snapshot = call(page, contract::SNAPSHOT_JS, &[], SLOW_CALL_TIMEOUT).await?;
         let binding = state_binding(&self.tenant_id, &self.session_id);
         let sealed = self
-            .deps
+            .ctx
             .keyring
             .seal(snapshot.as_bytes(), binding)
             .map_err(|e| e.to_string())?;
-        self.deps
+        self.ctx
             .store
             .set_session_state(&self.session_id, Some((&sealed.key_id, &sealed.data)))
             .await
@@ -175,25 +176,25 @@ impl Saver {
     /// Forgets the login: saved state and profile directory.
     async fn wipe(&self) {
         if let Err(e) = self
-            .deps
+            .ctx
             .store
             .set_session_state(&self.session_id, None)
             .await
         {
             tracing::error!(error = %e, "saved login not wiped");
         }
-        if let Some(pool) = &self.deps.browser {
+        if let Some(pool) = &self.ctx.browser {
             pool.wipe(&self.session_id);
         }
     }
 }
 
 impl WhatsApp {
-    pub fn new(tenant_id: &str, session_id: &str, deps: Deps) -> Self {
+    pub fn new(tenant_id: &str, session_id: &str, ctx: Context) -> Self {
         Self {
             tenant_id: tenant_id.to_owned(),
             session_id: session_id.to_owned(),
-            deps,
+            ctx,
             lease: Arc::default(),
             task: None,
         }
@@ -203,7 +204,7 @@ impl WhatsApp {
         Saver {
             tenant_id: self.tenant_id.clone(),
             session_id: self.session_id.clone(),
-            deps: self.deps.clone(),
+            ctx: self.ctx.clone(),
         }
     }
 
@@ -222,7 +223,7 @@ impl WhatsApp {
             t.abort();
         }
         self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(pool) = &self.deps.browser {
+        if let Some(pool) = &self.ctx.browser {
             pool.close(&self.session_id);
         }
     }
@@ -236,11 +237,11 @@ async fn connect_and_pump(
     events: mpsc::Sender<ChannelEvent>,
 ) -> Result<(), ChannelError> {
     let pool: BrowserPool = saver
-        .deps
+        .ctx
         .browser
         .clone()
         .ok_or_else(|| ChannelError::Failed("the browser pool is not running".into()))?;
-    let settings = saver.deps.settings.whatsapp.clone();
+    let settings = saver.ctx.settings.whatsapp.clone();
     let lease = pool
         .open(&saver.session_id)
         .await
@@ -515,7 +516,7 @@ impl Pump {
                 })))
             }
             PageEvent::Ack { id, ack } => {
-                (ack >= 2).then_some(Flow::Emit(ChannelEvent::Ack { id }))
+                contract::ack_level(ack).map(|level| Flow::Emit(ChannelEvent::Ack { id, level }))
             }
             PageEvent::Error { message } => {
                 tracing::warn!(%message, "WhatsApp Web observer error");
@@ -543,7 +544,7 @@ impl Channel for WhatsApp {
     ) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             self.release().await;
-            if self.deps.browser.is_none() {
+            if self.ctx.browser.is_none() {
                 return Err(ChannelError::Failed(
                     "the browser pool is not running".into(),
                 ));
@@ -564,6 +565,8 @@ impl Channel for WhatsApp {
 
     fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>> {
         Box::pin(async move {
+            let kind = ChannelKind::WhatsApp;
+            kind.capabilities().check(kind, &message)?;
             let to = contract::jid(&message.to).ok_or_else(|| {
                 ChannelError::Rejected(format!("`{}` is not a WhatsApp address", message.to))
             })?;
@@ -606,6 +609,13 @@ impl Channel for WhatsApp {
 
     fn disconnect(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(self.release())
+    }
+
+    fn qr_policy(&self) -> QrPolicy {
+        QrPolicy {
+            lifetime: contract::QR_LIFETIME,
+            max_refreshes: self.ctx.settings.whatsapp.max_qr_refreshes,
+        }
     }
 
     fn groups(&mut self) -> BoxFuture<'_, Result<Vec<Party>, ChannelError>> {

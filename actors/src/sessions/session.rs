@@ -6,8 +6,11 @@
 //! raises itself, `Ping` (watchdog), `Fault` (injected failures), `Logout`.
 //!
 //! It reports status changes to its `TenantSupervisor` (which stores and publishes
-//! them) and publishes each inbound message as a `message.received` event, awaiting
-//! the commit before taking the next one. The pump hands over one event at a time
+//! them) and publishes each inbound message as a `message.received` event (marked
+//! for the RAG actor), awaiting the commit before taking the next one. QR codes
+//! (`session.qr`, given up after the channel's refresh limit), pairing codes and
+//! login challenges (`session.challenge`, status `CHALLENGE`) are relayed as events;
+//! acks become `message.delivered` / `message.read`. The pump hands over one event at a time
 //! and waits until it is handled, so a slow database fills the channel's bounded
 //! buffer and slows the channel, rather than piling events up in the mailbox (where
 //! the watchdog's ping would queue behind them, and a kill would drop them). A disconnection ends the actor with an error: the
@@ -15,13 +18,14 @@
 
 use super::tenant::TenantMsg;
 use super::{
-    Deps, Fault, MESSAGE_RECEIVED, Query, SESSION_PAIRING_CODE, SESSION_QR, publish, status,
+    Deps, Fault, MESSAGE_DELIVERED, MESSAGE_READ, MESSAGE_RECEIVED, Query, SESSION_CHALLENGE,
+    SESSION_PAIRING_CODE, SESSION_QR, publish, status,
 };
-use crate::channels::{self, Channel, ChannelError, ChannelEvent};
+use crate::channels::{self, AckLevel, Channel, ChannelError, ChannelEvent, ChannelKind};
 use crate::events::Publish;
-use crate::storage::{MESSAGE_BODY_PURPOSE, MessageRow, MessageWrite, SessionRow};
+use crate::storage::{MessageRow, MessageWrite, SessionRow};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use switchboard_crypto::Binding;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -90,6 +94,14 @@ impl std::fmt::Debug for SessionState {
 pub struct SessionActor;
 
 impl SessionState {
+    /// An event about this session.
+    fn event(&self, event_type: &str, data: serde_json::Value) -> Publish {
+        let mut event = Publish::new(&self.row.tenant_id, event_type, data);
+        event.session_id = Some(self.row.id.clone());
+        event.channel = Some(self.row.channel.clone());
+        event
+    }
+
     fn report(&self, status: &'static str, reason: &str) {
         let _ = self.supervisor.cast(TenantMsg::Status {
             session_id: self.row.id.clone(),
@@ -109,7 +121,8 @@ impl Actor for SessionActor {
         _myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let channel = channels::build(&args.row, &args.deps)?;
+        let kind: ChannelKind = args.row.channel.parse()?;
+        let channel = kind.build(&args.row, &args.deps.channel_context())?;
         Ok(SessionState {
             row: args.row,
             deps: args.deps,
@@ -193,18 +206,16 @@ async fn process(
             }
             ChannelEvent::Qr(value) => {
                 state.qr_shown += 1;
-                let limit = state.deps.settings.whatsapp.max_qr_refreshes;
-                // The first code plus `limit` refreshes, then give up: never a zombie.
-                if state.qr_shown > limit + 1 {
+                let policy = state.channel.qr_policy();
+                // The first code plus `max_refreshes`, then give up: never a zombie.
+                if state.qr_shown > policy.max_refreshes + 1 {
                     tracing::warn!(shown = state.qr_shown - 1, "no scan; pairing given up");
                     state.report(status::FAILED, "qr_timeout");
                     myself.stop(Some("qr_timeout".into()));
                     return Ok(());
                 }
-                let mut event = Publish::new(&state.row.tenant_id, SESSION_QR, qr_event(&value)?);
-                event.session_id = Some(state.row.id.clone());
-                event.channel = Some(state.row.channel.clone());
-                publish(&state.deps.events, event).await;
+                let data = qr_event(&value, policy.lifetime)?;
+                publish(&state.deps.events, state.event(SESSION_QR, data)).await;
                 if state.row.status != status::SCAN_QR {
                     state.row.status = status::SCAN_QR.into();
                     state.report(status::SCAN_QR, "waiting for a scan");
@@ -212,10 +223,17 @@ async fn process(
             }
             ChannelEvent::PairingCode(code) => {
                 let data = serde_json::json!({ "code": code });
-                let mut event = Publish::new(&state.row.tenant_id, SESSION_PAIRING_CODE, data);
-                event.session_id = Some(state.row.id.clone());
-                event.channel = Some(state.row.channel.clone());
-                publish(&state.deps.events, event).await;
+                publish(&state.deps.events, state.event(SESSION_PAIRING_CODE, data)).await;
+            }
+            ChannelEvent::Challenge(c) => {
+                let data = serde_json::json!({
+                    "kind": c.kind,
+                    "hint": c.hint,
+                    "expires_at": crate::clock::rfc3339(c.expires_at),
+                });
+                publish(&state.deps.events, state.event(SESSION_CHALLENGE, data)).await;
+                state.row.status = status::CHALLENGE.into();
+                state.report(status::CHALLENGE, "waiting for a login code");
             }
             ChannelEvent::Inbound(m) => {
                 let mut data = serde_json::json!({
@@ -228,20 +246,30 @@ async fn process(
                 if !m.meta.is_null() {
                     data["meta"] = m.meta.clone();
                 }
-                let mut event = Publish::new(&state.row.tenant_id, MESSAGE_RECEIVED, data);
-                event.session_id = Some(state.row.id.clone());
-                event.channel = Some(state.row.channel.clone());
-                event.message = Some(MessageWrite::Insert(Box::new(inbound_row(state, &m)?)));
+                let row = MessageRow::inbound(
+                    &state.deps.keyring,
+                    &state.row,
+                    &m.from,
+                    &m.external_id,
+                    &m.text,
+                )?;
+                let mut event = state.event(MESSAGE_RECEIVED, data);
+                event.message = Some(MessageWrite::Insert(Box::new(row)));
+                event.feeds_rag = true;
                 // Retry until stored: the channel waits meanwhile, nothing is dropped.
-                let mut wait = std::time::Duration::from_millis(50);
+                let mut wait = Duration::from_millis(50);
                 while let Err(e) = state.deps.events.publish(event.clone()).await {
                     tracing::warn!(error = %e, "inbound message not stored yet; retrying");
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 metrics::counter!("switchboard_inbound_messages_total", "channel" => state.row.channel.clone()).increment(1);
             }
-            ChannelEvent::Ack { id } => acknowledge(&state.deps, &state.row, &id).await,
+            ChannelEvent::Ack { id, level } => {
+                let (deps, row) = (state.deps.clone(), state.row.clone());
+                // Off the actor: an ack may have to wait for the commit of `sent`.
+                tokio::spawn(async move { acknowledge(&deps, &row, &id, level).await });
+            }
             ChannelEvent::Disconnected(why) => {
                 return Err(SessionFailure::Disconnected(why).into());
             }
@@ -292,6 +320,11 @@ async fn process(
                     .memory()
                     .await
                     .unwrap_or(serde_json::Value::Null)),
+                Query::SubmitCode(code) => state
+                    .channel
+                    .submit_code(code)
+                    .await
+                    .map(|()| serde_json::json!({ "accepted": true })),
             };
             let _ = reply.send(result);
         }
@@ -303,11 +336,10 @@ async fn process(
     Ok(())
 }
 
-/// The data of a `session.qr` event: the raw value and its renderings.
-pub fn qr_event(value: &str) -> Result<serde_json::Value, ActorProcessingErr> {
+/// The data of a `session.qr` event: the raw value, its renderings and when it lapses.
+pub fn qr_event(value: &str, lifetime: Duration) -> Result<serde_json::Value, ActorProcessingErr> {
     let code = crate::qr::Qr::render(value)?;
-    let expires =
-        crate::clock::now_ms() + channels::whatsapp::contract::QR_LIFETIME.as_millis() as i64;
+    let expires = crate::clock::now_ms() + lifetime.as_millis() as i64;
     Ok(serde_json::json!({
         "value": value,
         "png_base64": code.png_base64(),
@@ -325,81 +357,53 @@ pub(crate) async fn publish_status(deps: &Deps, row: &SessionRow, status: &str, 
     publish(&deps.events, event).await;
 }
 
-/// The stored row of an inbound message (body sealed).
-fn inbound_row(
-    state: &SessionState,
-    m: &channels::InboundMessage,
-) -> Result<MessageRow, ActorProcessingErr> {
-    let id = crate::ids::new_id(crate::ids::MESSAGE);
-    let binding = Binding {
-        tenant_id: &state.row.tenant_id,
-        record_id: &id,
-        purpose: MESSAGE_BODY_PURPOSE,
-    };
-    let sealed = state.deps.keyring.seal(m.text.as_bytes(), binding)?;
-    let now = crate::clock::now_ms();
-    Ok(MessageRow {
-        id,
-        tenant_id: state.row.tenant_id.clone(),
-        session_id: state.row.id.clone(),
-        direction: "inbound".into(),
-        peer: m.from.clone(),
-        status: "received".into(),
-        idempotency_key: None,
-        request_hash: None,
-        external_id: Some(m.external_id.clone()),
-        attempts: 0,
-        body_key_id: Some(sealed.key_id),
-        body: Some(sealed.data),
-        error: None,
-        created_at: now,
-        updated_at: now,
-    })
-}
-
-/// The network confirmed delivery of a message we sent (`external_id`). The ack
-/// can overtake the commit of `sent`, so it waits (off the actor) for that first:
-/// `message.delivered` always follows `message.sent`.
-async fn acknowledge(deps: &Deps, session: &SessionRow, external_id: &str) {
-    let (deps, session, external_id) = (deps.clone(), session.clone(), external_id.to_owned());
-    tokio::spawn(async move {
-        for _ in 0..100 {
-            let row = match deps
-                .store
-                .message_by_external_id(&session.id, &external_id)
-                .await
-            {
-                Ok(Some(r)) if r.direction == "outbound" => r,
-                Ok(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not look up an acknowledged message");
-                    return;
-                }
-            };
-            if row.status != "sent" {
-                if row.status == "delivered" || row.status == "failed" {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// A message we sent (by its network id) got delivered, or read. The ack can
+/// overtake the commit of `sent`, so it waits for that first. Each step is an
+/// [`MessageWrite::Advance`] from the status before it, committed with its event, so
+/// events follow the levels in order (`message.delivered` always follows
+/// `message.sent`; a read ack for a message not yet delivered reports both), and an
+/// ack that is repeated or overtaken by another reports nothing twice.
+async fn acknowledge(deps: &Deps, session: &SessionRow, external_id: &str, level: AckLevel) {
+    for _ in 0..100 {
+        let row = match deps
+            .store
+            .message_by_external_id(&session.id, external_id)
+            .await
+        {
+            Ok(Some(r)) if r.direction == "outbound" => r,
+            // Not recorded as sent yet (that commit is on its way): wait for it.
+            Ok(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
-            let data =
-                serde_json::json!({ "message_id": row.id, "status": "delivered", "to": row.peer });
-            let mut event = Publish::new(&row.tenant_id, super::MESSAGE_DELIVERED, data);
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look up an acknowledged message");
+                return;
+            }
+        };
+        let delivered = ("sent", "delivered", MESSAGE_DELIVERED);
+        let read = ("delivered", "read", MESSAGE_READ);
+        let steps: &[(&'static str, &'static str, &'static str)] =
+            match (row.status.as_str(), level) {
+                ("sent", AckLevel::Delivered) => &[delivered],
+                ("sent", AckLevel::Read) => &[delivered, read],
+                ("delivered", AckLevel::Read) => &[read],
+                // Already there or past it, or failed: nothing to report.
+                _ => return,
+            };
+        for (from, to, event_type) in steps {
+            let data = serde_json::json!({ "message_id": row.id, "status": to, "to": row.peer });
+            let mut event = Publish::new(&row.tenant_id, *event_type, data);
             event.session_id = Some(row.session_id.clone());
             event.channel = Some(session.channel.clone());
-            event.message = Some(MessageWrite::Status {
+            event.message = Some(MessageWrite::Advance {
                 id: row.id.clone(),
-                status: "delivered",
-                external_id: None,
-                error: None,
+                from,
+                to,
             });
             publish(&deps.events, event).await;
-            return;
         }
-        tracing::warn!(external_id = %external_id, "acknowledged message never recorded as sent");
-    });
+        return;
+    }
+    tracing::warn!(external_id = %external_id, "acknowledged message never recorded as sent");
 }

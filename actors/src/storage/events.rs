@@ -9,9 +9,6 @@ use serde::Serialize;
 use std::collections::HashMap;
 use switchboard_crypto::Sealed;
 
-/// The event type that becomes a RAG job when its session has replies on.
-const RAG_INPUT: &str = "message.received";
-
 /// Which endpoints an event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Targets {
@@ -34,6 +31,9 @@ pub struct NewEvent {
     pub targets: Targets,
     /// A message row change committed in the same transaction.
     pub message: Option<super::MessageWrite>,
+    /// Queue a RAG job with it, if its session's replies are on (the publisher
+    /// decides which events the RAG actor answers).
+    pub feeds_rag: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -145,10 +145,7 @@ impl Store {
             // Sessions whose inbound messages the RAG actor answers.
             let mut answered: std::collections::HashSet<String> = Default::default();
             for t in &tenants {
-                if !events
-                    .iter()
-                    .any(|e| e.tenant_id == *t && e.event_type == RAG_INPUT)
-                {
+                if !events.iter().any(|e| e.tenant_id == *t && e.feeds_rag) {
                     continue;
                 }
                 let ids: Vec<String> = sqlx::query_scalar(
@@ -159,19 +156,23 @@ impl Store {
                 .await?;
                 answered.extend(ids);
             }
-            // Message writes first: a send that is not queued drops its event.
+            // Message writes first: a send that is not queued, or an ack the message
+            // is already past, drops its event.
             let mut enqueued = Vec::with_capacity(events.len());
+            let mut keep = Vec::with_capacity(events.len());
             for e in events {
-                let outcome = match &e.message {
-                    Some(w) => super::messages::apply_write!(&mut *tx, w),
-                    None => None,
-                };
-                enqueued.push(outcome);
+                match &e.message {
+                    Some(w) => {
+                        let applied = super::messages::apply_write!(&mut *tx, w);
+                        keep.push(applied.keeps_event());
+                        enqueued.push(applied.into_enqueued());
+                    }
+                    None => {
+                        keep.push(true);
+                        enqueued.push(None);
+                    }
+                }
             }
-            let keep: Vec<bool> = enqueued
-                .iter()
-                .map(|o| !matches!(o, Some(o) if !matches!(o, super::Enqueued::New(_))))
-                .collect();
             let kept: Vec<&NewEvent> = events
                 .iter()
                 .zip(&keep)
@@ -235,8 +236,7 @@ impl Store {
             let jobs: Vec<&NewEvent> = kept
                 .iter()
                 .filter(|e| {
-                    e.event_type == RAG_INPUT
-                        && e.session_id.as_ref().is_some_and(|s| answered.contains(s))
+                    e.feeds_rag && e.session_id.as_ref().is_some_and(|s| answered.contains(s))
                 })
                 .copied()
                 .collect();

@@ -7,12 +7,15 @@
 //! event cannot disagree after a crash.
 
 use super::{Result, Store, on_pool, on_write_pool};
+use crate::channels::Attachment;
 use crate::clock;
-use serde::Serialize;
-use switchboard_crypto::Sealed;
+use serde::{Deserialize, Serialize};
+use switchboard_crypto::{Binding, Keyring, Sealed};
 
 /// Purpose bound into sealed message bodies.
 pub const BODY_PURPOSE: &str = "message.body";
+/// Purpose bound into a send's sealed extras (subject, attachments).
+pub const EXTRAS_PURPOSE: &str = "message.extras";
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct MessageRow {
@@ -33,12 +36,32 @@ pub struct MessageRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The `msg_…` id of the message a send answers (quote, thread).
+    pub reply_to: Option<String>,
+    /// A send's [`MessageExtras`], sealed; `None` for plain text.
+    pub extras_key_id: Option<String>,
+    pub extras: Option<Vec<u8>>,
+}
+
+/// What a send carries besides its text, sealed together in `extras`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageExtras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+impl MessageExtras {
+    pub fn is_empty(&self) -> bool {
+        self.subject.is_none() && self.attachments.is_empty()
+    }
 }
 
 macro_rules! message_columns {
     () => {
         "id, tenant_id, session_id, direction, peer, status, idempotency_key, request_hash, external_id, \
-         attempts, body_key_id, body, error, created_at, updated_at"
+         attempts, body_key_id, body, error, created_at, updated_at, reply_to, extras_key_id, extras"
     };
 }
 pub(crate) use message_columns;
@@ -49,7 +72,7 @@ macro_rules! insert_row {
         sqlx::query(concat!(
             "INSERT INTO messages (",
             $crate::storage::messages::message_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(&$row.id)
         .bind(&$row.tenant_id)
@@ -66,6 +89,9 @@ macro_rules! insert_row {
         .bind(&$row.error)
         .bind($row.created_at)
         .bind($row.updated_at)
+        .bind(&$row.reply_to)
+        .bind(&$row.extras_key_id)
+        .bind(&$row.extras)
         .execute($exec)
         .await
         .map_err(|e| $crate::storage::conflict_or(e, "message"))?
@@ -73,16 +99,18 @@ macro_rules! insert_row {
 }
 pub(crate) use insert_row;
 
-/// Applies a [`MessageWrite`] through `$exec`.
+/// Applies a [`MessageWrite`] through `$exec`; evaluates to an [`Applied`].
 macro_rules! apply_write {
     ($exec:expr, $w:expr) => {
         match $w {
             $crate::storage::MessageWrite::Insert(row) => {
                 $crate::storage::messages::insert_row!($exec, row);
-                None
+                $crate::storage::messages::Applied::Done
             }
             $crate::storage::MessageWrite::Enqueue { row, max_queued } => {
-                Some($crate::storage::messages::enqueue!($exec, row, *max_queued))
+                $crate::storage::messages::Applied::Enqueue(
+                    $crate::storage::messages::enqueue!($exec, row, *max_queued),
+                )
             }
             $crate::storage::MessageWrite::Status {
                 id,
@@ -101,10 +129,54 @@ macro_rules! apply_write {
                 .bind(id)
                 .execute($exec)
                 .await?;
-                None
+                $crate::storage::messages::Applied::Done
+            }
+            $crate::storage::MessageWrite::Advance { id, from, to } => {
+                let changed = sqlx::query(
+                    "UPDATE messages SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+                )
+                .bind(*to)
+                .bind($crate::clock::now_ms())
+                .bind(id)
+                .bind(*from)
+                .execute($exec)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    $crate::storage::messages::Applied::Skipped
+                } else {
+                    $crate::storage::messages::Applied::Done
+                }
             }
         }
     };
+}
+
+/// What applying a [`MessageWrite`] did.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    Done,
+    /// The event is not stored: the message was not where the write expected it.
+    Skipped,
+    Enqueue(Enqueued),
+}
+
+impl Applied {
+    /// Whether the event that carried the write is stored.
+    pub(crate) fn keeps_event(&self) -> bool {
+        match self {
+            Applied::Done => true,
+            Applied::Skipped => false,
+            Applied::Enqueue(e) => matches!(e, Enqueued::New(_)),
+        }
+    }
+
+    pub(crate) fn into_enqueued(self) -> Option<Enqueued> {
+        match self {
+            Applied::Enqueue(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// Checks and inserts a send through `$exec`; evaluates to an [`Enqueued`].
@@ -169,6 +241,14 @@ pub enum MessageWrite {
         status: &'static str,
         external_id: Option<String>,
         error: Option<String>,
+    },
+    /// A status change only from `from` (acks: `sent` → `delivered` → `read`); when
+    /// the message is elsewhere already, nothing changes and the event is not stored,
+    /// so a repeated or overtaken ack reports nothing twice.
+    Advance {
+        id: String,
+        from: &'static str,
+        to: &'static str,
     },
 }
 
@@ -301,7 +381,116 @@ impl Store {
     }
 }
 
+/// A new message row, what every row starts as (the body sealed to its id).
+struct NewRow<'a> {
+    session: &'a super::SessionRow,
+    direction: &'static str,
+    status: &'static str,
+    peer: &'a str,
+    text: &'a str,
+    external_id: Option<String>,
+}
+
 impl MessageRow {
+    fn new(
+        keyring: &Keyring,
+        n: NewRow<'_>,
+    ) -> std::result::Result<Self, switchboard_crypto::Error> {
+        let id = crate::ids::new_id(crate::ids::MESSAGE);
+        let sealed = keyring.seal(n.text.as_bytes(), body_binding(&n.session.tenant_id, &id))?;
+        let now = clock::now_ms();
+        Ok(Self {
+            id,
+            tenant_id: n.session.tenant_id.clone(),
+            session_id: n.session.id.clone(),
+            direction: n.direction.into(),
+            peer: n.peer.to_owned(),
+            status: n.status.into(),
+            idempotency_key: None,
+            request_hash: None,
+            external_id: n.external_id,
+            attempts: 0,
+            body_key_id: Some(sealed.key_id),
+            body: Some(sealed.data),
+            error: None,
+            created_at: now,
+            updated_at: now,
+            reply_to: None,
+            extras_key_id: None,
+            extras: None,
+        })
+    }
+
+    /// A message a session received (`received`, body sealed).
+    pub fn inbound(
+        keyring: &Keyring,
+        session: &super::SessionRow,
+        from: &str,
+        external_id: &str,
+        text: &str,
+    ) -> std::result::Result<Self, switchboard_crypto::Error> {
+        Self::new(
+            keyring,
+            NewRow {
+                session,
+                direction: "inbound",
+                status: "received",
+                peer: from,
+                text,
+                external_id: Some(external_id.to_owned()),
+            },
+        )
+    }
+
+    /// A send waiting in the queue (`queued`; body and extras sealed).
+    pub fn outbound(
+        keyring: &Keyring,
+        session: &super::SessionRow,
+        to: &str,
+        text: &str,
+        extras: &MessageExtras,
+    ) -> std::result::Result<Self, switchboard_crypto::Error> {
+        let mut row = Self::new(
+            keyring,
+            NewRow {
+                session,
+                direction: "outbound",
+                status: "queued",
+                peer: to,
+                text,
+                external_id: None,
+            },
+        )?;
+        if !extras.is_empty() {
+            // Strings and bytes only: serializing cannot fail.
+            let json = serde_json::to_vec(extras).unwrap_or_default();
+            let sealed = keyring.seal(&json, extras_binding(&row.tenant_id, &row.id))?;
+            row.extras_key_id = Some(sealed.key_id);
+            row.extras = Some(sealed.data);
+        }
+        Ok(row)
+    }
+
+    /// The text, opened (`None` when it cannot be).
+    pub fn open_text(&self, keyring: &Keyring) -> Option<String> {
+        let s = self.sealed()?;
+        let plain = keyring
+            .open(&s.key_id, &s.data, body_binding(&self.tenant_id, &self.id))
+            .ok()?;
+        Some(String::from_utf8_lossy(&plain).into_owned())
+    }
+
+    /// The extras, opened (empty for a plain text; `None` when they cannot be opened).
+    pub fn open_extras(&self, keyring: &Keyring) -> Option<MessageExtras> {
+        let (Some(key_id), Some(data)) = (&self.extras_key_id, &self.extras) else {
+            return Some(MessageExtras::default());
+        };
+        let plain = keyring
+            .open(key_id, data, extras_binding(&self.tenant_id, &self.id))
+            .ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+
     pub fn sealed(&self) -> Option<Sealed> {
         match (&self.body_key_id, &self.body) {
             (Some(k), Some(d)) => Some(Sealed {
@@ -310,5 +499,21 @@ impl MessageRow {
             }),
             _ => None,
         }
+    }
+}
+
+fn body_binding<'a>(tenant_id: &'a str, id: &'a str) -> Binding<'a> {
+    Binding {
+        tenant_id,
+        record_id: id,
+        purpose: BODY_PURPOSE,
+    }
+}
+
+fn extras_binding<'a>(tenant_id: &'a str, id: &'a str) -> Binding<'a> {
+    Binding {
+        tenant_id,
+        record_id: id,
+        purpose: EXTRAS_PURPOSE,
     }
 }

@@ -41,6 +41,18 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         purpose: super::messages::BODY_PURPOSE,
     },
     SealedColumn {
+        table: "messages",
+        key_id_column: "extras_key_id",
+        data_column: "extras",
+        purpose: super::messages::EXTRAS_PURPOSE,
+    },
+    SealedColumn {
+        table: "drafts",
+        key_id_column: "body_key_id",
+        data_column: "body",
+        purpose: super::rag::DRAFT_PURPOSE,
+    },
+    SealedColumn {
         table: "sessions",
         key_id_column: "state_key_id",
         data_column: "state",

@@ -17,7 +17,9 @@
 //! the row is delivered again with the same `webhook-id` (at-least-once).
 //!
 //! Runs until `cancel` fires; in-flight deliveries are then abandoned to their
-//! leases. It is spawned by the gateway (and supervised once the actor runtime lands).
+//! leases. It is spawned by the gateway and supervised with the shared restart
+//! strategy ([`crate::supervision::supervise_task`]): a panicking loop is restarted
+//! with backoff, and the leases of what it had claimed let the new one take over.
 
 use super::schedule;
 use super::ssrf::{self, FilteringResolver};

@@ -53,23 +53,18 @@ pub fn parse(text: &str) -> Result<Vec<Duration>, String> {
     Ok(items)
 }
 
+/// Parses one duration: `humantime`'s forms (`500ms`, `5s`, `5m`, `2h`, `5d`,
+/// `1h 30m`), or a bare number of seconds (`0`, `1.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 5d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m, h or d)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        let secs: f64 = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 500ms, 5s, 5m, 2h or 5d ({e})"))
 }
 
 /// A uniform number in [0, 1) from the OS random source (jitter needs no more).

@@ -2,11 +2,18 @@
 //!
 //! Every error leaves the gateway as `{"error":{"code":"…","message":"…"}}` with a
 //! stable snake_case code. Internal failures are logged with the request's span and
-//! answered with a generic message: details never reach the client.
+//! answered with a generic message: details never reach the client. The errors of
+//! the layers below (storage, sessions, the send queue, the knowledge base) become
+//! HTTP here, through `From`, and nowhere else.
 
 use super::{ResBody, full};
 use http::{HeaderValue, Response, StatusCode, header};
 use switchboard_actors::StoreError;
+use switchboard_actors::channels::{ChannelError, UnknownChannel};
+use switchboard_actors::outbound::QueueError;
+use switchboard_actors::sessions::SessionError;
+use switchboard_rag::embed::EmbedError;
+use switchboard_rag::kb::KbError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -117,5 +124,151 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", what),
             other => Self::internal(other),
         }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotRunning => Self::new(
+                StatusCode::CONFLICT,
+                "session_not_running",
+                "the session is not running",
+            ),
+            SessionError::Timeout => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_busy",
+                "the session did not answer in time; retry",
+            ),
+            SessionError::Rejected(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected_by_network", m)
+            }
+            SessionError::Unsupported(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", m)
+            }
+            SessionError::Busy(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "session_busy", m),
+            SessionError::Failed(m) => Self::new(StatusCode::CONFLICT, "session_failed", m),
+        }
+    }
+}
+
+impl From<UnknownChannel> for ApiError {
+    fn from(e: UnknownChannel) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_channel",
+            e.to_string(),
+        )
+    }
+}
+
+/// A channel's own answer where no session is involved yet (checking a new
+/// session's config).
+impl From<ChannelError> for ApiError {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::Config(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_session_config",
+                e.to_string(),
+            ),
+            other => SessionError::from(other).into(),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::SessionNotRunning { .. } => {
+                Self::new(StatusCode::CONFLICT, "session_not_working", e.to_string())
+            }
+            QueueError::NotSupported(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", m)
+            }
+            QueueError::ReplyToNotFound(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reply_to_not_found",
+                e.to_string(),
+            ),
+            QueueError::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ),
+            QueueError::QueueFull {
+                queued,
+                retry_after_secs,
+            } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "send_queue_full",
+                    format!("{queued} sends are already queued"),
+                )
+            },
+            QueueError::Internal(m) => Self::internal(m),
+        }
+    }
+}
+
+impl From<KbError> for ApiError {
+    fn from(e: KbError) -> Self {
+        match e {
+            KbError::Empty => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty_document",
+                "the document has no text to index",
+            ),
+            KbError::Unavailable(_) | KbError::Embed(EmbedError::Files(_)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "knowledge_base_unavailable",
+                e.to_string(),
+            ),
+            KbError::Embed(EmbedError::Remote(_)) => {
+                Self::new(StatusCode::BAD_GATEWAY, "embedding_failed", e.to_string())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lower_layers_map_to_stable_codes() {
+        let e = ApiError::from(QueueError::SessionNotRunning {
+            status: "STOPPED".into(),
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::CONFLICT, "session_not_working")
+        );
+        assert!(e.message.contains("STOPPED"));
+        let e = ApiError::from(QueueError::QueueFull {
+            queued: 10,
+            retry_after_secs: 3,
+        });
+        assert_eq!(
+            (e.status, e.code, e.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, "send_queue_full", Some(3))
+        );
+        let e = ApiError::from(QueueError::NotSupported("no".into()));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::UNPROCESSABLE_ENTITY, "not_supported")
+        );
+        let e = ApiError::from(SessionError::Timeout);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "session_busy")
+        );
+        let e = ApiError::from(KbError::Empty);
+        assert_eq!(e.code, "empty_document");
+        let e = ApiError::from(QueueError::Internal("secret detail".into()));
+        assert_eq!(e.code, "internal");
+        assert!(!e.message.contains("secret"));
     }
 }

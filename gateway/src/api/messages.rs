@@ -1,37 +1,44 @@
 //! Message routes: queue a send (`POST /v1/sessions/{id}/messages`, honouring
 //! `Idempotency-Key`), read one message, list a session's messages (both
-//! directions, cursor paging).
+//! directions, cursor paging). The send itself goes through the one send path,
+//! [`switchboard_actors::outbound::SendQueue`]; this file parses HTTP.
 //!
 //! A send is accepted (202, `queued`) while its session is running — `WORKING`, or
 //! `STARTING`/`SCAN_QR` while it connects or restarts, in which case it waits in the
 //! queue. A stopped, failed or logged-out session answers 409 `session_not_working`.
 //! A full queue answers 429 `send_queue_full` with `Retry-After`. The same
 //! Idempotency-Key with the same request returns the first message; with another
-//! request, 422 `idempotency_key_reused`.
+//! request, 422 `idempotency_key_reused`. `subject` and `reply_to` (the `msg_…` id of
+//! a message of the same session) go to channels that carry them; others answer 422
+//! `not_supported`, and a `reply_to` naming no message of the session 422
+//! `reply_to_not_found`.
 
 use super::auth::Caller;
 use super::body::{page_query, read_json};
 use super::{ApiError, ApiResult, Ctx, json};
-use crate::views::EffectiveLimits;
 use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use switchboard_actors::clock::rfc3339;
 use switchboard_actors::ids;
-use switchboard_actors::outbound::SendQuota;
-use switchboard_actors::storage::{MESSAGE_BODY_PURPOSE, MessageRow};
-use switchboard_crypto::Binding;
+use switchboard_actors::outbound::{Idempotency, KeyScope, NewSend};
+use switchboard_actors::storage::MessageRow;
 
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
 const MAX_TO_CHARS: usize = 256;
 const MAX_KEY_CHARS: usize = 255;
+const MAX_SUBJECT_CHARS: usize = 998;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendMessage {
     to: String,
     text: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +49,11 @@ pub struct MessageView {
     /// Recipient (outbound) or sender (inbound).
     pub peer: String,
     pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The `msg_…` id of the message this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
     pub status: String,
     pub external_id: Option<String>,
     pub error: Option<String>,
@@ -50,33 +62,20 @@ pub struct MessageView {
 }
 
 fn view(ctx: &Ctx<'_>, m: &MessageRow) -> MessageView {
-    let binding = Binding {
-        tenant_id: &m.tenant_id,
-        record_id: &m.id,
-        purpose: MESSAGE_BODY_PURPOSE,
-    };
-    let text = m
-        .sealed()
-        .and_then(|s| ctx.app.keyring.open(&s.key_id, &s.data, binding).ok())
-        .map(|t| String::from_utf8_lossy(&t).into_owned());
+    let subject = m.open_extras(&ctx.app.keyring).and_then(|e| e.subject);
     MessageView {
         id: m.id.clone(),
         session_id: m.session_id.clone(),
         direction: m.direction.clone(),
         peer: m.peer.clone(),
-        text,
+        text: m.open_text(&ctx.app.keyring),
+        subject,
+        reply_to: m.reply_to.clone(),
         status: m.status.clone(),
         external_id: m.external_id.clone(),
         error: m.error.clone(),
         created_at: rfc3339(m.created_at),
         updated_at: rfc3339(m.updated_at),
-    }
-}
-
-pub fn quota(limits: &EffectiveLimits) -> SendQuota {
-    SendQuota {
-        per_second: limits.sends_per_second,
-        burst: limits.send_burst,
     }
 }
 
@@ -114,56 +113,31 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
             "`text` must be at most {MAX_TEXT_CHARS} characters"
         )));
     }
+    let subject = body.subject.as_deref().map(str::trim);
+    if subject.is_some_and(|s| s.is_empty() || s.chars().count() > MAX_SUBJECT_CHARS) {
+        return Err(ApiError::validation(format!(
+            "`subject` must be 1 to {MAX_SUBJECT_CHARS} characters"
+        )));
+    }
     let session = ctx
         .app
         .store
         .get_session(&caller.tenant.id, session_id)
         .await?
         .ok_or_else(|| ApiError::not_found("session"))?;
-    if session.desired_state != "running" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "session_not_working",
-            format!("the session is {}; start it before sending", session.status),
-        ));
-    }
-    let hash = switchboard_crypto::ApiKeyHash::of(&format!("{session_id}\0{to}\0{}", body.text));
-    let queued = crate::sends::queue_text(
-        &ctx.app.sends(),
-        &caller.tenant,
-        &session,
-        crate::sends::Text {
-            to,
-            text: &body.text,
-            idempotency_key: key,
-            request_hash: hash,
-        },
-    )
-    .await;
-    let (row, replayed) = match queued {
-        Ok(q) => q,
-        Err(crate::sends::SendError::KeyReused) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request",
-            ));
-        }
-        Err(crate::sends::SendError::QueueFull {
-            queued,
-            retry_after_secs,
-        }) => {
-            return Err(ApiError {
-                retry_after: Some(retry_after_secs),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "send_queue_full",
-                    format!("{queued} sends are already queued"),
-                )
-            });
-        }
-        Err(crate::sends::SendError::Internal(e)) => return Err(ApiError::internal(e)),
+    let send = NewSend {
+        to: to.to_owned(),
+        text: body.text,
+        subject: subject.map(str::to_owned),
+        reply_to: body.reply_to,
+        attachments: Vec::new(),
+        idempotency: key.map(|key| Idempotency {
+            key,
+            scope: KeyScope::Request,
+        }),
     };
+    let queued = ctx.app.sends.queue(&caller.tenant, &session, send).await?;
+    let (row, replayed) = (queued.message, queued.replayed);
     let mut res = json(StatusCode::ACCEPTED, &view(ctx, &row))?;
     if replayed {
         res.headers_mut()

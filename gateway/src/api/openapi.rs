@@ -6,6 +6,7 @@ use super::{ApiResult, json};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 use std::sync::OnceLock;
+use switchboard_actors::channels::ChannelKind;
 
 pub fn serve() -> ApiResult {
     json(StatusCode::OK, document())
@@ -140,6 +141,7 @@ fn build() -> Value {
 }
 
 fn schemas() -> Value {
+    let channels: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
     let ts = json!({ "type": "string", "format": "date-time" });
     let limits = json!({
         "type": "object",
@@ -296,9 +298,9 @@ fn schemas() -> Value {
             "required": ["id", "channel", "status", "running", "config", "created_at", "updated_at"],
             "properties": {
                 "id": { "type": "string", "pattern": "^ses_" },
-                "channel": { "enum": ["sim", "whatsapp"] },
+                "channel": { "enum": channels },
                 "name": { "type": ["string", "null"] },
-                "status": { "enum": ["STOPPED", "STARTING", "SCAN_QR", "WORKING", "FAILED", "LOGGED_OUT"] },
+                "status": { "enum": ["STOPPED", "STARTING", "SCAN_QR", "CHALLENGE", "WORKING", "FAILED", "LOGGED_OUT"] },
                 "status_reason": { "type": ["string", "null"] },
                 "running": { "type": "boolean", "description": "Kept running and restored after gateway restarts." },
                 "config": { "type": "object" },
@@ -310,9 +312,9 @@ fn schemas() -> Value {
         "CreateSession": {
             "type": "object", "required": ["channel"], "additionalProperties": false,
             "properties": {
-                "channel": { "enum": ["sim", "whatsapp"] },
+                "channel": { "enum": channels },
                 "name": { "type": "string" },
-                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N}; whatsapp: {}" },
+                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N, \"read_receipts\"?: bool, \"login_code\"?: \"…\"}; whatsapp: {}" },
                 "start": { "type": "boolean", "default": true }
             }
         },
@@ -322,7 +324,9 @@ fn schemas() -> Value {
                 "id": { "type": "string", "pattern": "^msg_" }, "session_id": { "type": "string" },
                 "direction": { "enum": ["inbound", "outbound"] }, "peer": { "type": "string" },
                 "text": { "type": ["string", "null"] },
-                "status": { "enum": ["queued", "sending", "sent", "delivered", "failed", "received"] },
+                "subject": { "type": "string" },
+                "reply_to": { "type": "string", "pattern": "^msg_", "description": "the message this one answers" },
+                "status": { "enum": ["queued", "sending", "sent", "delivered", "read", "failed", "received"] },
                 "external_id": { "type": ["string", "null"] }, "error": { "type": ["string", "null"] },
                 "created_at": ts, "updated_at": ts
             }
@@ -333,7 +337,11 @@ fn schemas() -> Value {
         },
         "SendMessage": {
             "type": "object", "required": ["to", "text"], "additionalProperties": false,
-            "properties": { "to": { "type": "string", "maxLength": 256 }, "text": { "type": "string", "minLength": 1, "maxLength": 4096 } }
+            "properties": {
+                "to": { "type": "string", "maxLength": 256 }, "text": { "type": "string", "minLength": 1, "maxLength": 4096 },
+                "subject": { "type": "string", "minLength": 1, "maxLength": 998, "description": "channels with subjects (sim; e-mail)" },
+                "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies)" }
+            }
         },
         "Fault": {
             "type": "object", "required": ["fault"], "additionalProperties": false,
@@ -357,6 +365,11 @@ fn schemas() -> Value {
             "properties": { "phone": { "type": "string", "description": "International number, digits only (e.g. 15550001)" } }
         },
         "PairingCode": { "type": "object", "properties": { "code": { "type": "string", "example": "ABCD-EFGH" } } },
+        "ChallengeCode": {
+            "type": "object", "required": ["code"], "additionalProperties": false,
+            "properties": { "code": { "type": "string", "minLength": 1, "maxLength": 64, "description": "the code the network sent (2FA app, SMS, e-mail)" } }
+        },
+        "ChallengeAccepted": { "type": "object", "properties": { "accepted": { "type": "boolean" } } },
         "PartyList": {
             "type": "object",
             "properties": { "data": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" }, "name": { "type": ["string", "null"] } } } } }

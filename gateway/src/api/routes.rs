@@ -47,6 +47,7 @@ pub enum RouteId {
     FaultSession,
     SessionQr,
     PairingCode,
+    SubmitChallenge,
     SessionGroups,
     SessionContacts,
     SessionEvents,
@@ -584,6 +585,17 @@ pub static ROUTES: &[Route] = &[
     ),
     with(
         route(
+            Method::POST,
+            "/v1/sessions/{id}/challenge",
+            SubmitChallenge,
+            Tenant,
+            "Answer the login challenge the session reported (`session.challenge`, status CHALLENGE): a 2FA, SMS or e-mail code. 409 `no_challenge` when none is open; 422 `rejected_by_network` for a wrong code.",
+        ),
+        Some("ChallengeCode"),
+        (202, Some("ChallengeAccepted")),
+    ),
+    with(
+        route(
             Method::GET,
             "/v1/sessions/{id}/groups",
             SessionGroups,
@@ -621,7 +633,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/sessions/{id}/messages",
             SendMessage,
             Tenant,
-            "Queue a text message (Idempotency-Key honoured); 409 if the session is stopped, failed or logged out, queued while it (re)starts.",
+            "Queue a message (Idempotency-Key honoured): text, and `subject` / `reply_to` where the channel carries them (else 422 `not_supported`); 409 if the session is stopped, failed or logged out, queued while it (re)starts.",
         ),
         Some("SendMessage"),
         (202, Some("Message")),
@@ -643,7 +655,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/messages/{id}",
             GetMessage,
             Tenant,
-            "One message and its status (queued, sending, sent, delivered, failed; received).",
+            "One message and its status (queued, sending, sent, delivered, read, failed; received).",
         ),
         None,
         (200, Some("Message")),

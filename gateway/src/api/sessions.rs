@@ -1,6 +1,7 @@
 //! Session routes (`/v1/sessions…`): create, list, get, delete, and the idempotent
-//! lifecycle actions start / stop / restart / logout; `fault` injects a failure into
-//! a `sim` session (tests and the bench).
+//! lifecycle actions start / stop / restart / logout; pairing (QR, pairing code) and
+//! login challenges (`POST …/challenge {"code"}`); `fault` and `sim/inbound` drive a
+//! `sim` session (tests, demos and the bench).
 //!
 //! The session row is the truth the API shows; the actors keep it current.
 
@@ -16,12 +17,13 @@ use hyper::Response;
 use hyper::body::Bytes;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
+use switchboard_actors::channels::{ChannelKind, InboundMessage};
 use switchboard_actors::clock::{self, rfc3339};
 use switchboard_actors::events::body_binding;
-use switchboard_actors::sessions::{Fault, SessionError, status};
+use switchboard_actors::ids;
+use switchboard_actors::sessions::{Fault, status};
 use switchboard_actors::sessions::{Query, SESSION_QR};
 use switchboard_actors::storage::{AuditEntry, SessionRow};
-use switchboard_actors::{channels, ids};
 
 /// Prefix of session ids.
 pub const SESSION_PREFIX: &str = "ses";
@@ -48,6 +50,24 @@ struct FaultBody {
 struct PairingCodeBody {
     phone: String,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeBody {
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimInbound {
+    from: String,
+    text: String,
+    #[serde(default)]
+    chat: Option<String>,
+}
+
+/// Longest login code accepted.
+const MAX_CODE_CHARS: usize = 64;
 
 #[derive(Debug, Serialize)]
 pub struct SessionView {
@@ -87,30 +107,21 @@ fn audit(ctx: &Ctx<'_>, caller: &Caller, action: &'static str) -> AuditEntry {
     AuditEntry::new(caller.key_id.clone(), action).request_id(Some(ctx.request_id.to_owned()))
 }
 
-pub(crate) fn session_error(e: SessionError) -> ApiError {
-    match e {
-        SessionError::NotRunning => ApiError::new(
-            StatusCode::CONFLICT,
-            "session_not_running",
-            "the session is not running",
-        ),
-        SessionError::Timeout => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_busy",
-            "the session did not answer in time; retry",
-        ),
-        SessionError::Rejected(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected_by_network", m)
-        }
-        SessionError::Unsupported(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", m)
-        }
-        SessionError::Busy(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session_busy", m),
-        SessionError::Failed(m) => ApiError::new(StatusCode::CONFLICT, "session_failed", m),
-    }
+/// Whether a session runs on the `sim` channel (faults and injected messages).
+fn is_sim(row: &SessionRow) -> bool {
+    row.channel.parse() == Ok(ChannelKind::Sim)
 }
 
-async fn load(ctx: &Ctx<'_>, caller: &Caller) -> Result<SessionRow, ApiError> {
+fn not_sim(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_sim",
+        format!("{what} can only be injected into sim sessions"),
+    )
+}
+
+/// The session named in the path, of the caller's tenant.
+pub(crate) async fn load(ctx: &Ctx<'_>, caller: &Caller) -> Result<SessionRow, ApiError> {
     let id = ctx.params[0].as_str();
     if !ids::is_valid(SESSION_PREFIX, id) {
         return Err(ApiError::not_found("session"));
@@ -134,17 +145,7 @@ async fn view(ctx: &Ctx<'_>, caller: &Caller, id: &str) -> ApiResult {
 
 pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
     let body: CreateSession = read_json(req, ctx.app.config.max_body_bytes, false).await?;
-    if !channels::KNOWN.contains(&body.channel.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_channel",
-            format!(
-                "unknown channel `{}` (known: {})",
-                body.channel,
-                channels::KNOWN.join(", ")
-            ),
-        ));
-    }
+    let kind: ChannelKind = body.channel.parse()?;
     let name = body
         .name
         .as_deref()
@@ -152,13 +153,7 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
         .transpose()?;
     let id = ids::new_id(SESSION_PREFIX);
     // Building the channel validates its configuration without connecting anything.
-    channels::validate(&body.channel, &body.config).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_session_config",
-            e.to_string(),
-        )
-    })?;
+    kind.validate(&body.config)?;
     let now = clock::now_ms();
     let config = if body.config.is_null() {
         serde_json::json!({})
@@ -168,7 +163,7 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
     let row = SessionRow {
         id: id.clone(),
         tenant_id: caller.tenant.id.clone(),
-        channel: body.channel,
+        channel: kind.as_str().to_owned(),
         name,
         status: status::STOPPED.into(),
         status_reason: Some("created".into()),
@@ -182,7 +177,7 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
         .create_session(&row, &audit(ctx, caller, "session.create"))
         .await?;
     if body.start.unwrap_or(true) {
-        ctx.app.sessions.start(row).await.map_err(session_error)?;
+        ctx.app.sessions.start(row).await?;
     }
     let mut res = view(ctx, caller, &id).await?;
     *res.status_mut() = StatusCode::CREATED;
@@ -198,7 +193,7 @@ pub async fn list(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
     let mut view = SessionView::from(&row);
-    if row.channel == "whatsapp" && row.desired_state == "running" {
+    if row.desired_state == "running" {
         view.memory = memory(ctx, &row).await;
     }
     json(StatusCode::OK, &view)
@@ -206,13 +201,15 @@ pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 
 /// A browser session's memory: its page's JS heap, and an even share of the
 /// browser's PSS (processes are shared, so a share is what one more session costs).
+/// `None` for channels that cannot tell.
 async fn memory(ctx: &Ctx<'_>, row: &SessionRow) -> Option<serde_json::Value> {
     let page = ctx
         .app
         .sessions
         .query(&row.tenant_id, &row.id, Query::Memory)
         .await
-        .ok()?;
+        .ok()
+        .filter(|p| !p.is_null())?;
     let mut out = serde_json::json!({ "page": page });
     if let Some(pool) = &ctx.app.browser {
         let stats = pool.stats().await;
@@ -336,8 +333,7 @@ pub async fn pairing_code(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>
             &row.id,
             Query::PairingCode(digits.to_owned()),
         )
-        .await
-        .map_err(session_error)?;
+        .await?;
     json(StatusCode::OK, &serde_json::json!({ "code": code }))
 }
 
@@ -348,18 +344,13 @@ pub async fn parties(ctx: &Ctx<'_>, caller: &Caller, query: Query) -> ApiResult 
         .app
         .sessions
         .query(&caller.tenant.id, &row.id, query)
-        .await
-        .map_err(session_error)?;
+        .await?;
     json(StatusCode::OK, &serde_json::json!({ "data": list }))
 }
 
 pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app
-        .sessions
-        .stop(&caller.tenant.id, &row.id)
-        .await
-        .map_err(session_error)?;
+    ctx.app.sessions.stop(&caller.tenant.id, &row.id).await?;
     ctx.app
         .store
         .delete_session(
@@ -373,66 +364,110 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 
 pub async fn start(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app
-        .sessions
-        .start(row.clone())
-        .await
-        .map_err(session_error)?;
+    ctx.app.sessions.start(row.clone()).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn stop(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app
-        .sessions
-        .stop(&caller.tenant.id, &row.id)
-        .await
-        .map_err(session_error)?;
+    ctx.app.sessions.stop(&caller.tenant.id, &row.id).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn restart(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app
-        .sessions
-        .stop(&caller.tenant.id, &row.id)
-        .await
-        .map_err(session_error)?;
-    ctx.app
-        .sessions
-        .start(row.clone())
-        .await
-        .map_err(session_error)?;
+    ctx.app.sessions.stop(&caller.tenant.id, &row.id).await?;
+    ctx.app.sessions.start(row.clone()).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn logout(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app
-        .sessions
-        .logout(&caller.tenant.id, &row.id)
-        .await
-        .map_err(session_error)?;
+    ctx.app.sessions.logout(&caller.tenant.id, &row.id).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn fault(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
     let row = load(ctx, caller).await?;
     let body: FaultBody = read_json(req, ctx.app.config.max_body_bytes, false).await?;
-    if row.channel != "sim" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_sim",
-            "faults can only be injected into sim sessions",
-        ));
+    if !is_sim(&row) {
+        return Err(not_sim("faults"));
     }
     ctx.app
         .sessions
         .fault(&caller.tenant.id, &row.id, body.fault)
-        .await
-        .map_err(session_error)?;
+        .await?;
     json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "id": row.id, "fault": body.fault }),
     )
+}
+
+/// `POST /v1/sessions/{id}/challenge {"code"}`: answers the login challenge the
+/// session reported (`session.challenge`, status `CHALLENGE`).
+pub async fn challenge(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
+    let row = load(ctx, caller).await?;
+    let body: ChallengeBody = read_json(req, ctx.app.config.max_body_bytes, false).await?;
+    let code = body.code.trim();
+    if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("`code` must be 1 to {MAX_CODE_CHARS} characters"),
+        ));
+    }
+    if row.status != status::CHALLENGE {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_challenge",
+            format!("no login challenge is open: the session is {}", row.status),
+        ));
+    }
+    let answer = ctx
+        .app
+        .sessions
+        .query(
+            &caller.tenant.id,
+            &row.id,
+            Query::SubmitCode(code.to_owned()),
+        )
+        .await?;
+    json(StatusCode::ACCEPTED, &answer)
+}
+
+/// `POST /v1/sessions/{id}/sim/inbound {"from","text","chat"?}`: a sim session
+/// reports the message as received (scripted conversations).
+pub async fn sim_inbound(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
+    let session = load(ctx, caller).await?;
+    let body: SimInbound = read_json(req, ctx.app.config.max_body_bytes, false).await?;
+    if !is_sim(&session) {
+        return Err(not_sim("messages"));
+    }
+    if body.from.trim().is_empty() || body.from.len() > 256 {
+        return Err(ApiError::validation("`from` must be 1 to 256 characters"));
+    }
+    if body.text.chars().count() > super::messages::MAX_TEXT_CHARS {
+        return Err(ApiError::validation(format!(
+            "`text` must be at most {} characters",
+            super::messages::MAX_TEXT_CHARS
+        )));
+    }
+    let message = InboundMessage {
+        external_id: format!("sim-in-{}", ulid::Ulid::new()),
+        from: body.from.trim().to_owned(),
+        text: body.text,
+        chat: body.chat,
+        sent_at: clock::now_ms(),
+        meta: serde_json::Value::Null,
+    };
+    let answer = ctx
+        .app
+        .sessions
+        .query(
+            &caller.tenant.id,
+            &session.id,
+            Query::Inject(Box::new(message)),
+        )
+        .await?;
+    json(StatusCode::ACCEPTED, &answer)
 }

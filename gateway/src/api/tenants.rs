@@ -108,9 +108,7 @@ pub async fn update(ctx: &Ctx<'_>, req: Request<Incoming>) -> ApiResult {
     )
     .await?;
     // A running sender picks up new send limits at once.
-    ctx.app
-        .outbound
-        .wake(id, super::messages::quota(&view.limits));
+    ctx.app.sends.limits_changed(id, &view.limits);
     json(StatusCode::OK, &view)
 }
 

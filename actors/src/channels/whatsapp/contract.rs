@@ -29,6 +29,7 @@
 //! re-injected after each navigation) and reports to the driver through one exposed
 //! binding, [`BINDING`], with JSON [`PageEvent`]s.
 
+use crate::channels::AckLevel;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -117,6 +118,17 @@ pub fn state_meaning(state: &str) -> StateMeaning {
         // CONFLICT, TIMEOUT, UNLAUNCHED, PROXYBLOCK, TOS_BLOCK, SMB_TOS_BLOCK,
         // DEPRECATED_VERSION and anything new.
         _ => StateMeaning::Lost,
+    }
+}
+
+/// What a message's `ack` value means for a message we sent: WhatsApp Web counts
+/// `-1` error, `0` pending, `1` server (what `message.sent` already says), `2`
+/// device, `3` read, `4` played (voice notes, view-once media).
+pub fn ack_level(ack: i64) -> Option<AckLevel> {
+    match ack {
+        2 => Some(AckLevel::Delivered),
+        3.. => Some(AckLevel::Read),
+        _ => None,
     }
 }
 
@@ -356,6 +368,16 @@ async function (json) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_values_map_to_levels() {
+        assert_eq!(ack_level(-1), None);
+        assert_eq!(ack_level(0), None);
+        assert_eq!(ack_level(1), None);
+        assert_eq!(ack_level(2), Some(AckLevel::Delivered));
+        assert_eq!(ack_level(3), Some(AckLevel::Read));
+        assert_eq!(ack_level(4), Some(AckLevel::Read));
+    }
 
     #[test]
     fn addresses_become_jids() {

@@ -1,0 +1,207 @@
+//! [`start`]: the whole gateway, from a validated config and a bound listener to a
+//! clean stop.
+//!
+//! It prepares the data directory (master key, admin token), opens storage, starts
+//! the event writer, the webhook dispatcher, the browser pool, the session tree, the
+//! send queue's senders and the RAG actor, then serves HTTP until `shutdown`
+//! resolves. Stopping runs in the reverse order, each part within the grace period:
+//! HTTP drains, sessions stop (their rows keep wanting to run, so they come back on
+//! the next start), the browser closes, the event pipeline commits what it holds.
+//!
+//! The binary's `serve` calls it with the configured address and SIGTERM/SIGINT; a
+//! test can call it with `127.0.0.1:0` and a future of its own, in-process.
+
+use crate::api::rate_limit::KeyLimiters;
+use crate::app::App;
+use crate::config::Config;
+use crate::{bootstrap, rag, server, telemetry};
+use anyhow::Context;
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::Store;
+use switchboard_actors::browser::{BrowserPool, BrowserSettings};
+use switchboard_actors::events::Events;
+use switchboard_actors::outbound::{Outbound, SendQueue};
+use switchboard_actors::rag_host::RagHost;
+use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
+use switchboard_actors::storage::Backend;
+use switchboard_actors::supervision::RestartPolicy;
+use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the gateway on `listener` until `shutdown` resolves, then stops it.
+pub async fn start(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let secrets = bootstrap::prepare(&config).context("preparing the data directory")?;
+    if secrets.new_admin_token {
+        // Standard output, never the log: the token is shown exactly once.
+        println!(
+            "admin token (shown once; also saved to {}): {}",
+            config.data_dir.join("admin.token").display(),
+            secrets.admin_token.expose()
+        );
+    }
+    let store = Store::connect(&config.database)
+        .await
+        .context("opening storage")?;
+    let metrics = telemetry::init_metrics(store.backend().as_str())?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        storage = store.backend().as_str(),
+        data_dir = %config.data_dir.display(),
+        master_key_id = %secrets.master_key.key_id(),
+        "listening"
+    );
+    println!("switchboard listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let keyring = Arc::new(secrets.keyring);
+    let cancel = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let (events, writer) =
+        Events::spawn(store.clone(), keyring.clone(), wake.clone(), cancel.clone());
+    let webhooks = &config.webhooks;
+    let dispatcher_config = DispatcherConfig {
+        timeout: webhooks.timeout,
+        schedule: webhooks.retry_schedule.clone(),
+        disable_after: webhooks.disable_after,
+        max_in_flight: webhooks.max_in_flight,
+        allow_private: webhooks.allow_private,
+        single_process: store.backend() == Backend::Sqlite,
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::spawn(
+        store.clone(),
+        keyring.clone(),
+        events.clone(),
+        dispatcher_config,
+        wake.clone(),
+        cancel.clone(),
+    )
+    .context("starting the webhook dispatcher")?;
+    let s = &config.sessions;
+    let session_settings = SessionSettings {
+        restart: RestartPolicy {
+            base: s.restart_base,
+            max: s.restart_max,
+            max_restarts: s.max_restarts,
+            window: s.restart_window,
+        },
+        watchdog_interval: s.watchdog_interval,
+        watchdog_timeout: s.watchdog_timeout,
+        ..SessionSettings::default()
+    };
+    // Chromium itself starts with the first browser session.
+    let browser = BrowserPool::spawn(BrowserSettings {
+        executable: config.browser.chromium_path.clone(),
+        extra_args: config.browser.args.clone(),
+        open_timeout: config.browser.open_timeout,
+        ..BrowserSettings::new(config.data_dir.join("browser"))
+    })
+    .await
+    .context("starting the browser pool")?;
+    let (sessions, session_tree) = Sessions::spawn(Deps {
+        store: store.clone(),
+        events: events.clone(),
+        keyring: keyring.clone(),
+        settings: session_settings,
+        browser: Some(browser.clone()),
+        channels: Arc::new(config.channels.clone()),
+    })
+    .await
+    .context("starting the session actors")?;
+    let grace = config.shutdown_grace.max(Duration::from_secs(1));
+    let senders = Outbound::new(
+        store.clone(),
+        events.clone(),
+        sessions.clone(),
+        keyring.clone(),
+        s.send_interval,
+        cancel.clone(),
+    );
+    let sends = SendQueue::new(
+        store.clone(),
+        events.clone(),
+        keyring.clone(),
+        senders,
+        config.limits,
+    );
+    // Tenants with queued sends resume at once, each under its own limits.
+    sends.recover().await.context("recovering the send queue")?;
+    // The knowledge base opens on first use; the RAG actor answers inbound messages
+    // of sessions whose replies are on.
+    let knowledge = Arc::new(rag::knowledge(&config));
+    let llm = rag::llm(&config)?.map(Arc::new);
+    let rag_host = RagHost {
+        store: store.clone(),
+        events: events.clone(),
+        keyring: keyring.clone(),
+        sends: sends.clone(),
+    };
+    if let Err(e) = rag::clean_unfinished(&store, &knowledge).await {
+        tracing::error!(error = %e, "could not clean up half-indexed documents");
+    }
+    let rag_stats = Arc::new(switchboard_rag::actor::RagStats::default());
+    let llm_configured = llm.is_some();
+    sessions
+        .start_rag(switchboard_rag::actor::RagArgs {
+            knowledge: knowledge.clone(),
+            llm,
+            host: Arc::new(rag_host),
+            key: Arc::new(switchboard_rag::signed::InternalKey::derive(&keyring)),
+            concurrency: config.rag.concurrency,
+            stats: rag_stats.clone(),
+        })
+        .context("starting the RAG actor")?;
+    let stopping = CancellationToken::new();
+    let app = Arc::new(App {
+        knowledge,
+        rag_stats,
+        llm_configured,
+        sends,
+        shutdown: stopping.clone(),
+        sessions: sessions.clone(),
+        browser: Some(browser.clone()),
+        config,
+        store: store.clone(),
+        admin_token: secrets.admin_token,
+        keyring,
+        events,
+        dispatch_wakeup: wake,
+        limiters: KeyLimiters::default(),
+        metrics: Some(metrics),
+    });
+    let stop = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
+    server::serve(listener, app, stop).await;
+    // HTTP is drained; stop the sessions (their rows keep wanting to run, so they
+    // come back on the next start), then the pipeline.
+    sessions.shutdown();
+    if tokio::time::timeout(grace, session_tree).await.is_err() {
+        tracing::warn!("session actors did not stop within the grace period");
+    }
+    browser.shutdown();
+    // Unfinished deliveries keep their outbox rows and go out after the next start.
+    cancel.cancel();
+    if tokio::time::timeout(grace, async {
+        let _ = writer.await;
+        let _ = dispatcher.await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("event pipeline did not stop within the grace period");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
