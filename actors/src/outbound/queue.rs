@@ -627,7 +627,7 @@ mod tests {
         assert_ne!(a, b, "another text is another request");
         // Unchanged for plain text sends: the hash of session, recipient and text.
         let plain = "ses_1\0+33600000000\0hello";
-        assert_eq!(a, hex::encode(ApiKeyHash::of(&plain).as_bytes()));
+        assert_eq!(a, hex::encode(ApiKeyHash::of(plain).as_bytes()));
         let r1 = request_hash(&s, &send("hello", KeyScope::Recipient), &none);
         let r2 = request_hash(&s, &send("worded otherwise", KeyScope::Recipient), &none);
         assert_eq!(r1, r2, "a reply retried with other words is the same reply");
