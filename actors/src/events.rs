@@ -63,7 +63,9 @@ impl Publish {
     }
 }
 
-/// The committed event.
+/// The committed event. An event whose message write did not apply (a send not
+/// queued, an ack the message was already past) is not stored: its `deliveries` is
+/// 0 and, for a send, `enqueued` says why.
 #[derive(Debug, Clone)]
 pub struct Published {
     pub id: String,
