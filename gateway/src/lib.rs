@@ -25,4 +25,4 @@ mod start;
 pub mod telemetry;
 pub mod views;
 
-pub use start::start;
+pub use start::{StartError, start};

@@ -147,7 +147,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    switchboard_gateway::start(config, listener, server::shutdown_signal()).await
+    switchboard_gateway::start(config, listener, server::shutdown_signal()).await?;
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

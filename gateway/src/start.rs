@@ -15,7 +15,7 @@ use crate::api::rate_limit::KeyLimiters;
 use crate::app::App;
 use crate::config::Config;
 use crate::{bootstrap, rag, server, telemetry};
-use anyhow::Context;
+use std::error::Error as StdError;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
@@ -33,13 +33,36 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// The gateway could not start: which step failed, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}")]
+pub struct StartError {
+    pub step: &'static str,
+    #[source]
+    pub source: Box<dyn StdError + Send + Sync>,
+}
+
+/// Names the start-up step a failure belongs to.
+trait Step<T> {
+    fn step(self, step: &'static str) -> Result<T, StartError>;
+}
+
+impl<T, E: Into<Box<dyn StdError + Send + Sync>>> Step<T> for Result<T, E> {
+    fn step(self, step: &'static str) -> Result<T, StartError> {
+        self.map_err(|e| StartError {
+            step,
+            source: e.into(),
+        })
+    }
+}
+
 /// Runs the gateway on `listener` until `shutdown` resolves, then stops it.
 pub async fn start(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let secrets = bootstrap::prepare(&config).context("preparing the data directory")?;
+) -> Result<(), StartError> {
+    let secrets = bootstrap::prepare(&config).step("preparing the data directory")?;
     if secrets.new_admin_token {
         // Standard output, never the log: the token is shown exactly once.
         println!(
@@ -50,9 +73,11 @@ pub async fn start(
     }
     let store = Store::connect(&config.database)
         .await
-        .context("opening storage")?;
-    let metrics = telemetry::init_metrics(store.backend().as_str())?;
-    let addr = listener.local_addr()?;
+        .step("opening storage")?;
+    let metrics = telemetry::init_metrics(store.backend().as_str()).step("installing metrics")?;
+    let addr = listener
+        .local_addr()
+        .step("reading the listener's address")?;
     tracing::info!(
         %addr,
         storage = store.backend().as_str(),
@@ -61,7 +86,9 @@ pub async fn start(
         "listening"
     );
     println!("switchboard listening on http://{addr}");
-    std::io::stdout().flush()?;
+    std::io::stdout()
+        .flush()
+        .step("writing to standard output")?;
     let keyring = Arc::new(secrets.keyring);
     let cancel = CancellationToken::new();
     let wake = Arc::new(Notify::new());
@@ -85,7 +112,7 @@ pub async fn start(
         wake.clone(),
         cancel.clone(),
     )
-    .context("starting the webhook dispatcher")?;
+    .step("starting the webhook dispatcher")?;
     let s = &config.sessions;
     let session_settings = SessionSettings {
         restart: RestartPolicy {
@@ -106,7 +133,7 @@ pub async fn start(
         ..BrowserSettings::new(config.data_dir.join("browser"))
     })
     .await
-    .context("starting the browser pool")?;
+    .step("starting the browser pool")?;
     let (sessions, session_tree) = Sessions::spawn(Deps {
         store: store.clone(),
         events: events.clone(),
@@ -116,7 +143,7 @@ pub async fn start(
         channels: Arc::new(config.channels.clone()),
     })
     .await
-    .context("starting the session actors")?;
+    .step("starting the session actors")?;
     let grace = config.shutdown_grace.max(Duration::from_secs(1));
     let senders = Outbound::new(
         store.clone(),
@@ -134,11 +161,13 @@ pub async fn start(
         config.limits,
     );
     // Tenants with queued sends resume at once, each under its own limits.
-    sends.recover().await.context("recovering the send queue")?;
+    sends.recover().await.step("recovering the send queue")?;
     // The knowledge base opens on first use; the RAG actor answers inbound messages
     // of sessions whose replies are on.
     let knowledge = Arc::new(rag::knowledge(&config));
-    let llm = rag::llm(&config)?.map(Arc::new);
+    let llm = rag::llm(&config)
+        .step("configuring the LLM client")?
+        .map(Arc::new);
     let rag_host = RagHost {
         store: store.clone(),
         events: events.clone(),
@@ -159,7 +188,7 @@ pub async fn start(
             concurrency: config.rag.concurrency,
             stats: rag_stats.clone(),
         })
-        .context("starting the RAG actor")?;
+        .step("starting the RAG actor")?;
     let stopping = CancellationToken::new();
     let app = Arc::new(App {
         knowledge,

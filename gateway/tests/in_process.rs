@@ -20,7 +20,7 @@ struct Gateway {
     base: String,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    done: tokio::task::JoinHandle<Result<(), switchboard_gateway::StartError>>,
     _dir: tempfile::TempDir,
 }
 
