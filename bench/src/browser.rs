@@ -162,6 +162,25 @@ async fn pair_one(
     }
 }
 
+/// PSS over every Chromium the gateway runs: the shared one (`chromium.pid`) and
+/// one per session (`profiles/<session>.pid`).
+fn chromium_pss(dir: &std::path::Path) -> (u64, usize) {
+    let mut pid_files = vec![dir.join("chromium.pid")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("profiles")) {
+        pid_files.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pid")),
+        );
+    }
+    pid_files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u32>().ok())
+        .map(tree_pss)
+        .fold((0, 0), |(b, n), (b2, n2)| (b + b2, n + n2))
+}
+
 pub async fn browser(
     gw: &Gateway,
     standin: &WhatsAppStandin,
@@ -198,11 +217,7 @@ pub async fn browser(
             eprintln!("  paired {paired}/{target} in {ms:.0} ms");
         }
         tokio::time::sleep(p.settle).await;
-        let pid: u32 = std::fs::read_to_string(data_dir.join("browser/chromium.pid"))
-            .context("chromium pid file")?
-            .trim()
-            .parse()?;
-        let (pss, processes) = tree_pss(pid);
+        let (pss, processes) = chromium_pss(&data_dir.join("browser"));
         let per = previous.map(|(n, prev)| pss.saturating_sub(prev) / (target - n).max(1) as u64);
         report.checkpoints.push(Checkpoint {
             sessions: target,

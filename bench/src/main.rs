@@ -132,6 +132,10 @@ enum Scenario {
         /// Seconds to let memory settle before each measurement.
         #[arg(long, default_value_t = 5)]
         settle: u64,
+        /// How the gateway keeps sessions apart: `process` (a Chromium each, the
+        /// default) or `context` (contexts of one shared Chromium).
+        #[arg(long, default_value = "process")]
+        isolation: String,
     },
     /// The knowledge-base engine in-process: sentences embedded per second (local
     /// MiniLM), documents ingested per second, search latency at each store size.
@@ -361,6 +365,7 @@ async fn main() -> anyhow::Result<()> {
             sessions,
             browser_args,
             settle,
+            isolation,
         } => {
             anyhow::ensure!(
                 cli.url.is_none(),
@@ -386,6 +391,7 @@ async fn main() -> anyhow::Result<()> {
             start_gateway(&[
                 ("SWITCHBOARD_WHATSAPP_URL", url.as_str()),
                 ("SWITCHBOARD_BROWSER_ARGS", browser_args.as_str()),
+                ("SWITCHBOARD_BROWSER_ISOLATION", isolation.as_str()),
                 ("SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES", "100"),
             ])
             .await?;
@@ -396,14 +402,18 @@ async fn main() -> anyhow::Result<()> {
             };
             let r = switchboard_bench::browser::browser(gw, &standin, &params).await?;
             let paired = r.time_to_working_ms.len() as u64;
-            Ran::new(r.summary(browser_args), &r, "session created → WORKING")
-                .latency(r.over_time.clone(), r.distribution.clone())
-                .fail_if(r.gateway_working < paired, || {
-                    format!(
-                        "{paired} sessions paired, but only {} WORKING at the end",
-                        r.gateway_working
-                    )
-                })
+            Ran::new(
+                r.summary(&format!("{browser_args} (isolation {isolation})")),
+                &r,
+                "session created → WORKING",
+            )
+            .latency(r.over_time.clone(), r.distribution.clone())
+            .fail_if(r.gateway_working < paired, || {
+                format!(
+                    "{paired} sessions paired, but only {} WORKING at the end",
+                    r.gateway_working
+                )
+            })
         }
         Scenario::Api {
             concurrency,

@@ -42,6 +42,7 @@
 //! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
 //! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
 //! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
+//! | `browser.isolation`              | `SWITCHBOARD_BROWSER_ISOLATION`             | `process` (or `context`) |
 //! | `rag.model_dir`                  | `SWITCHBOARD_MODEL_DIR`                     | `models/all-MiniLM-L6-v2` |
 //! | `rag.embeddings_url`             | `SWITCHBOARD_EMBEDDINGS_URL`                | none (local model)    |
 //! | `rag.embeddings_model`           | `SWITCHBOARD_EMBEDDINGS_MODEL`              | `text-embedding-3-small` |
@@ -63,6 +64,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+use switchboard_actors::browser::Isolation;
 use switchboard_actors::channels::{self, whatsapp, whatsapp::Settings as WhatsAppSettings};
 use switchboard_actors::storage::DatabaseTarget;
 use switchboard_actors::webhooks::schedule;
@@ -199,6 +201,8 @@ pub struct BrowserConfig {
     pub args: Vec<String>,
     /// A context that takes longer than this means a stuck browser (restarted).
     pub open_timeout: Duration,
+    /// A Chromium per session (`process`) or contexts of one shared Chromium.
+    pub isolation: Isolation,
 }
 
 /// The knowledge base and the RAG actor.
@@ -300,6 +304,7 @@ struct FileBrowser {
     chromium_path: Option<PathBuf>,
     args: Option<Vec<String>>,
     open_timeout: Option<String>,
+    isolation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -868,6 +873,21 @@ impl Config {
                 "45s",
             )?,
         )?;
+        let (isolation, origin) = Layer::file(file.browser.isolation, p)
+            .env(
+                env,
+                "browser.isolation",
+                "SWITCHBOARD_BROWSER_ISOLATION",
+                |s| Ok(s.to_owned()),
+            )?
+            .or(Isolation::default().as_str().to_owned());
+        let isolation = Isolation::parse(&isolation).ok_or_else(|| {
+            ConfigError::new(
+                "browser.isolation",
+                origin,
+                format!("`{isolation}` is not `process` or `context`"),
+            )
+        })?;
         let fw = file.whatsapp;
         let (wa_url, origin) = Layer::file(fw.url, p)
             .env(env, "whatsapp.url", "SWITCHBOARD_WHATSAPP_URL", |s| {
@@ -997,6 +1017,7 @@ impl Config {
                 chromium_path,
                 args: browser_args,
                 open_timeout,
+                isolation,
             },
             channels: channels::Settings {
                 whatsapp: WhatsAppSettings {

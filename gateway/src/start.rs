@@ -130,6 +130,7 @@ pub async fn start(
         executable: config.browser.chromium_path.clone(),
         extra_args: config.browser.args.clone(),
         open_timeout: config.browser.open_timeout,
+        isolation: config.browser.isolation,
         ..BrowserSettings::new(config.data_dir.join("browser"))
     })
     .await

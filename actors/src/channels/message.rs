@@ -20,6 +20,13 @@ pub struct InboundMessage {
     pub chat: Option<String>,
     /// When the network says it was sent (unix ms).
     pub sent_at: i64,
+    /// The sender's phone number (digits), where the network addresses people by
+    /// another id (WhatsApp's LIDs) and can resolve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_phone: Option<String>,
+    /// The chat's phone number (digits), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_phone: Option<String>,
     /// What else the network says about it (type, media, group author…), or null.
     #[serde(default)]
     pub meta: serde_json::Value,
@@ -131,8 +138,14 @@ pub enum ChannelEvent {
         id: String,
         level: AckLevel,
     },
+    /// The network is getting its connection back by itself (the session shows
+    /// `STARTING` with this reason until `Ready`).
+    Reconnecting(String),
     /// The connection dropped; the session will reconnect.
     Disconnected(String),
+    /// The network refuses this session until a person acts (another client took the
+    /// account over, the account is blocked, the site changed): `FAILED`, no reconnect.
+    Failed(String),
     /// The account logged this session out; it needs pairing again.
     LoggedOut(String),
 }

@@ -136,6 +136,8 @@ async fn generate(session_id: String, config: SimConfig, events: mpsc::Sender<Ch
             text: text.clone(),
             chat: None,
             sent_at: clock::now_ms(),
+            from_phone: None,
+            chat_phone: None,
             meta: serde_json::Value::Null,
         };
         if events.send(ChannelEvent::Inbound(msg)).await.is_err() {

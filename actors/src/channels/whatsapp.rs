@@ -1,33 +1,44 @@
-//! The WhatsApp channel: WhatsApp Web in a context of the shared Chromium.
+//! The WhatsApp channel: WhatsApp Web in a browser of the [`BrowserPool`].
 //!
 //! Connect (in a task beside the session actor, so a browser launch or a slow page
-//! never blocks its mailbox; a failure arrives as a disconnection): lease a context
-//! from the [`BrowserPool`], write back the saved login (if any) on the page's
-//! origin, install the observer from the [`contract`] (run in every new document, so
-//! it survives navigations) and open the page. The pump then turns what the observer
-//! reports into [`ChannelEvent`]s:
+//! never blocks its mailbox; a failure arrives as a disconnection): lease a page, give
+//! back the saved login, install the observer from the [`contract`] (run in every new
+//! document, so it survives navigations) and open the page. Where the login lives
+//! depends on the pool's isolation: with `process` it is the session's own browser
+//! profile on disk (WhatsApp Web's keys are non-extractable WebCrypto keys, which only
+//! a browser profile keeps); with `context` it is a JSON snapshot of the page's
+//! storage, sealed on the session row, which brings back only what it could capture.
+//! The pump then turns what the observer reports into [`ChannelEvent`]s:
 //!
-//! - a QR value → `Qr` (a QR on a restored login means the login is gone →
-//!   `LoggedOut`, and the saved state is wiped);
-//! - synced → the login state is captured, sealed and saved on the session row,
-//!   then `Ready` (and re-captured every [`SNAPSHOT_EVERY`]);
-//! - a new message → `Inbound`; a delivery ack → `Ack`;
-//! - logout from the phone → the saved state and profile directory are wiped, then
-//!   `LoggedOut`;
-//! - a lost connection, a crashed page or a dead browser → `Disconnected` (the
-//!   supervisor reconnects with backoff, on a new browser if it died);
+//! - a QR value → `Qr` (a QR on a page that was logged in means the login is gone →
+//!   `LoggedOut`, and the saved login is wiped);
+//! - synced → `Ready`; then what arrived while no page listened is caught up from
+//!   the page's messages (the session stores each WhatsApp id once);
+//! - a new message → `Inbound` (system and status messages skipped, captions as
+//!   text, the phone number beside the LID); an ack → `Ack`;
+//! - a passkey step → `Challenge` (`app_approval`): a person must act on the phone;
+//! - `TIMEOUT` → `Reconnecting` while the page gets its connection back itself, and
+//!   `Disconnected` if that takes longer than the load timeout;
+//! - `CONFLICT`, `DEPRECATED_VERSION`, `TOS_BLOCK`, or an essential module missing →
+//!   `Failed`, with the reason: reconnecting would not help;
+//! - logout from the phone → the saved login is wiped, then `LoggedOut`;
+//! - a lost connection, a crashed page, a dead browser, a page that stops answering
+//!   or whose message listener went deaf (the heartbeat sees messages the observer
+//!   never reported) → `Disconnected` (the supervisor reconnects with backoff);
 //! - nothing at all within the load timeout → `Disconnected` (never a zombie).
 //!
-//! Sends are not retried by the page; a send caught by a crash is resent with the
-//! same outbound id (WhatsApp itself does not deduplicate: at-least-once).
+//! Sends return once the page has taken the message (it queues and retries by
+//! itself); `delivered` and `read` come from acks. Each send carries a WhatsApp
+//! message id derived from our id ([`contract::message_key_id`]), so a send retried
+//! after a crash is found in the chat and not sent twice.
 
 pub mod contract;
 
 use super::{
-    Channel, ChannelError, ChannelEvent, ChannelKind, Context, InboundMessage, OutboundMessage,
-    Party, QrPolicy,
+    Challenge, ChallengeKind, Channel, ChannelError, ChannelEvent, ChannelKind, Context,
+    InboundMessage, OutboundMessage, Party, QrPolicy,
 };
-use crate::browser::{BrowserPool, Lease};
+use crate::browser::{BrowserPool, Isolation, Lease};
 use crate::storage::SESSION_STATE_PURPOSE;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern, RequestStage,
@@ -38,10 +49,11 @@ use chromiumoxide::cdp::js_protocol::runtime::{
     AddBindingParams, EvaluateParams, EventBindingCalled,
 };
 use chromiumoxide::page::Page;
-use contract::{PageEvent, StateMeaning};
+use contract::{PageEvent, PageMessage, StateMeaning};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_crypto::Binding;
@@ -55,6 +67,10 @@ pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long the connection task's page calls (restore, snapshot) may take.
 const SLOW_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How far before the newest stored message a catch-up looks (clocks differ).
+const CATCH_UP_MARGIN: Duration = Duration::from_secs(120);
+/// Message ids remembered as reported (for the liveness check).
+const SEEN_LIMIT: usize = 2_000;
 
 /// Gateway-wide WhatsApp settings (the gateway's `whatsapp.*` config).
 #[derive(Debug, Clone, PartialEq)]
@@ -156,8 +172,27 @@ impl Saver {
         }
     }
 
-    async fn save(&self, page: &Page) -> Result<(), String> {
-        let snapshot = call(page, contract::SNAPSHOT_JS, &[], SLOW_CALL_TIMEOUT).await?;
+    async fn save(&self, page: &Page, isolation: Isolation) -> Result<(), String> {
+        let local_only = isolation == Isolation::Process;
+        if local_only {
+            // The login is the profile on disk; remember that there is one.
+            let marker = self.paired_marker();
+            std::fs::write(&marker, b"paired\n")
+                .map_err(|e| format!("{}: {e}", marker.display()))?;
+        }
+        let snapshot = call(
+            page,
+            contract::SNAPSHOT_JS,
+            &[local_only.into()],
+            SLOW_CALL_TIMEOUT,
+        )
+        .await?;
+        if !local_only && snapshot.contains("\"complete\":false") {
+            tracing::warn!(
+                "this login keeps keys no snapshot can capture; with browser.isolation=context \
+                 it will not survive a restart (use process isolation)"
+            );
+        }
         let binding = state_binding(&self.tenant_id, &self.session_id);
         let sealed = self
             .ctx
@@ -171,6 +206,38 @@ impl Saver {
             .map_err(|e| e.to_string())?;
         tracing::debug!(bytes = snapshot.len(), "login state saved");
         Ok(())
+    }
+
+    /// Marks a profile that holds a login (`process` isolation).
+    fn paired_marker(&self) -> std::path::PathBuf {
+        self.ctx
+            .browser
+            .as_ref()
+            .map(|p| p.profile_dir(&self.session_id))
+            .unwrap_or_default()
+            .join("switchboard-paired")
+    }
+
+    /// Since when (seconds) messages the page holds may be new to us: a little before
+    /// the newest one stored, and never before the session existed.
+    async fn catch_up_since(&self) -> i64 {
+        let created = self
+            .ctx
+            .store
+            .session_by_id(&self.session_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.created_at);
+        let newest = self
+            .ctx
+            .store
+            .latest_inbound_at(&self.session_id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        (created.max(newest - CATCH_UP_MARGIN.as_millis() as i64)) / 1000
     }
 
     /// Forgets the login: saved state and profile directory.
@@ -248,14 +315,18 @@ async fn connect_and_pump(
         .map_err(ChannelError::Failed)?;
     let page = lease.page.clone();
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease.clone());
+    let isolation = lease.isolation;
     let restored = match saver.load().await {
+        // With a profile on disk, the saved copy only fills what Chromium had not
+        // written yet when it was killed.
         Some(snapshot) => {
-            restore(&page, &settings.url, &snapshot)
+            let fill_only = isolation == Isolation::Process;
+            restore(&page, &settings.url, &snapshot, fill_only)
                 .await
                 .map_err(|e| ChannelError::Failed(format!("restoring the login: {e}")))?;
-            true
+            !fill_only || saver.paired_marker().is_file()
         }
-        None => false,
+        None => isolation == Isolation::Process && saver.paired_marker().is_file(),
     };
     let setup = async {
         page.execute(AddBindingParams::new(contract::BINDING))
@@ -281,8 +352,13 @@ async fn connect_and_pump(
         saver,
         events,
         lost: lease.lost.clone(),
+        isolation,
         restored,
         ready: false,
+        saw_qr: false,
+        reconnecting_since: None,
+        seen: Seen::default(),
+        suspects: HashSet::new(),
         load_timeout: settings.load_timeout,
         heartbeat: settings.heartbeat,
     };
@@ -318,7 +394,7 @@ async fn call(
 
 /// Writes a saved login back on the page's origin before WhatsApp Web loads: the
 /// page navigates to [`contract::RESTORE_PATH`], which the driver answers itself.
-async fn restore(page: &Page, url: &str, snapshot: &str) -> Result<(), String> {
+async fn restore(page: &Page, url: &str, snapshot: &str, fill_only: bool) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
     let origin = parsed.origin().ascii_serialization();
     let restore_url = format!("{origin}{}", contract::RESTORE_PATH);
@@ -362,7 +438,7 @@ async fn restore(page: &Page, url: &str, snapshot: &str) -> Result<(), String> {
     let r = call(
         page,
         contract::RESTORE_JS,
-        &[serde_json::Value::from(snapshot)],
+        &[serde_json::Value::from(snapshot), fill_only.into()],
         SLOW_CALL_TIMEOUT,
     )
     .await?;
@@ -373,13 +449,54 @@ async fn restore(page: &Page, url: &str, snapshot: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Message ids the observer reported, newest last (bounded).
+#[derive(Default)]
+struct Seen {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl Seen {
+    fn insert(&mut self, id: &str) {
+        if self.set.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            if self.order.len() > SEEN_LIMIT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+/// What the heartbeat reads from the page.
+#[derive(Debug, Deserialize)]
+struct Beat {
+    state: String,
+    #[serde(default)]
+    recent: Vec<String>,
+}
+
 struct Pump {
     page: Page,
     saver: Saver,
     events: mpsc::Sender<ChannelEvent>,
     lost: tokio_util::sync::CancellationToken,
+    isolation: Isolation,
+    /// The page was given a saved login (a QR code then means it is gone).
     restored: bool,
     ready: bool,
+    /// A QR code was shown on this connection (a `Ready` after it is a new pairing).
+    saw_qr: bool,
+    /// Since when the page has been getting its connection back by itself.
+    reconnecting_since: Option<tokio::time::Instant>,
+    seen: Seen,
+    /// Messages the page holds that the observer did not report at the last beat.
+    suspects: HashSet<String>,
     load_timeout: Duration,
     heartbeat: Duration,
 }
@@ -408,12 +525,12 @@ impl Pump {
                     ));
                 }
                 _ = heartbeat.tick() => {
-                    if let Err(e) = call(&self.page, contract::HEARTBEAT_JS, &[], self.heartbeat).await {
-                        break ChannelEvent::Disconnected(format!("the page stopped answering: {e}"));
+                    if let Some(end) = self.beat().await {
+                        break end;
                     }
                 }
                 _ = snapshot.tick(), if self.ready => {
-                    if let Err(e) = self.saver.save(&self.page).await {
+                    if let Err(e) = self.saver.save(&self.page, self.isolation).await {
                         tracing::warn!(error = %e, "login state not saved");
                     }
                 }
@@ -434,13 +551,20 @@ impl Pump {
                     if matches!(parsed, PageEvent::Qr { .. } | PageEvent::Ready { .. }) {
                         loaded = true;
                     }
-                    let emit = match self.on_page_event(parsed).await {
-                        Some(Flow::End(e)) => break e,
-                        Some(Flow::Emit(e)) => e,
-                        None => continue,
-                    };
-                    if self.events.send(emit).await.is_err() {
-                        return;
+                    let flows = self.on_page_event(parsed).await;
+                    let mut ended = None;
+                    for flow in flows {
+                        match flow {
+                            Flow::End(e) => { ended = Some(e); break; }
+                            Flow::Emit(e) => {
+                                if self.events.send(e).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    if let Some(e) = ended {
+                        break e;
                     }
                 }
             }
@@ -448,79 +572,217 @@ impl Pump {
         let _ = self.events.send(end).await;
     }
 
-    async fn on_page_event(&mut self, ev: PageEvent) -> Option<Flow> {
+    /// Probes the page: it must answer, must not stay in `TIMEOUT` for longer than
+    /// the load timeout, and its listener must have reported the messages it holds.
+    async fn beat(&mut self) -> Option<ChannelEvent> {
+        let out = match call(&self.page, contract::HEARTBEAT_JS, &[], self.heartbeat).await {
+            Ok(o) => o,
+            Err(e) => {
+                return Some(ChannelEvent::Disconnected(format!(
+                    "the page stopped answering: {e}"
+                )));
+            }
+        };
+        let beat: Beat = serde_json::from_str(&out).unwrap_or(Beat {
+            state: "loading".into(),
+            recent: Vec::new(),
+        });
+        if let Some(since) = self.reconnecting_since
+            && since.elapsed() > self.load_timeout
+        {
+            return Some(ChannelEvent::Disconnected(format!(
+                "WhatsApp Web stayed in {} for {} s",
+                beat.state,
+                since.elapsed().as_secs()
+            )));
+        }
+        if !self.ready {
+            return None;
+        }
+        let unseen: HashSet<String> = beat
+            .recent
+            .into_iter()
+            .filter(|id| !self.seen.contains(id))
+            .collect();
+        // Missing at two beats in a row: the listener is deaf, not just late.
+        let deaf = unseen.iter().any(|id| self.suspects.contains(id));
+        self.suspects = unseen;
+        if deaf {
+            metrics::counter!("switchboard_whatsapp_deaf_listeners_total").increment(1);
+            return Some(ChannelEvent::Disconnected(
+                "the page holds messages its listener never reported; reconnecting".into(),
+            ));
+        }
+        None
+    }
+
+    fn inbound(&mut self, m: PageMessage) -> Option<ChannelEvent> {
+        self.seen.insert(&m.id);
+        if m.from_me {
+            // Written on the phone itself: not a message to answer.
+            tracing::debug!(id = %m.id, "a message written on the phone");
+            return None;
+        }
+        let phone = |p: &Option<String>| {
+            p.as_deref()
+                .and_then(|p| p.strip_suffix("@c.us"))
+                .map(str::to_owned)
+        };
+        let meta = serde_json::json!({
+            "type": m.msg_type,
+            "is_group": m.is_group,
+            "author": m.author,
+            "notify_name": m.notify_name,
+            "has_media": m.has_media,
+            "mimetype": m.mimetype,
+            "caption": m.caption,
+        });
+        Some(ChannelEvent::Inbound(InboundMessage {
+            text: m.text(),
+            external_id: m.id,
+            from_phone: phone(&m.from_phone),
+            chat_phone: phone(&m.chat_phone),
+            from: m.from,
+            chat: Some(m.chat),
+            sent_at: if m.t > 0 {
+                m.t * 1000
+            } else {
+                crate::clock::now_ms()
+            },
+            meta,
+        }))
+    }
+
+    /// What arrived while no listener heard it (a restored login's first sync, a
+    /// reconnect), from the messages the page holds.
+    async fn catch_up(&mut self) -> Vec<Flow> {
+        let since = self.saver.catch_up_since().await;
+        let out = match call(
+            &self.page,
+            contract::CATCH_UP_JS,
+            &[since.into()],
+            SLOW_CALL_TIMEOUT,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "messages not caught up");
+                return Vec::new();
+            }
+        };
+        let messages: Vec<PageMessage> = serde_json::from_str(&out).unwrap_or_default();
+        let mut flows = Vec::new();
+        for m in messages {
+            if !self.seen.contains(&m.id)
+                && let Some(e) = self.inbound(m)
+            {
+                flows.push(Flow::Emit(e));
+            }
+        }
+        if !flows.is_empty() {
+            tracing::info!(messages = flows.len(), "caught up messages the page held");
+        }
+        flows
+    }
+
+    async fn on_page_event(&mut self, ev: PageEvent) -> Vec<Flow> {
+        let one = |f: Flow| vec![f];
         match ev {
+            PageEvent::Version { version } => {
+                tracing::info!(%version, "WhatsApp Web version");
+                Vec::new()
+            }
             PageEvent::Qr { value } => {
                 if self.restored || self.ready {
                     // A QR code on a page that was logged in: the login is gone.
                     self.saver.wipe().await;
-                    return Some(Flow::End(ChannelEvent::LoggedOut(
+                    return one(Flow::End(ChannelEvent::LoggedOut(
                         "the saved login is no longer valid; pair again".into(),
                     )));
                 }
-                Some(Flow::Emit(ChannelEvent::Qr(value)))
+                self.saw_qr = true;
+                one(Flow::Emit(ChannelEvent::Qr(value)))
             }
-            PageEvent::State { state } => match contract::state_meaning(&state) {
-                StateMeaning::Lost => Some(Flow::End(ChannelEvent::Disconnected(format!(
-                    "WhatsApp Web state {state}"
-                )))),
-                StateMeaning::Idle => {
-                    tracing::debug!("QR went idle; the page asks for a new one");
-                    None
+            PageEvent::State { state } => {
+                let meaning = contract::state_meaning(&state);
+                if meaning != StateMeaning::Reconnecting {
+                    self.reconnecting_since = None;
                 }
-                StateMeaning::Waiting | StateMeaning::Connected => None,
-            },
+                match meaning {
+                    StateMeaning::Lost => one(Flow::End(ChannelEvent::Disconnected(format!(
+                        "WhatsApp Web state {state}"
+                    )))),
+                    StateMeaning::Blocked => one(Flow::End(ChannelEvent::Failed(
+                        contract::blocked_reason(&state),
+                    ))),
+                    StateMeaning::Reconnecting => {
+                        self.reconnecting_since
+                            .get_or_insert_with(tokio::time::Instant::now);
+                        one(Flow::Emit(ChannelEvent::Reconnecting(format!(
+                            "WhatsApp Web is reconnecting ({state})"
+                        ))))
+                    }
+                    StateMeaning::Connected if self.ready => {
+                        // Back from TIMEOUT: working again.
+                        one(Flow::Emit(ChannelEvent::Ready))
+                    }
+                    StateMeaning::Idle => {
+                        tracing::debug!("QR went idle; the page asks for a new one");
+                        Vec::new()
+                    }
+                    StateMeaning::Waiting | StateMeaning::Connected => Vec::new(),
+                }
+            }
             PageEvent::Ready { me } => {
                 if self.ready {
-                    return None;
+                    return Vec::new();
                 }
                 self.ready = true;
-                if let Err(e) = self.saver.save(&self.page).await {
+                if let Err(e) = self.saver.save(&self.page, self.isolation).await {
                     tracing::warn!(error = %e, "login state not saved; a restart will need a new scan");
                 }
                 tracing::info!(me = ?me, "WhatsApp Web logged in");
-                Some(Flow::Emit(ChannelEvent::Ready))
+                let mut flows = vec![Flow::Emit(ChannelEvent::Ready)];
+                if !self.saw_qr {
+                    flows.extend(self.catch_up().await);
+                }
+                flows
             }
-            PageEvent::Logout => {
+            PageEvent::Logout { via } => {
+                tracing::info!(via = ?via, "logged out from the phone");
                 self.saver.wipe().await;
-                Some(Flow::End(ChannelEvent::LoggedOut(
+                one(Flow::End(ChannelEvent::LoggedOut(
                     "logged out from the phone".into(),
                 )))
             }
-            PageEvent::Message(m) => {
-                let text = if m.body.is_empty() {
-                    m.caption.clone().unwrap_or_default()
-                } else {
-                    m.body.clone()
-                };
-                let meta = serde_json::json!({
-                    "type": m.msg_type,
-                    "is_group": m.is_group,
-                    "author": m.author,
-                    "notify_name": m.notify_name,
-                    "has_media": m.has_media,
-                    "mimetype": m.mimetype,
-                    "caption": m.caption,
-                });
-                Some(Flow::Emit(ChannelEvent::Inbound(InboundMessage {
-                    external_id: m.id,
-                    from: m.from,
-                    text,
-                    chat: Some(m.chat),
-                    sent_at: if m.t > 0 {
-                        m.t * 1000
-                    } else {
-                        crate::clock::now_ms()
-                    },
-                    meta,
-                })))
-            }
-            PageEvent::Ack { id, ack } => {
-                contract::ack_level(ack).map(|level| Flow::Emit(ChannelEvent::Ack { id, level }))
+            PageEvent::Message(m) => self.inbound(*m).map(Flow::Emit).into_iter().collect(),
+            PageEvent::Ack { id, ack } => contract::ack_level(ack)
+                .map(|level| Flow::Emit(ChannelEvent::Ack { id, level }))
+                .into_iter()
+                .collect(),
+            PageEvent::Passkey => one(Flow::Emit(ChannelEvent::Challenge(Challenge {
+                kind: ChallengeKind::AppApproval,
+                hint: Some(
+                    "WhatsApp asks for the account's passkey to link this device: confirm on \
+                     the phone, or remove the passkey requirement there and scan again"
+                        .into(),
+                ),
+                expires_at: crate::clock::now_ms() + 60_000,
+            }))),
+            PageEvent::Missing { modules } => {
+                for m in &modules {
+                    metrics::counter!("switchboard_whatsapp_missing_modules_total", "module" => m.clone())
+                        .increment(1);
+                }
+                one(Flow::End(ChannelEvent::Failed(format!(
+                    "whatsapp_web_changed: WhatsApp Web has no module {} (the page contract needs an update)",
+                    modules.join(", ")
+                ))))
             }
             PageEvent::Error { message } => {
                 tracing::warn!(%message, "WhatsApp Web observer error");
-                None
+                Vec::new()
             }
         }
     }
@@ -535,6 +797,8 @@ enum Flow {
 struct SendResult {
     id: Option<String>,
     error: Option<String>,
+    #[serde(default)]
+    already: bool,
 }
 
 impl Channel for WhatsApp {
@@ -571,10 +835,11 @@ impl Channel for WhatsApp {
                 ChannelError::Rejected(format!("`{}` is not a WhatsApp address", message.to))
             })?;
             let page = self.page()?;
+            let key_id = contract::message_key_id(&message.id);
             let out = call(
                 &page,
                 contract::SEND_JS,
-                &[to.into(), message.text.into()],
+                &[to.clone().into(), message.text.into(), key_id.into()],
                 CALL_TIMEOUT,
             )
             .await
@@ -582,7 +847,15 @@ impl Channel for WhatsApp {
             let r: SendResult =
                 serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))?;
             match (r.id, r.error) {
-                (Some(id), None) => Ok(id),
+                (Some(id), None) => {
+                    if r.already {
+                        tracing::info!(%id, "already in the chat (sent before a crash); not sent again");
+                    }
+                    Ok(id)
+                }
+                (_, Some(e)) if e == "not_on_whatsapp" => Err(ChannelError::Rejected(format!(
+                    "not_on_whatsapp: {to} is not on WhatsApp"
+                ))),
                 (_, Some(e)) => Err(ChannelError::Failed(e)),
                 _ => Err(ChannelError::Failed(
                     "the page returned no message id".into(),

@@ -236,6 +236,20 @@ async fn process(
                 state.report(status::CHALLENGE, "waiting for a login code");
             }
             ChannelEvent::Inbound(m) => {
+                // Caught up again after a reconnect: stored once, reported once.
+                match state
+                    .deps
+                    .store
+                    .message_by_external_id(&state.row.id, &m.external_id)
+                    .await
+                {
+                    Ok(Some(_)) => {
+                        tracing::debug!(external_id = %m.external_id, "already received");
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "duplicate check failed; storing"),
+                }
                 let mut data = serde_json::json!({
                     "external_id": m.external_id,
                     "from": m.from,
@@ -243,6 +257,12 @@ async fn process(
                     "text": m.text,
                     "sent_at": crate::clock::rfc3339(m.sent_at),
                 });
+                if let Some(p) = &m.from_phone {
+                    data["from_phone"] = p.as_str().into();
+                }
+                if let Some(p) = &m.chat_phone {
+                    data["chat_phone"] = p.as_str().into();
+                }
                 if !m.meta.is_null() {
                     data["meta"] = m.meta.clone();
                 }
@@ -270,8 +290,17 @@ async fn process(
                 // Off the actor: an ack may have to wait for the commit of `sent`.
                 tokio::spawn(async move { acknowledge(&deps, &row, &id, level).await });
             }
+            ChannelEvent::Reconnecting(why) => {
+                state.row.status = status::STARTING.into();
+                state.report(status::STARTING, &why);
+            }
             ChannelEvent::Disconnected(why) => {
                 return Err(SessionFailure::Disconnected(why).into());
+            }
+            ChannelEvent::Failed(why) => {
+                tracing::warn!(reason = %why, "the network refuses this session; stopped");
+                state.report(status::FAILED, &why);
+                myself.stop(Some("failed".into()));
             }
             ChannelEvent::LoggedOut(why) => {
                 state.report(status::LOGGED_OUT, &why);

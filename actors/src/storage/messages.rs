@@ -357,6 +357,19 @@ impl Store {
         Ok(row)
     }
 
+    /// When the newest inbound message of a session was stored (ms), if any.
+    pub async fn latest_inbound_at(&self, session_id: &str) -> Result<Option<i64>> {
+        let at = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MAX(created_at) FROM messages WHERE session_id = $1 AND direction = 'inbound'",
+            )
+            .bind(session_id)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(at)
+    }
+
     pub async fn list_session_messages(
         &self,
         tenant_id: &str,

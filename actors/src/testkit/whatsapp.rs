@@ -1,21 +1,61 @@
-//! Stand-in WhatsApp Web: a local server and page implementing the page contract
-//! of [`crate::channels::whatsapp::contract`], for tests and the bench.
+//! Stand-in WhatsApp Web: a local server and page that behave like today's
+//! WhatsApp Web as the maintained engines (whatsapp-web.js 1.34, wa-js) meet it, for
+//! tests and the bench. It is built from how the real page behaves, not from our
+//! driver's contract, so a driver that passes here has met the real page's traps:
 //!
-//! The page (`GET /`) exposes the same modules WhatsApp Web does (`window.require`,
-//! `window.Debug.VERSION`, the socket/conn/collection models), keeps its login in
-//! IndexedDB and localStorage, and talks to this server by long polling. The driver
-//! only ever touches the page.
+//! - **Modules** through `window.require`, registered progressively while the page
+//!   boots; an unknown one throws `Requiring unknown module "…"`; `window.Debug.VERSION`
+//!   is set first. [`StandinConfig::missing_modules`] leaves some out, as a WhatsApp
+//!   Web release that renamed them would.
+//! - **Ids** are objects with `_serialized`, `isLid()`, `isGroup()`. People are
+//!   addressed by LID (`<15 digits>@lid`, [`lid_of`]): senders arrive as LIDs, chats
+//!   are kept by LID, and a phone number must be resolved with
+//!   `WAWebQueryExistsJob.queryWidExists` before `findOrCreateLatestChat` takes it
+//!   (else "No LID for user"). The page's LID↔phone cache answers through
+//!   `WAWebApiContact.getPhoneNumber` / `getCurrentLid`. Own ids come from
+//!   `WAWebUserPrefsMeUser.getMaybeMePnUser` / `getMaybeMeLidUser` only.
+//! - **Contacts** keep their fields behind getter modules
+//!   (`WAWebContactGetters.getName`, `WAWebFrontendContactGetters.getIsMyContact`).
+//! - **Login storage**: a non-extractable HKDF `CryptoKey` made at pairing, kept in
+//!   IndexedDB (`wawc_db_enc`, store `keys`), and localStorage values (`WANoiseInfo`)
+//!   encrypted with an AES key derived from it. The logged-in view comes back after a
+//!   reload only if that key is intact; a JSON copy of storage cannot restore it.
+//! - **Robots** (a `HeadlessChrome` user agent or client hints, `navigator.webdriver`)
+//!   get the "update your browser" page and no app.
+//! - **Messages** may arrive as `ciphertext` and decrypt a moment later (`change:type`);
+//!   system (`gp2`, `e2e_notification`, `protocol`, `notification_template`, `revoked`)
+//!   and status (`status@broadcast`) messages arrive like any other; a media message's
+//!   text is its caption; messages sent from the phone arrive with `id.fromMe`. A page
+//!   that loads after messages arrived gets them by history sync (`isNewMsg` false),
+//!   not as new messages.
+//! - **Trouble**: phone-side logout as `logout` or `logout_from_bridge`; socket states
+//!   `TIMEOUT` (comes back by itself), `CONFLICT`, `DEPRECATED_VERSION`, `TOS_BLOCK`
+//!   on request; a passkey step for phones flagged so; a "what's new" modal on a
+//!   page's first logged-in view; the message listener silently detached.
 //!
 //! Control endpoints (JSON), what a test or a person with a phone would do:
 //! - `POST /_standin/scan {"qr":"<value shown now>","phone":"15550001"}` links the
 //!   page showing that QR value (a stale or unknown value is refused with 409);
 //!   `{"code":"ABCD-EFGH","phone"}` links by pairing code instead.
-//! - `POST /_standin/inbound {"phone","from","text"}` (optional `"chat"`, a group id)
-//!   delivers a message to that phone's linked pages.
+//! - `POST /_standin/inbound {"phone","from","text"}` delivers a message to that
+//!   phone's linked pages. Optional: `"chat"` (a group id; `from` is then the author),
+//!   `"type"` (`chat`, `image`, `gp2`, `e2e_notification`, …), `"caption"`,
+//!   `"mimetype"`, `"ciphertext": true` (decrypts 400 ms later), `"status": true`
+//!   (a status update), `"hide_phone": true` (the page learns only the LID).
+//! - `POST /_standin/phone-send {"phone","to","text"}`: the phone's owner writes from
+//!   the phone itself.
+//! - `POST /_standin/read {"phone","id"}`: the recipient reads a sent message (ack 3).
 //! - `GET /_standin/sent?phone=…` lists what was sent from that phone's pages.
-//! - `POST /_standin/logout {"phone"}` unlinks every device of the phone.
+//! - `POST /_standin/logout {"phone","via"?:"bridge"}` unlinks every device of the phone.
 //! - `POST /_standin/offline {"phone","seconds"}` drops the phone's connections and
 //!   refuses new ones for that long.
+//! - `POST /_standin/state {"phone","state","seconds"?}` puts the phone's pages in a
+//!   socket state (`TIMEOUT` for `seconds`, then back; `CONFLICT` until taken over;
+//!   `DEPRECATED_VERSION`, `TOS_BLOCK`).
+//! - `POST /_standin/detach {"phone"}` silently detaches the pages' message listeners.
+//! - `POST /_standin/passkey {"phone","required"}` flags a phone whose linking needs a passkey.
+//! - `POST /_standin/unregistered {"phone"}`: that number is not on WhatsApp.
+//! - `GET /_standin/state` counts pages, devices, refused robots and dismissed modals.
 
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -25,7 +65,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,6 +76,8 @@ use tokio::sync::Notify;
 const PAGE: &str = include_str!("whatsapp.html");
 /// Longest a poll is held open.
 const POLL_HOLD: Duration = Duration::from_secs(20);
+/// How much of a phone's history a newly loaded page syncs.
+const HISTORY: usize = 200;
 
 /// Stand-in settings.
 #[derive(Debug, Clone)]
@@ -47,6 +89,10 @@ pub struct StandinConfig {
     /// Serve an older WhatsApp Web: no modules, only the DOM markers
     /// (`div[data-ref]`, `[data-icon='search']`).
     pub legacy_dom: bool,
+    /// Modules this WhatsApp Web release does not have (renamed or removed).
+    pub missing_modules: Vec<String>,
+    /// `window.Debug.VERSION`.
+    pub version: String,
 }
 
 impl Default for StandinConfig {
@@ -55,6 +101,8 @@ impl Default for StandinConfig {
             qr_interval: Duration::from_secs(20),
             ack_delay: Duration::from_millis(200),
             legacy_dom: false,
+            missing_modules: Vec::new(),
+            version: "2.3000.1029100000".into(),
         }
     }
 }
@@ -63,9 +111,42 @@ impl Default for StandinConfig {
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
 pub struct Sent {
     pub id: String,
+    /// The chat it went to, as the page addressed it (a LID for people).
     pub to: String,
+    /// The recipient's phone number, when `to` is a person.
+    pub to_phone: Option<String>,
     pub text: String,
     pub at_ms: i64,
+}
+
+/// An inbound message as a test describes it (see `POST /_standin/inbound`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Inbound {
+    /// The sender's phone number (digits).
+    pub from: String,
+    pub text: String,
+    /// A group id: `from` writes in that group.
+    pub chat: Option<String>,
+    #[serde(rename = "type")]
+    pub msg_type: Option<String>,
+    pub subtype: Option<String>,
+    pub caption: Option<String>,
+    pub mimetype: Option<String>,
+    pub ciphertext: bool,
+    pub status: bool,
+    pub hide_phone: bool,
+}
+
+/// The LID WhatsApp gives a phone number here (deterministic, 15 digits).
+pub fn lid_of(phone: &str) -> String {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in digits.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{}", 100_000_000_000_000 + h % 900_000_000_000_000)
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +157,7 @@ struct Client {
     refs_issued: u32,
     pairing_code: Option<String>,
     device: Option<String>,
-    /// Whether the page was told its session (chats, contacts) since it connected.
+    /// Whether the page was told its session (chats, contacts, history) since it loaded.
     announced: bool,
     queue: Vec<Value>,
     last_poll: Option<Instant>,
@@ -86,6 +167,9 @@ struct Client {
 struct Phone {
     sent: Vec<Sent>,
     offline_until: Option<Instant>,
+    /// Every message of the account, both ways, oldest first (for history sync).
+    history: Vec<Value>,
+    passkey: bool,
 }
 
 #[derive(Debug, Default)]
@@ -93,9 +177,16 @@ struct World {
     clients: HashMap<String, Client>,
     /// Device token → phone.
     devices: HashMap<String, String>,
+    /// Devices linked by scan but waiting for their passkey step: device → (phone, client).
+    awaiting_passkey: HashMap<String, (String, String)>,
     /// Per device: messages, acks, logouts waiting for a poll.
     device_queues: HashMap<String, Vec<Value>>,
     phones: HashMap<String, Phone>,
+    unregistered: HashSet<String>,
+    /// Every number seen (to name the phone behind a LID).
+    known: HashSet<String>,
+    refused: Vec<String>,
+    modals_dismissed: u64,
     counter: u64,
 }
 
@@ -118,11 +209,59 @@ impl World {
             .is_some_and(|t| Instant::now() < t)
     }
 
+    fn devices_of(&self, phone: &str) -> Vec<String> {
+        self.devices
+            .iter()
+            .filter(|(_, p)| p.as_str() == phone)
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
     fn push_device(&mut self, device: &str, ev: Value) {
         self.device_queues
             .entry(device.to_owned())
             .or_default()
             .push(ev);
+    }
+
+    /// Sends `ev` to every linked page of `phone`; false when it has none.
+    fn push_phone(&mut self, phone: &str, ev: &Value) -> bool {
+        let devices = self.devices_of(phone);
+        for d in &devices {
+            self.push_device(d, ev.clone());
+        }
+        !devices.is_empty()
+    }
+
+    fn record(&mut self, phone: &str, ev: &Value) {
+        let p = self.phones.entry(phone.to_owned()).or_default();
+        p.history.push(ev.clone());
+        if p.history.len() > 2 * HISTORY {
+            p.history.drain(..HISTORY);
+        }
+    }
+
+    /// What a page learns about its account when it loads.
+    fn session_info(&self, phone: &str) -> Value {
+        let history: Vec<Value> = self
+            .phones
+            .get(phone)
+            .map(|p| {
+                let skip = p.history.len().saturating_sub(HISTORY);
+                p.history[skip..].to_vec()
+            })
+            .unwrap_or_default();
+        let person = |pn: &str, name: &str| json!({ "id": format!("{pn}@c.us"), "lid": format!("{}@lid", lid_of(pn)), "name": name });
+        json!({
+            "phone": phone,
+            "lid": lid_of(phone),
+            "chats": [
+                { "id": "120363000000000001@g.us", "name": "Support team", "isGroup": true },
+                { "id": format!("{}@lid", lid_of("15550100")), "name": "Alice", "isGroup": false },
+            ],
+            "contacts": [person("15550100", "Alice"), person("15550101", "Bob")],
+            "history": history,
+        })
     }
 }
 
@@ -132,18 +271,17 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn session_info(phone: &str) -> Value {
-    json!({
-        "phone": phone,
-        "chats": [
-            { "id": "120363000000000001@g.us", "name": "Support team", "isGroup": true },
-            { "id": "15550100@c.us", "name": "Alice", "isGroup": false },
-        ],
-        "contacts": [
-            { "id": "15550100@c.us", "name": "Alice" },
-            { "id": "15550101@c.us", "name": "Bob" },
-        ],
-    })
+fn message_id() -> String {
+    format!("3EB0{:016X}", rand_u64())
+}
+
+fn digits(s: &str) -> String {
+    s.split('@')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
 }
 
 /// A running stand-in.
@@ -196,6 +334,10 @@ impl WhatsAppStandin {
         self.world.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn changed(&self) {
+        self.changed.notify_waiters();
+    }
+
     /// What was sent from `phone`'s pages.
     pub fn sent(&self, phone: &str) -> Vec<Sent> {
         self.world()
@@ -203,6 +345,16 @@ impl WhatsAppStandin {
             .get(phone)
             .map(|p| p.sent.clone())
             .unwrap_or_default()
+    }
+
+    /// Why robots were turned away (`user agent`, `client hints`, `navigator.webdriver`).
+    pub fn refused(&self) -> Vec<String> {
+        self.world().refused.clone()
+    }
+
+    /// How many "what's new" modals were dismissed.
+    pub fn modals_dismissed(&self) -> u64 {
+        self.world().modals_dismissed
     }
 
     /// Links the page showing `qr` to `phone`; `Err` for a stale or unknown value.
@@ -232,23 +384,52 @@ impl WhatsAppStandin {
 
     fn link(&self, w: &mut World, client: &str, phone: &str) -> String {
         let device = w.token("dev_");
-        w.devices.insert(device.clone(), phone.to_owned());
-        w.phones.entry(phone.to_owned()).or_default();
+        let passkey = w.phones.entry(phone.to_owned()).or_default().passkey;
         if let Some(c) = w.clients.get_mut(client) {
-            c.device = Some(device.clone());
             c.qr_ref = None;
             c.pairing_code = None;
-            c.announced = true;
-            let mut info = session_info(phone);
-            info["type"] = "linked".into();
-            info["device"] = device.clone().into();
-            c.queue.push(info);
+            if passkey {
+                c.queue
+                    .push(json!({ "type": "passkey", "device": device.clone() }));
+            }
         }
-        self.changed.notify_waiters();
+        if passkey {
+            w.awaiting_passkey
+                .insert(device.clone(), (phone.to_owned(), client.to_owned()));
+        } else {
+            self.complete_link(w, client, &device, phone);
+        }
+        self.changed();
         device
     }
 
-    /// Delivers a message to `phone`'s linked devices; `None` if it has none.
+    fn complete_link(&self, w: &mut World, client: &str, device: &str, phone: &str) {
+        w.devices.insert(device.to_owned(), phone.to_owned());
+        let mut info = w.session_info(phone);
+        if let Some(c) = w.clients.get_mut(client) {
+            c.device = Some(device.to_owned());
+            c.announced = true;
+            info["type"] = "linked".into();
+            info["device"] = device.into();
+            c.queue.push(info);
+        }
+    }
+
+    /// Flags `phone` as one whose device linking needs a passkey step.
+    pub fn require_passkey(&self, phone: &str, required: bool) {
+        self.world()
+            .phones
+            .entry(phone.to_owned())
+            .or_default()
+            .passkey = required;
+    }
+
+    /// Marks a number as not on WhatsApp.
+    pub fn unregister(&self, phone: &str) {
+        self.world().unregistered.insert(digits(phone));
+    }
+
+    /// Delivers a text message to `phone`'s linked devices; `None` if it has none.
     pub fn inbound(
         &self,
         phone: &str,
@@ -256,47 +437,116 @@ impl WhatsAppStandin {
         text: &str,
         chat: Option<&str>,
     ) -> Option<String> {
+        self.deliver(
+            phone,
+            Inbound {
+                from: from.to_owned(),
+                text: text.to_owned(),
+                chat: chat.map(str::to_owned),
+                ..Inbound::default()
+            },
+        )
+    }
+
+    /// Delivers a message to `phone`'s account: to its linked pages now, and to its
+    /// history for pages that load later. `None` if the phone has no linked device.
+    pub fn deliver(&self, phone: &str, m: Inbound) -> Option<String> {
+        let id = message_id();
+        let sender = digits(&m.from);
+        let lid = format!("{}@lid", lid_of(&sender));
+        let pn = format!("{sender}@c.us");
+        let (chat, author) = match (&m.chat, m.status) {
+            (_, true) => ("status@broadcast".to_owned(), Some(lid.clone())),
+            (Some(g), _) => (g.clone(), Some(lid.clone())),
+            (None, _) => (lid.clone(), None),
+        };
+        let ev = json!({
+            "type": "message", "id": id, "from": if author.is_some() { chat.clone() } else { lid.clone() },
+            "author": author, "chat": chat, "text": m.text,
+            "pn": if m.hide_phone || author.is_some() { Value::Null } else { pn.clone().into() },
+            "authorPn": if m.hide_phone || author.is_none() { Value::Null } else { pn.into() },
+            "msgType": m.msg_type.as_deref().unwrap_or("chat"), "subtype": m.subtype,
+            "caption": m.caption, "mimetype": m.mimetype, "ciphertext": m.ciphertext,
+            "notifyName": format!("User {sender}"), "t": crate::clock::now_ms() / 1000,
+        });
         let mut w = self.world();
-        let devices: Vec<String> = w
-            .devices
-            .iter()
-            .filter(|(_, p)| p.as_str() == phone)
-            .map(|(d, _)| d.clone())
-            .collect();
-        if devices.is_empty() {
+        if w.devices_of(phone).is_empty() {
             return None;
         }
-        let id = format!("3EB0{:016X}", rand_u64());
-        let from_jid = format!("{}@c.us", from.trim_start_matches('+'));
-        let chat = chat.map_or(from_jid.clone(), str::to_owned);
-        let ev = json!({
-            "type": "message", "id": id, "from": from_jid, "chat": chat, "text": text,
-            "t": crate::clock::now_ms() / 1000,
-        });
-        for d in devices {
-            w.push_device(&d, ev.clone());
-        }
+        w.known.insert(sender);
+        w.record(phone, &ev);
+        w.push_phone(phone, &ev);
         drop(w);
-        self.changed.notify_waiters();
+        self.changed();
         Some(id)
     }
 
-    /// Unlinks every device of `phone` (as "log out all devices" on the phone).
-    pub fn logout_phone(&self, phone: &str) -> usize {
+    /// The phone's owner writes to `to` (digits) from the phone itself.
+    pub fn phone_send(&self, phone: &str, to: &str, text: &str) -> Option<String> {
+        let id = message_id();
+        let chat = format!("{}@lid", lid_of(&digits(to)));
+        let ev = json!({
+            "type": "message", "id": id, "from": format!("{}@lid", lid_of(phone)), "chat": chat,
+            "text": text, "fromMe": true, "msgType": "chat", "t": crate::clock::now_ms() / 1000,
+            "pn": Value::Null,
+        });
         let mut w = self.world();
-        let devices: Vec<String> = w
-            .devices
-            .iter()
-            .filter(|(_, p)| p.as_str() == phone)
-            .map(|(d, _)| d.clone())
-            .collect();
+        w.known.insert(digits(to));
+        w.record(phone, &ev);
+        let linked = w.push_phone(phone, &ev);
+        drop(w);
+        self.changed();
+        linked.then_some(id)
+    }
+
+    /// The recipient reads a message sent from `phone`'s pages (`id` as the page serialised it).
+    pub fn read(&self, phone: &str, id: &str) -> bool {
+        let mut w = self.world();
+        let linked = w.push_phone(phone, &json!({ "type": "ack", "id": id, "ack": 3 }));
+        drop(w);
+        self.changed();
+        linked
+    }
+
+    /// Puts `phone`'s pages in a socket state (`TIMEOUT` comes back after `seconds`).
+    pub fn set_state(&self, phone: &str, state: &str, seconds: Option<u64>) -> bool {
+        let mut w = self.world();
+        let linked = w.push_phone(
+            phone,
+            &json!({ "type": "state", "state": state, "seconds": seconds }),
+        );
+        drop(w);
+        self.changed();
+        linked
+    }
+
+    /// Silently detaches the message listeners of `phone`'s pages.
+    pub fn detach(&self, phone: &str) -> bool {
+        let mut w = self.world();
+        let linked = w.push_phone(phone, &json!({ "type": "detach" }));
+        drop(w);
+        self.changed();
+        linked
+    }
+
+    /// Unlinks every device of `phone` (as "log out all devices" on the phone); the
+    /// pages hear `logout`, or `logout_from_bridge` when `bridge`.
+    pub fn logout_phone_via(&self, phone: &str, bridge: bool) -> usize {
+        let mut w = self.world();
+        let devices = w.devices_of(phone);
+        let via = if bridge { "bridge" } else { "logout" };
         for d in &devices {
             w.devices.remove(d);
-            w.push_device(d, json!({ "type": "logout" }));
+            w.push_device(d, json!({ "type": "logout", "via": via }));
         }
         drop(w);
-        self.changed.notify_waiters();
+        self.changed();
         devices.len()
+    }
+
+    /// Unlinks every device of `phone`.
+    pub fn logout_phone(&self, phone: &str) -> usize {
+        self.logout_phone_via(phone, false)
     }
 
     /// Drops `phone`'s connections and refuses new ones for `seconds`.
@@ -305,7 +555,7 @@ impl WhatsAppStandin {
         w.phones.entry(phone.to_owned()).or_default().offline_until =
             Some(Instant::now() + Duration::from_secs(seconds));
         drop(w);
-        self.changed.notify_waiters();
+        self.changed();
     }
 
     /// How many pages polled within the last `within`.
@@ -317,6 +567,19 @@ impl WhatsAppStandin {
             .count()
     }
 
+    fn page(&self) -> String {
+        let config = json!({
+            "legacyDom": self.config.legacy_dom,
+            "missingModules": self.config.missing_modules,
+            "version": self.config.version,
+        });
+        let (start, end) = ("/*CONFIG*/", "/*END*/");
+        match (PAGE.find(start), PAGE.find(end)) {
+            (Some(a), Some(b)) => format!("{}{start}{config}{}", &PAGE[..a], &PAGE[b..]),
+            _ => PAGE.to_owned(),
+        }
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
         let query: HashMap<String, String> = req
@@ -325,16 +588,25 @@ impl WhatsAppStandin {
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let method = req.method().clone();
+        let agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "unreadable body"})),
         };
         match (method, path.as_str()) {
             (Method::GET, "/") => {
-                let page = if self.config.legacy_dom {
-                    PAGE.replacen("const LEGACY_DOM = false;", "const LEGACY_DOM = true;", 1)
+                let page = if agent.contains("HeadlessChrome") {
+                    // Turned away before the app loads, as the real site does.
+                    self.world().refused.push("user agent header".into());
+                    "<!doctype html><title>WhatsApp</title><h1>WhatsApp works with Google Chrome 85+</h1>                     <p>To use WhatsApp, update Chrome or use another browser.</p>"
+                        .to_owned()
                 } else {
-                    PAGE.to_owned()
+                    self.page()
                 };
                 Response::builder()
                     .header("content-type", "text/html; charset=utf-8")
@@ -364,6 +636,8 @@ impl WhatsAppStandin {
                         "pages": w.clients.len(),
                         "devices": w.devices.len(),
                         "phones": w.phones.keys().collect::<Vec<_>>(),
+                        "refused": w.refused,
+                        "modals_dismissed": w.modals_dismissed,
                     }),
                 )
             }
@@ -377,6 +651,16 @@ impl WhatsAppStandin {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned()
+        };
+        let done = |linked: bool| {
+            if linked {
+                reply(StatusCode::OK, json!({}))
+            } else {
+                reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "no linked device for this phone"}),
+                )
+            }
         };
         match path {
             "/_standin/scan" => {
@@ -398,17 +682,38 @@ impl WhatsAppStandin {
                 }
             }
             "/_standin/inbound" => {
-                let chat = v.get("chat").and_then(Value::as_str);
-                match self.inbound(&s("phone"), &s("from"), &s("text"), chat) {
+                let m: Inbound = match serde_json::from_value(v.clone()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return reply(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}));
+                    }
+                };
+                match self.deliver(&s("phone"), m) {
                     Some(id) => reply(StatusCode::OK, json!({"id": id})),
-                    None => reply(
-                        StatusCode::NOT_FOUND,
-                        json!({"error": "no linked device for this phone"}),
-                    ),
+                    None => done(false),
                 }
             }
+            "/_standin/phone-send" => match self.phone_send(&s("phone"), &s("to"), &s("text")) {
+                Some(id) => reply(StatusCode::OK, json!({"id": id})),
+                None => done(false),
+            },
+            "/_standin/read" => done(self.read(&s("phone"), &s("id"))),
+            "/_standin/state" => {
+                let seconds = v.get("seconds").and_then(Value::as_u64);
+                done(self.set_state(&s("phone"), &s("state"), seconds))
+            }
+            "/_standin/detach" => done(self.detach(&s("phone"))),
+            "/_standin/passkey" => {
+                let required = v.get("required").and_then(Value::as_bool).unwrap_or(true);
+                self.require_passkey(&s("phone"), required);
+                reply(StatusCode::OK, json!({"required": required}))
+            }
+            "/_standin/unregistered" => {
+                self.unregister(&s("phone"));
+                reply(StatusCode::OK, json!({}))
+            }
             "/_standin/logout" => {
-                let n = self.logout_phone(&s("phone"));
+                let n = self.logout_phone_via(&s("phone"), s("via") == "bridge");
                 reply(StatusCode::OK, json!({"devices": n}))
             }
             "/_standin/offline" => {
@@ -418,6 +723,30 @@ impl WhatsAppStandin {
             }
             // What the page calls.
             "/_standin/api/send" => self.page_send(&s("device"), &s("to"), &s("text"), &s("id")),
+            "/_standin/api/query-exists" => self.query_exists(&s("device"), &s("wid")),
+            "/_standin/api/refused" => {
+                self.world().refused.push(s("reason"));
+                reply(StatusCode::OK, json!({}))
+            }
+            "/_standin/api/modal" => {
+                self.world().modals_dismissed += 1;
+                reply(StatusCode::OK, json!({}))
+            }
+            "/_standin/api/passkey" => {
+                let mut w = self.world();
+                let device = s("device");
+                if let Some((phone, client)) = w.awaiting_passkey.remove(&device) {
+                    if v.get("ok").and_then(Value::as_bool) == Some(true) {
+                        self.complete_link(&mut w, &client, &device, &phone);
+                    } else if let Some(c) = w.clients.get_mut(&client) {
+                        // No passkey: the link fails and the page shows a new code.
+                        c.ref_issued = None;
+                    }
+                }
+                drop(w);
+                self.changed();
+                reply(StatusCode::OK, json!({}))
+            }
             "/_standin/api/logout" => {
                 let mut w = self.world();
                 let device = s("device");
@@ -452,6 +781,25 @@ impl WhatsAppStandin {
         }
     }
 
+    fn query_exists(&self, device: &str, wid: &str) -> Response<Full<Bytes>> {
+        let mut w = self.world();
+        if !w.devices.contains_key(device) {
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "device not linked"}),
+            );
+        }
+        let number = digits(wid);
+        if number.len() < 5 || w.unregistered.contains(&number) {
+            return reply(StatusCode::NOT_FOUND, json!({"error": "not on WhatsApp"}));
+        }
+        w.known.insert(number.clone());
+        reply(
+            StatusCode::OK,
+            json!({ "wid": format!("{number}@c.us"), "lid": format!("{}@lid", lid_of(&number)) }),
+        )
+    }
+
     fn page_send(&self, device: &str, to: &str, text: &str, id: &str) -> Response<Full<Bytes>> {
         let mut w = self.world();
         let Some(phone) = w.devices.get(device).cloned() else {
@@ -463,19 +811,43 @@ impl WhatsAppStandin {
         if w.offline(&phone) {
             return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "offline"}));
         }
-        w.phones.entry(phone).or_default().sent.push(Sent {
+        // People are known by LID here: say which number that is.
+        let to_phone = if to.ends_with("@lid") {
+            let lid = digits(to);
+            w.known
+                .iter()
+                .chain(w.phones.keys())
+                .chain(["15550100".to_owned(), "15550101".to_owned()].iter())
+                .find(|p| lid_of(p) == lid)
+                .cloned()
+        } else if to.ends_with("@c.us") {
+            Some(digits(to))
+        } else {
+            None
+        };
+        let key_id = id.rsplit('_').next().unwrap_or(id).to_owned();
+        let chat = to.to_owned();
+        w.phones.entry(phone.clone()).or_default().sent.push(Sent {
             id: id.to_owned(),
-            to: to.to_owned(),
+            to: chat.clone(),
+            to_phone,
             text: text.to_owned(),
             at_ms: crate::clock::now_ms(),
         });
+        let ev = json!({
+            "type": "message", "id": key_id, "from": format!("{}@lid", lid_of(&phone)), "chat": chat,
+            "text": text, "fromMe": true, "msgType": "chat", "t": crate::clock::now_ms() / 1000, "pn": Value::Null,
+        });
+        w.record(&phone, &ev);
         drop(w);
-        let (me, device, id) = (self.clone(), device.to_owned(), id.to_owned());
+        let (me, id) = (self.clone(), id.to_owned());
         tokio::spawn(async move {
             tokio::time::sleep(me.config.ack_delay).await;
-            me.world()
-                .push_device(&device, json!({ "type": "ack", "id": id, "ack": 2 }));
-            me.changed.notify_waiters();
+            let mut w = me.world();
+            // Every page of the account hears the ack (the sender's included).
+            w.push_phone(&phone, &json!({ "type": "ack", "id": id, "ack": 2 }));
+            drop(w);
+            me.changed();
         });
         reply(StatusCode::OK, json!({"ok": true}))
     }
@@ -520,12 +892,14 @@ impl WhatsAppStandin {
                     return reply(StatusCode::OK, Value::Array(out));
                 }
                 let fresh_ref = w.token("2@");
+                let info = phone.as_ref().map(|p| w.session_info(p));
                 let client = w.clients.entry(client_id.clone()).or_default();
                 client.last_poll = Some(Instant::now());
                 if let (Some(d), None) = (&device, &client.device) {
                     client.device = Some(d.clone());
                 }
                 let mut next_rotation = None;
+                let mut fresh_page = false;
                 if client.device.is_none() {
                     let due = client.ref_issued.is_none_or(|t| t.elapsed() >= interval);
                     if due {
@@ -539,17 +913,21 @@ impl WhatsAppStandin {
                         .ref_issued
                         .map(|t| interval.saturating_sub(t.elapsed()));
                 } else if !client.announced
-                    && let Some(p) = &phone
+                    && let Some(mut info) = info
                 {
+                    // A page that just loaded syncs: what arrived meanwhile is history.
                     client.announced = true;
-                    let mut info = session_info(p);
+                    fresh_page = true;
                     info["type"] = "session".into();
                     client.queue.push(info);
                 }
                 out.append(&mut client.queue);
                 let linked_device = client.device.clone();
                 if let Some(d) = linked_device {
-                    out.extend(w.device_queues.remove(&d).unwrap_or_default());
+                    let queued = w.device_queues.remove(&d).unwrap_or_default();
+                    out.extend(queued.into_iter().filter(|e| {
+                        !fresh_page || !matches!(e["type"].as_str(), Some("message" | "ack"))
+                    }));
                 }
                 if !out.is_empty() {
                     return reply(StatusCode::OK, Value::Array(out));

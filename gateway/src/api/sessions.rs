@@ -199,9 +199,9 @@ pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     json(StatusCode::OK, &view)
 }
 
-/// A browser session's memory: its page's JS heap, and an even share of the
-/// browser's PSS (processes are shared, so a share is what one more session costs).
-/// `None` for channels that cannot tell.
+/// A browser session's memory: its page's JS heap, and what its browser costs (its
+/// own Chromium's PSS, or an even share of the shared one's: processes are shared, so
+/// a share is what one more session costs). `None` for channels that cannot tell.
 async fn memory(ctx: &Ctx<'_>, row: &SessionRow) -> Option<serde_json::Value> {
     let page = ctx
         .app
@@ -211,13 +211,13 @@ async fn memory(ctx: &Ctx<'_>, row: &SessionRow) -> Option<serde_json::Value> {
         .ok()
         .filter(|p| !p.is_null())?;
     let mut out = serde_json::json!({ "page": page });
-    if let Some(pool) = &ctx.app.browser {
-        let stats = pool.stats().await;
-        if stats.running && stats.contexts > 0 {
-            out["browser_pss_bytes"] = stats.pss_bytes.into();
-            out["browser_contexts"] = stats.contexts.into();
-            out["pss_share_bytes"] = (stats.pss_bytes / stats.contexts as u64).into();
-        }
+    if let Some(pool) = &ctx.app.browser
+        && let Some(m) = pool.session_memory(&row.id).await
+    {
+        out["browser_pss_bytes"] = m.browser_pss_bytes.into();
+        out["browser_contexts"] = m.sessions_in_browser.into();
+        out["pss_share_bytes"] = m.pss_share_bytes.into();
+        out["isolation"] = pool.isolation().as_str().into();
     }
     Some(out)
 }
@@ -458,6 +458,8 @@ pub async fn sim_inbound(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>)
         text: body.text,
         chat: body.chat,
         sent_at: clock::now_ms(),
+        from_phone: None,
+        chat_phone: None,
         meta: serde_json::Value::Null,
     };
     let answer = ctx

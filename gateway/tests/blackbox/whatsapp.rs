@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use switchboard_actors::testkit::whatsapp::{StandinConfig, WhatsAppStandin};
+use switchboard_actors::testkit::whatsapp::{Inbound, StandinConfig, WhatsAppStandin, lid_of};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const PHONE: &str = "15550001";
@@ -179,12 +179,49 @@ async fn wait_sent(standin: &WhatsAppStandin, text: &str) {
     }
 }
 
-fn chromium_pid(gw: &Gateway) -> u32 {
-    std::fs::read_to_string(gw.data_dir.join("browser/chromium.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+/// The pid of a session's own Chromium (`process` isolation), once it runs.
+fn chromium_pid(gw: &Gateway, session: &str) -> u32 {
+    let file = gw.data_dir.join(format!("browser/profiles/{session}.pid"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How many `message.received` events carry `text`.
+async fn received_count(gw: &Gateway, key: &str, text: &str) -> usize {
+    events_of(gw, key, "message.received")
+        .await
+        .iter()
+        .filter(|e| e["data"]["text"] == text)
+        .count()
+}
+
+/// Waits until exactly one `message.received` carries `text` (and checks no second
+/// one follows for a moment).
+async fn received_once(gw: &Gateway, key: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received_count(gw, key, text).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "`{text}` never arrived\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        received_count(gw, key, text).await,
+        1,
+        "`{text}` exactly once"
+    );
 }
 
 fn alive(pid: u32) -> bool {
@@ -310,7 +347,12 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         .map(|d| d.json())
         .find(|j| j["type"] == "message.received")
         .unwrap();
-    assert_eq!(received["data"]["from"], "15550100@c.us");
+    // Senders arrive by LID; the phone number the page resolved rides beside it.
+    assert_eq!(
+        received["data"]["from"],
+        format!("{}@lid", lid_of("15550100"))
+    );
+    assert_eq!(received["data"]["from_phone"], "15550100");
     assert_eq!(received["data"]["meta"]["type"], "chat");
 
     // Outbound from the queue appears in the stand-in, then is delivered.
@@ -349,12 +391,44 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
             None,
         )
         .await;
+    // Contact fields sit behind the page's getter modules; ids are phone numbers.
     assert_eq!(
-        contacts.json["data"].as_array().unwrap().len(),
-        2,
+        contacts.json["data"],
+        json!([{ "id": "15550100@c.us", "name": "Alice" }, { "id": "15550101@c.us", "name": "Bob" }]),
         "{}",
         contacts.text
     );
+    // A number that is no contact is resolved before the send; one not on WhatsApp
+    // fails with `not_on_whatsapp`.
+    send(&gw, &key, &id, "+1 555 0199", "to a stranger").await;
+    wait_sent(&standin, "to a stranger").await;
+    let to_stranger = standin
+        .sent(PHONE)
+        .into_iter()
+        .find(|s| s.text == "to a stranger")
+        .unwrap();
+    assert_eq!(to_stranger.to, format!("{}@lid", lid_of("15550199")));
+    assert_eq!(to_stranger.to_phone.as_deref(), Some("15550199"));
+    standin.unregister("15550404");
+    let nowhere = send(&gw, &key, &id, "15550404", "to nobody").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = gw
+            .tenant(&key, Method::GET, &format!("/v1/messages/{nowhere}"), None)
+            .await;
+        if m.json["status"] == "failed" {
+            assert!(
+                m.text.contains("not_on_whatsapp"),
+                "the reason names it: {}",
+                m.text
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed: {}", m.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The page saw a desktop browser, never a robot.
+    assert!(standin.refused().is_empty(), "{:?}", standin.refused());
     // Session details report memory.
     let details = wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(5)).await;
     assert!(
@@ -364,7 +438,7 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
 
     // SIGKILL the gateway: Chromium dies with it; the restart restores the login
     // from the database without a scan.
-    let old_browser = chromium_pid(&gw);
+    let old_browser = chromium_pid(&gw, &id);
     let qrs_before = events_of(&gw, &key, "session.qr").await.len();
     gw.kill();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -375,8 +449,14 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A customer writes while the gateway is down: the restored page syncs it as
+    // history, and the catch-up delivers it once.
+    standin
+        .inbound(PHONE, "15550100", "written while you were down", None)
+        .expect("the phone still has the device");
     let gw = gw.restart().await;
     wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    received_once(&gw, &key, "written while you were down").await;
     assert_eq!(
         events_of(&gw, &key, "session.qr").await.len(),
         qrs_before,
@@ -385,16 +465,26 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     send(&gw, &key, &id, "15550100", "after restart").await;
     wait_sent(&standin, "after restart").await;
 
-    // Chromium killed: the pool starts a new one and the session comes back.
-    let browser = chromium_pid(&gw);
+    // Chromium killed: the pool starts a new one and the session comes back, its
+    // login kept in the profile on disk.
+    let browser = chromium_pid(&gw, &id);
     std::process::Command::new("kill")
         .args(["-9", &browser.to_string()])
         .status()
         .unwrap();
+    standin
+        .inbound(
+            PHONE,
+            "15550100",
+            "written while the browser was dead",
+            None,
+        )
+        .expect("linked");
+    let pid_file = gw.data_dir.join(format!("browser/profiles/{id}.pid"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let restarted = std::fs::read_to_string(gw.data_dir.join("browser/chromium.pid"))
-            .is_ok_and(|p| p.trim() != browser.to_string());
+        let restarted =
+            std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() != browser.to_string());
         let r = gw
             .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
             .await;
@@ -411,6 +501,12 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     }
     send(&gw, &key, &id, "15550100", "after browser crash").await;
     wait_sent(&standin, "after browser crash").await;
+    received_once(&gw, &key, "written while the browser was dead").await;
+    assert_eq!(
+        events_of(&gw, &key, "session.qr").await.len(),
+        qrs_before,
+        "no new QR code after the browser crash"
+    );
     let m = gw.request(Method::GET, "/metrics", &[], None).await;
     assert!(
         m.text
@@ -419,35 +515,29 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         "browser restart counted"
     );
 
-    // The page loses its connection (the phone goes offline): the session reconnects
-    // with backoff and works again.
-    let restarts = |text: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with("switchboard_session_restarts_total{kind=\"disconnect\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let before = restarts(&gw.request(Method::GET, "/metrics", &[], None).await.text);
-    standin.offline(PHONE, 2);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = gw.request(Method::GET, "/metrics", &[], None).await;
-        let r = gw
-            .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
-            .await;
-        if restarts(&m.text) > before && r.json["status"] == "WORKING" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no reconnect after going offline: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The phone goes offline for 10 s: the page says TIMEOUT and gets its connection
+    // back by itself; the session waits (STARTING, reconnecting) instead of tearing
+    // the page down, and what arrived meanwhile is delivered once.
+    let qrs_before = events_of(&gw, &key, "session.qr").await.len();
+    standin.offline(PHONE, 10);
+    wait_status(&gw, &key, &id, "STARTING", Duration::from_secs(20)).await;
+    standin
+        .inbound(
+            PHONE,
+            "15550100",
+            "written while the phone was offline",
+            None,
+        )
+        .expect("linked");
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(40)).await;
+    received_once(&gw, &key, "written while the phone was offline").await;
     send(&gw, &key, &id, "15550100", "after going offline").await;
     wait_sent(&standin, "after going offline").await;
+    assert_eq!(
+        events_of(&gw, &key, "session.qr").await.len(),
+        qrs_before,
+        "no new QR code after the phone was offline"
+    );
 
     // The phone unlinks the device: LOGGED_OUT, and the saved login is gone
     // (starting again asks for a new scan).
@@ -660,14 +750,14 @@ async fn a_frozen_browser_is_replaced_and_its_sessions_come_back() {
 
     // The browser stops answering but does not exit: the heartbeat notices, the
     // pool gives up on it, kills it and starts a new one; the session comes back.
-    let frozen = chromium_pid(&gw);
+    let frozen = chromium_pid(&gw, &id);
     std::process::Command::new("kill")
         .args(["-STOP", &frozen.to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let replaced = chromium_pid(&gw) != frozen;
+        let replaced = chromium_pid(&gw, &id) != frozen;
         let r = gw
             .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
             .await;
@@ -684,4 +774,248 @@ async fn a_frozen_browser_is_replaced_and_its_sessions_come_back() {
     }
     send(&gw, &key, &id, "15550100", "after a frozen browser").await;
     wait_sent(&standin, "after a frozen browser").await;
+}
+
+/// Pairs one session against `standin` and waits for `WORKING`.
+async fn paired_session(gw: &Gateway, key: &str, standin: &WhatsAppStandin) -> String {
+    let r = gw
+        .tenant(
+            key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "whatsapp" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    wait_status(gw, key, &id, "SCAN_QR", Duration::from_secs(30)).await;
+    scan_current(gw, key, &id, standin).await;
+    wait_status(gw, key, &id, "WORKING", Duration::from_secs(30)).await;
+    id
+}
+
+#[tokio::test]
+async fn the_real_pages_traps_are_handled() {
+    let standin = standin(Duration::from_secs(5)).await;
+    let mut opts = options(&standin, 20);
+    opts.env
+        .push(("SWITCHBOARD_WHATSAPP_HEARTBEAT".into(), "1s".into()));
+    let gw = Gateway::start_with(opts).await;
+    let (_, key) = gw.create_tenant("traps").await;
+    let id = paired_session(&gw, &key, &standin).await;
+    // The "what's new" modal of the first logged-in view is clicked away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while standin.modals_dismissed() == 0 {
+        assert!(Instant::now() < deadline, "the modal stayed open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Still encrypted when it arrives: forwarded once decrypted, with its text.
+    standin
+        .deliver(
+            PHONE,
+            Inbound {
+                from: "15550100".into(),
+                text: "sealed at first".into(),
+                ciphertext: true,
+                ..Inbound::default()
+            },
+        )
+        .unwrap();
+    received_once(&gw, &key, "sealed at first").await;
+    // System and status messages are not messages; a photo's text is its caption.
+    for (ty, status) in [("gp2", false), ("e2e_notification", false), ("chat", true)] {
+        standin
+            .deliver(
+                PHONE,
+                Inbound {
+                    from: "15550100".into(),
+                    text: format!("not a message: {ty} {status}"),
+                    msg_type: Some(ty.into()),
+                    status,
+                    ..Inbound::default()
+                },
+            )
+            .unwrap();
+    }
+    standin
+        .deliver(
+            PHONE,
+            Inbound {
+                from: "15550777".into(),
+                text: String::new(),
+                msg_type: Some("image".into()),
+                caption: Some("the receipt".into()),
+                mimetype: Some("image/jpeg".into()),
+                hide_phone: true,
+                ..Inbound::default()
+            },
+        )
+        .unwrap();
+    received_once(&gw, &key, "the receipt").await;
+    let all = events_of(&gw, &key, "message.received").await;
+    assert!(
+        all.iter().all(|e| !e["data"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a message")),
+        "system and status messages were forwarded: {all:?}"
+    );
+    let photo = all
+        .iter()
+        .find(|e| e["data"]["text"] == "the receipt")
+        .unwrap();
+    assert_eq!(photo["data"]["meta"]["has_media"], true);
+    assert!(
+        photo["data"].get("from_phone").is_none(),
+        "a hidden number is not made up: {photo}"
+    );
+
+    // The message listener goes deaf while the page stays connected: the heartbeat
+    // sees messages the observer never reported, the session reconnects, and they
+    // arrive once.
+    assert!(standin.detach(PHONE));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    standin
+        .inbound(PHONE, "15550100", "said to a deaf listener", None)
+        .unwrap();
+    received_once(&gw, &key, "said to a deaf listener").await;
+    let m = gw.request(Method::GET, "/metrics", &[], None).await;
+    assert!(
+        m.text.lines().any(
+            |l| l.starts_with("switchboard_whatsapp_deaf_listeners_total") && !l.ends_with(" 0")
+        ),
+        "the deaf listener is counted"
+    );
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+
+    // TIMEOUT is waited out, not treated as a lost page.
+    assert!(standin.set_state(PHONE, "TIMEOUT", Some(3)));
+    let waiting = wait_status(&gw, &key, &id, "STARTING", Duration::from_secs(10)).await;
+    assert!(
+        waiting["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("TIMEOUT"),
+        "{waiting}"
+    );
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
+
+    // CONFLICT (WhatsApp Web opened elsewhere) needs a person: FAILED, no reconnect loop.
+    assert!(standin.set_state(PHONE, "CONFLICT", None));
+    let failed = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(20)).await;
+    assert!(
+        failed["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("conflict"),
+        "{failed}"
+    );
+    assert_eq!(failed["running"], false);
+
+    // Logging out from the phone may arrive as `logout_from_bridge`.
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    assert_eq!(standin.logout_phone_via(PHONE, true), 1);
+    wait_status(&gw, &key, &id, "LOGGED_OUT", Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn a_missing_module_is_named_and_optional_ones_fall_back() {
+    // WhatsApp Web renamed the message collections: the session fails once, naming it.
+    let broken = WhatsAppStandin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        StandinConfig {
+            missing_modules: vec!["WAWebCollections".into()],
+            ..StandinConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let gw = Gateway::start_with(options(&broken, 20)).await;
+    let (_, key) = gw.create_tenant("renamed").await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "whatsapp" })),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let failed = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(40)).await;
+    assert!(
+        failed["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("WAWebCollections"),
+        "{failed}"
+    );
+    let m = gw.request(Method::GET, "/metrics", &[], None).await;
+    assert!(
+        m.text
+            .contains("switchboard_whatsapp_missing_modules_total{module=\"WAWebCollections\"}"),
+        "counted by name"
+    );
+    drop(gw);
+
+    // Without one of the QR-key modules, the QR is read from the page's DOM and
+    // pairing still works.
+    let partial = WhatsAppStandin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        StandinConfig {
+            missing_modules: vec!["WAWebUserPrefsMultiDevice".into()],
+            ..StandinConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let gw = Gateway::start_with(options(&partial, 20)).await;
+    let (_, key) = gw.create_tenant("partial").await;
+    paired_session(&gw, &key, &partial).await;
+}
+
+#[tokio::test]
+async fn the_stand_in_turns_robots_away() {
+    let standin = standin(Duration::from_secs(20)).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let get = |agent: &'static str| {
+        http::Request::get(standin.url())
+            .header("user-agent", agent)
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    let page = |res: http::Response<hyper::body::Incoming>| async move {
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    let robot = page(
+        client
+            .request(get(
+                "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0.0.0 Safari/537.36",
+            ))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(robot.contains("update Chrome") && !robot.contains("window.require"));
+    let person = page(
+        client
+            .request(get(
+                "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0 Safari/537.36",
+            ))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(person.contains("Requiring unknown module"));
+    assert_eq!(standin.refused(), vec!["user agent header".to_owned()]);
 }

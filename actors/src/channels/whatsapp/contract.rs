@@ -1,29 +1,47 @@
 //! The WhatsApp Web page contract: everything the driver assumes about the remote page.
 //!
-//! When WhatsApp Web changes, this is the one file to change. The stand-in
-//! (`testkit::whatsapp`) implements exactly what is written here, and nothing
-//! else in the driver looks at the page.
+//! When WhatsApp Web changes, this is the one file to change. It follows how the
+//! maintained engines drive today's page (whatsapp-web.js 1.34, wa-js; see
+//! REFERENCES.md), and the stand-in (`testkit::whatsapp`) behaves like that page.
 //!
-//! What the driver relies on (as whatsapp-web.js does today):
-//! - The page is at [`DEFAULT_URL`]; it is loaded once its `window.Debug.VERSION` is
-//!   set and `window.require` resolves WhatsApp Web's own modules.
-//! - `WAWebSocketModel.Socket`: `state` (`OPENING`, `PAIRING`, `UNPAIRED`,
-//!   `UNPAIRED_IDLE`, `CONNECTED`, `TIMEOUT`, `CONFLICT`, `UNLAUNCHED`, `PROXYBLOCK`,
-//!   `TOS_BLOCK`, `SMB_TOS_BLOCK`, `DEPRECATED_VERSION`) with `change:state`;
+//! What the driver relies on:
+//! - The page is at [`DEFAULT_URL`] and refuses browsers that look automated (the
+//!   browser pool gives every page a desktop identity). It has loaded once
+//!   `window.Debug.VERSION` is set and `window.require` resolves WhatsApp Web's own
+//!   modules, which register progressively while the page boots.
+//! - Each module is required on its own, so one renamed module only takes its own
+//!   feature down. [`ESSENTIAL_MODULES`] are needed to run at all; one still missing
+//!   [`SETTLE_SECS`] after `Debug.VERSION` appeared is reported once, by name. The
+//!   others are optional: without the QR-key modules the QR is read from the DOM
+//!   (`div[data-ref]`), without `WAWebCmd` a phone-side logout is seen as the socket
+//!   returning to `UNPAIRED`.
+//! - `WAWebSocketModel.Socket`: `state` with `change:state` ([`state_meaning`]);
 //!   `hasSynced` with `change:hasSynced` (ready); `logout()`.
-//! - `WAWebConnModel.Conn`: `ref` with `change:ref` (a new pairing ref); the QR value is
+//! - `WAWebConnModel.Conn`: `ref` with `change:ref`; the QR value is
 //!   `ref,staticKeyB64,identityKeyB64,advSecretKey,platform`, the keys read through
-//!   `WAWebCompanionRegClientUtils` / `WAWebAdvSignatureApi` / `WAWebUserPrefsInfoStore`
-//!   / `WAWebSignalStoreApi` and `WABase64`. `WAWebCmd.Cmd` emits `logout` and has
-//!   `refreshQR()`.
-//! - `WAWebCollections`: `Msg` emits `add` (new messages, `isNewMsg`) and
-//!   `change:ack`; `Chat` and `Contact` list chats/groups and contacts.
-//! - Sending: `WAWebWidFactory.createWid`, `WAWebFindChatAction.findOrCreateLatestChat`,
-//!   `WAWebMsgKey` and `WAWebSendMsgChatAction.addAndSendMsgToChat`.
+//!   `WAWebUserPrefsInfoStore` / `WAWebSignalStoreApi` / `WAWebUserPrefsMultiDevice` /
+//!   `WAWebCompanionRegClientUtils` and `WABase64`. `WAWebCmd.Cmd` emits `logout` and
+//!   `logout_from_bridge` and has `refreshQR()`.
+//! - Own ids: `WAWebUserPrefsMeUser.getMaybeMePnUser()` / `getMaybeMeLidUser()`
+//!   (`getMaybeMeUser` was removed around 2.3000.1026; used only where it still exists).
+//! - `WAWebCollections.Msg` emits `add` (new messages: `isNewMsg`; a `ciphertext`
+//!   message is forwarded once it changes type) and `change:ack`; `Chat` and `Contact`
+//!   list chats and contacts, contact fields read through `WAWebContactGetters` /
+//!   `WAWebFrontendContactGetters`. System and status messages ([`SKIPPED_TYPES`],
+//!   `status@broadcast`) are not messages; a media message's text is its caption.
+//!   Messages written on the phone itself arrive with `id.fromMe`.
+//! - Addresses: people arrive as `…@lid`; `WAWebApiContact.getPhoneNumber(lid)` gives
+//!   the phone number when the page knows it. A phone number is resolved with
+//!   `WAWebQueryExistsJob.queryWidExists` (null: not on WhatsApp) before
+//!   `WAWebFindChatAction.findOrCreateLatestChat`; the message key is
+//!   `WAWebMsgKey` with our own id, from our LID in LID chats and LID-addressed groups;
+//!   `WAWebSendMsgChatAction.addAndSendMsgToChat` returns `[added, sent]` and the send
+//!   returns once `added` resolves (the page queues and retries by itself).
 //! - Pairing by phone number: `WAWebAltDeviceLinkingApi`
 //!   (`setPairingType`, `initializeAltDeviceLinking`, `startAltLinkingFlow`).
-//! - Older pages (fallback): the QR ref in `div[data-ref]`, and `[data-icon='search']`
-//!   once logged in.
+//! - DOM markers: the QR ref in `div[data-ref]` and `[data-icon='search']` once logged
+//!   in (older pages), the passkey step ([`PASSKEY_SELECTOR`]) and the "what's new"
+//!   modal's OK button ([`MODAL_OK_SELECTOR`], clicked away).
 //!
 //! The observer script is installed to run in every new document (so it is
 //! re-injected after each navigation) and reports to the driver through one exposed
@@ -46,10 +64,35 @@ pub const QR_LIFETIME: Duration = Duration::from_secs(20);
 /// network) to write saved login state before the real page loads.
 pub const RESTORE_PATH: &str = "/__switchboard_restore";
 
+/// Modules without which the session cannot work.
+pub const ESSENTIAL_MODULES: &[&str] = &["WAWebSocketModel", "WAWebCollections"];
+
+/// How long after `Debug.VERSION` appears the modules may keep registering.
+pub const SETTLE_SECS: u64 = 10;
+
+/// Message types that are not messages from a person.
+pub const SKIPPED_TYPES: &[&str] = &[
+    "gp2",
+    "e2e_notification",
+    "notification_template",
+    "protocol",
+    "revoked",
+    "notification",
+    "call_log",
+    "ciphertext",
+];
+
+/// The passkey step when linking a device.
+pub const PASSKEY_SELECTOR: &str = "[data-testid='link-device-passkey']";
+/// The OK button of WhatsApp Web's informational modals ("what's new").
+pub const MODAL_OK_SELECTOR: &str = "[role='dialog'] [data-testid='popup-controls-ok']";
+
 /// What the observer reports.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PageEvent {
+    /// The page's WhatsApp Web version (`Debug.VERSION`).
+    Version { version: String },
     /// A new QR value to show.
     Qr { value: String },
     /// The socket state changed.
@@ -59,41 +102,74 @@ pub enum PageEvent {
         #[serde(default)]
         me: Option<String>,
     },
-    /// The account logged this device out.
-    Logout,
-    /// A new inbound message.
-    Message(PageMessage),
-    /// A message we sent reached the recipient's device.
+    /// The account logged this device out (`logout` or `logout_from_bridge`).
+    Logout {
+        #[serde(default)]
+        via: Option<String>,
+    },
+    /// A new message (inbound, or written on the phone when `from_me`).
+    Message(Box<PageMessage>),
+    /// A message we sent got further.
     Ack { id: String, ack: i64 },
-    /// The observer could not attach (e.g. the page changed).
+    /// Linking this device needs the account owner's passkey.
+    Passkey,
+    /// Modules the page does not have (reported once, after they had time to register).
+    Missing { modules: Vec<String> },
+    /// The observer could not attach part of itself.
     Error { message: String },
 }
 
 /// A message as the observer serialises it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PageMessage {
     pub id: String,
     pub from: String,
     #[serde(default)]
     pub author: Option<String>,
     pub chat: String,
+    /// The sender's phone number (`…@c.us`) when the page can resolve it.
+    #[serde(default)]
+    pub from_phone: Option<String>,
+    #[serde(default)]
+    pub chat_phone: Option<String>,
     #[serde(default)]
     pub body: String,
-    #[serde(default, rename = "msgType")]
+    #[serde(default)]
     pub msg_type: String,
     /// Seconds since the epoch.
     #[serde(default)]
     pub t: i64,
-    #[serde(default, rename = "isGroup")]
+    #[serde(default)]
     pub is_group: bool,
-    #[serde(default, rename = "hasMedia")]
+    #[serde(default)]
     pub has_media: bool,
     #[serde(default)]
     pub mimetype: Option<String>,
     #[serde(default)]
     pub caption: Option<String>,
-    #[serde(default, rename = "notifyName")]
+    #[serde(default)]
     pub notify_name: Option<String>,
+    /// Written on the phone itself (not sent by this gateway).
+    #[serde(default)]
+    pub from_me: bool,
+}
+
+impl PageMessage {
+    /// The message's text: its body, or its caption for media.
+    pub fn text(&self) -> String {
+        if self.has_media || self.body.is_empty() {
+            self.caption.clone().unwrap_or_else(|| {
+                if self.has_media {
+                    String::new()
+                } else {
+                    self.body.clone()
+                }
+            })
+        } else {
+            self.body.clone()
+        }
+    }
 }
 
 /// What a socket state means for the session.
@@ -104,21 +180,40 @@ pub enum StateMeaning {
     /// Waiting for a scan and the QR stopped refreshing by itself: ask for a new one.
     Idle,
     Connected,
-    /// The connection is gone or blocked: reconnect.
+    /// The page lost its connection and is getting it back by itself (`TIMEOUT`):
+    /// wait, within limits.
+    Reconnecting,
+    /// The connection is gone: reconnect.
     Lost,
+    /// The account needs a person (another WhatsApp Web took over, this version is too
+    /// old, the account is blocked): reconnecting would not help.
+    Blocked,
 }
 
 pub fn state_meaning(state: &str) -> StateMeaning {
     match state {
         "CONNECTED" => StateMeaning::Connected,
         "UNPAIRED_IDLE" => StateMeaning::Idle,
-        "OPENING" | "PAIRING" | "UNPAIRED" | "SYNCING" | "RESUMING" | "WITHOUT INTERNET" => {
-            StateMeaning::Waiting
+        "OPENING" | "PAIRING" | "UNPAIRED" | "SYNCING" | "RESUMING" => StateMeaning::Waiting,
+        "TIMEOUT" | "WITHOUT INTERNET" => StateMeaning::Reconnecting,
+        "CONFLICT" | "DEPRECATED_VERSION" | "TOS_BLOCK" | "SMB_TOS_BLOCK" | "PROXYBLOCK" => {
+            StateMeaning::Blocked
         }
-        // CONFLICT, TIMEOUT, UNLAUNCHED, PROXYBLOCK, TOS_BLOCK, SMB_TOS_BLOCK,
-        // DEPRECATED_VERSION and anything new.
+        // UNLAUNCHED and anything new.
         _ => StateMeaning::Lost,
     }
+}
+
+/// Why a blocked state needs a person, in words for the session's status reason.
+pub fn blocked_reason(state: &str) -> String {
+    let why = match state {
+        "CONFLICT" => "WhatsApp Web was opened on another computer or browser",
+        "DEPRECATED_VERSION" => "this WhatsApp Web version is no longer accepted",
+        "TOS_BLOCK" | "SMB_TOS_BLOCK" => "the account is blocked by WhatsApp",
+        "PROXYBLOCK" => "WhatsApp refuses this network (proxy blocked)",
+        _ => "WhatsApp Web needs attention",
+    };
+    format!("{}: {why}", state.to_ascii_lowercase())
 }
 
 /// What a message's `ack` value means for a message we sent: WhatsApp Web counts
@@ -132,8 +227,9 @@ pub fn ack_level(ack: i64) -> Option<AckLevel> {
     }
 }
 
-/// A WhatsApp id for an address: digits become a user JID (`<digits>@c.us`); an
-/// address that already has a server part is kept.
+/// A WhatsApp id for an address: a phone number (`+1 555 0001`, `15550001`) becomes
+/// a user JID (`<digits>@c.us`); a `@c.us`, `@lid`, `@g.us` (or `@s.whatsapp.net`,
+/// `@newsletter`) id is kept.
 pub fn jid(address: &str) -> Option<String> {
     let a = address.trim();
     if a.contains('@') {
@@ -144,15 +240,24 @@ pub fn jid(address: &str) -> Option<String> {
                 server,
                 "c.us" | "g.us" | "s.whatsapp.net" | "lid" | "newsletter"
             );
-        return ok.then(|| a.to_owned());
+        return ok.then(|| a.replace("@s.whatsapp.net", "@c.us"));
     }
     let digits: String = a
         .trim_start_matches('+')
         .chars()
-        .filter(|c| *c != ' ')
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
         .collect();
     (digits.len() >= 5 && digits.len() <= 20 && digits.chars().all(|c| c.is_ascii_digit()))
         .then(|| format!("{digits}@c.us"))
+}
+
+/// The message id this gateway gives an outbound message: WhatsApp Web's own shape
+/// (`3EB0` and 16 upper-case hex digits), derived from our id, so a send retried after
+/// a crash can be found in the chat instead of being sent twice.
+pub fn message_key_id(outbound_id: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(outbound_id.as_bytes());
+    format!("3EB0{}", hex::encode_upper(&d[..8]))
 }
 
 /// The observer, run in every new document. Reports [`PageEvent`]s via [`BINDING`].
@@ -160,82 +265,175 @@ pub const OBSERVER_JS: &str = r#"
 (() => {
   if (window.__switchboardObserver || location.pathname === '/__switchboard_restore') return;
   window.__switchboardObserver = true;
+  const ESSENTIAL = ["WAWebSocketModel", "WAWebCollections"], SETTLE_MS = 10000;
+  const SKIP = ["gp2", "e2e_notification", "notification_template", "protocol", "revoked", "notification", "call_log", "ciphertext"];
   const emit = (o) => { try { window.__switchboard(JSON.stringify(o)); } catch (e) {} };
+  const mod = (name) => { try { return window.require(name); } catch (e) { return null; } };
   const ser = (w) => (w && (w._serialized || (w.user && w.server && (w.user + '@' + w.server)))) || (w == null ? null : String(w));
   const media = ['image', 'video', 'audio', 'ptt', 'document', 'sticker'];
-  let attached = false, legacyRef = null, legacyReady = false;
-  const attach = () => {
-    const req = window.require;
-    const Socket = req('WAWebSocketModel').Socket;
-    const Conn = req('WAWebConnModel').Conn;
-    const Cmd = req('WAWebCmd').Cmd;
-    const Msg = req('WAWebCollections').Msg;
-    const B64 = req('WABase64');
-    const Reg = Object.assign({}, req('WAWebCompanionRegClientUtils'), req('WAWebAdvSignatureApi'),
-      req('WAWebUserPrefsInfoStore'), req('WAWebSignalStoreApi'));
-    const qrOf = async (ref) => {
-      const reg = await Reg.waSignalStore.getRegistrationInfo();
-      const noise = await Reg.waNoiseInfo.get();
-      const adv = await Reg.getADVSecretKey();
-      return [ref, B64.encodeB64(noise.staticKeyPair.pubKey), B64.encodeB64(reg.identityKeyPair.pubKey), adv, Reg.DEVICE_PLATFORM].join(',');
-    };
-    const sendQr = (ref) => { if (ref) qrOf(ref).then((value) => emit({ type: 'qr', value }), (e) => emit({ type: 'error', message: 'qr: ' + e })); };
-    const me = () => { try { return ser(req('WAWebUserPrefsMeUser').getMaybeMeUser()); } catch (e) { return null; } };
-    Conn.on('change:ref', (_c, ref) => sendQr(ref));
-    Socket.on('change:state', (_s, state) => {
-      emit({ type: 'state', state });
-      if (state === 'UNPAIRED_IDLE') { try { Cmd.refreshQR(); } catch (e) {} }
-    });
-    Socket.on('change:hasSynced', (_s, synced) => { if (synced) emit({ type: 'ready', me: me() }); });
-    Cmd.on('logout', () => emit({ type: 'logout' }));
-    Msg.on('add', (m) => {
-      if (!m || !m.isNewMsg || (m.id && m.id.fromMe)) return;
-      const chat = ser(m.id && m.id.remote) || ser(m.from);
-      emit({ type: 'message', id: ser(m.id) || String(m.id && m.id.id), from: ser(m.author) || ser(m.from), author: ser(m.author),
-        chat, body: m.body || '', msgType: m.type || 'chat', t: m.t || 0, isGroup: !!(m.isGroupMsg || (chat || '').endsWith('@g.us')),
-        hasMedia: media.includes(m.type), mimetype: m.mimetype || null, caption: m.caption || null, notifyName: m.notifyName || null });
-    });
-    Msg.on('change:ack', (m, ack) => { if (m && m.id && m.id.fromMe) emit({ type: 'ack', id: ser(m.id), ack: ack }); });
-    emit({ type: 'state', state: Socket.state });
-    if (Socket.hasSynced) emit({ type: 'ready', me: me() });
-    else if (Conn.ref && Socket.state !== 'CONNECTED') sendQr(Conn.ref);
+  const phoneOf = (w) => {
+    const s = ser(w);
+    if (!s) return null;
+    if (s.endsWith('@c.us')) return s;
+    if (!s.endsWith('@lid')) return null;
+    try { const api = mod('WAWebApiContact'); const pn = api && api.getPhoneNumber(typeof w === 'string' ? mod('WAWebWidFactory').createWid(w) : w); return pn ? ser(pn) : null; } catch (e) { return null; }
   };
+  const me = () => {
+    const m = mod('WAWebUserPrefsMeUser');
+    if (!m) return null;
+    try {
+      const pn = typeof m.getMaybeMePnUser === 'function' ? m.getMaybeMePnUser() : (typeof m.getMaybeMeUser === 'function' ? m.getMaybeMeUser() : null);
+      return ser(pn || (typeof m.getMaybeMeLidUser === 'function' ? m.getMaybeMeLidUser() : null));
+    } catch (e) { return null; }
+  };
+  const serMsg = (m) => {
+    const chat = ser(m.id && m.id.remote) || ser(m.from);
+    const from = m.id && m.id.fromMe ? me() : (ser(m.author) || ser(m.from));
+    const hasMedia = media.includes(m.type);
+    return { type: 'message', id: ser(m.id) || String(m.id && m.id.id), from, author: ser(m.author), chat,
+      fromPhone: m.id && m.id.fromMe ? null : phoneOf(m.author || m.from), chatPhone: phoneOf(m.id && m.id.remote),
+      body: hasMedia ? '' : (m.body || ''), msgType: m.type || 'chat', t: m.t || 0, isGroup: !!(m.isGroupMsg || (chat || '').endsWith('@g.us')),
+      hasMedia, mimetype: m.mimetype || null, caption: m.caption || null, notifyName: m.notifyName || null, fromMe: !!(m.id && m.id.fromMe) };
+  };
+  // Whether a message is one a person wrote (not ours, not a system or status message).
+  const worth = (m) => {
+    if (!m || !m.id) return false;
+    if (SKIP.includes(m.type)) return false;
+    if (m.isStatusV3 || ser(m.id.remote) === 'status@broadcast') return false;
+    if (m.id.fromMe && m.local) return false;
+    return true;
+  };
+  window.__switchboardSerialize = (m) => (worth(m) ? serMsg(m) : null);
+  const forward = (m) => { if (worth(m)) emit(serMsg(m)); };
+  const parts = {};
+  const attachers = {
+    socket: () => {
+      const Socket = mod('WAWebSocketModel').Socket;
+      let wasConnected = false;
+      Socket.on('change:state', (_s, state) => {
+        emit({ type: 'state', state });
+        if (state === 'CONNECTED') wasConnected = true;
+        if (state === 'UNPAIRED' && wasConnected && !mod('WAWebCmd')) emit({ type: 'logout', via: 'state' });
+        if (state === 'UNPAIRED_IDLE') { const c = mod('WAWebCmd'); try { c && c.Cmd.refreshQR(); } catch (e) {} }
+      });
+      Socket.on('change:hasSynced', (_s, s) => { synced = !!s; if (!s) readySent = false; maybeReady(); });
+      emit({ type: 'state', state: Socket.state });
+      synced = !!Socket.hasSynced;
+    },
+    qr: () => {
+      const Conn = mod('WAWebConnModel').Conn, B64 = mod('WABase64');
+      const info = mod('WAWebUserPrefsInfoStore'), signal = mod('WAWebSignalStoreApi'), multi = mod('WAWebUserPrefsMultiDevice'), reg = mod('WAWebCompanionRegClientUtils');
+      if (!B64 || !info || !signal || !multi || !reg) throw new Error('qr modules not there yet');
+      const qrOf = async (ref) => {
+        const r = await signal.waSignalStore.getRegistrationInfo();
+        const noise = await info.waNoiseInfo.get();
+        const adv = await multi.getADVSecretKey();
+        return [ref, B64.encodeB64(noise.staticKeyPair.pubKey), B64.encodeB64(r.identityKeyPair.pubKey), adv, reg.DEVICE_PLATFORM].join(',');
+      };
+      const sendQr = (ref) => { if (ref) qrOf(ref).then((value) => emit({ type: 'qr', value }), (e) => emit({ type: 'error', message: 'qr: ' + e })); };
+      Conn.on('change:ref', (_c, ref) => sendQr(ref));
+      const Socket = (mod('WAWebSocketModel') || {}).Socket;
+      if (Conn.ref && !(Socket && Socket.state === 'CONNECTED')) sendQr(Conn.ref);
+    },
+    cmd: () => {
+      const Cmd = mod('WAWebCmd').Cmd;
+      Cmd.on('logout', () => emit({ type: 'logout', via: 'logout' }));
+      Cmd.on('logout_from_bridge', () => emit({ type: 'logout', via: 'logout_from_bridge' }));
+    },
+    messages: () => {
+      const Msg = mod('WAWebCollections').Msg;
+      Msg.on('add', (m) => {
+        if (!m || !m.isNewMsg) return;
+        // Still encrypted: forward it once the page has decrypted it.
+        if (m.type === 'ciphertext') { m.once('change:type', () => forward(m)); return; }
+        forward(m);
+      });
+      Msg.on('change:ack', (m, ack) => { if (m && m.id && m.id.fromMe) emit({ type: 'ack', id: ser(m.id), ack: ack }); });
+    },
+  };
+  const needs = { socket: ['WAWebSocketModel'], qr: ['WAWebConnModel'], cmd: ['WAWebCmd'], messages: ['WAWebCollections'] };
+  // Ready once synced and the message collections are there (or never will be), so
+  // what the page holds can be read at once.
+  let synced = false, readySent = false;
+  const maybeReady = () => {
+    if (!synced || readySent || !(parts.messages || (versionAt !== null && Date.now() - versionAt > SETTLE_MS))) return;
+    readySent = true;
+    emit({ type: 'ready', me: me() });
+  };
+  let versionAt = null, reportedMissing = false, legacyRef = null, legacyReady = false, passkeyShown = false;
   const legacy = () => {
     const el = document.querySelector('div[data-ref]');
     const ref = el && el.getAttribute('data-ref');
-    if (ref && ref !== legacyRef) { legacyRef = ref; emit({ type: 'qr', value: ref }); }
-    if (!legacyReady && document.querySelector("[data-icon='search']")) { legacyReady = true; emit({ type: 'ready', me: null }); }
+    if (ref && ref !== legacyRef && !parts.qr) { legacyRef = ref; emit({ type: 'qr', value: ref }); }
+    // Logged in by the DOM only where the page has no modules to say so.
+    const noModules = versionAt === null || (Date.now() - versionAt > SETTLE_MS && !parts.socket);
+    if (!legacyReady && noModules && document.querySelector("[data-icon='search']")) { legacyReady = true; emit({ type: 'ready', me: null }); }
+  };
+  const dom = () => {
+    const pk = !!document.querySelector("[data-testid='link-device-passkey']");
+    if (pk && !passkeyShown) emit({ type: 'passkey' });
+    passkeyShown = pk;
+    const ok = document.querySelector("[role='dialog'] [data-testid='popup-controls-ok']");
+    if (ok) ok.click();
   };
   const tick = () => {
-    if (attached) return;
+    dom();
     if (window.Debug && window.Debug.VERSION && typeof window.require === 'function') {
-      try { attach(); attached = true; return; } catch (e) { emit({ type: 'error', message: 'attach: ' + e }); }
+      if (versionAt === null) { versionAt = Date.now(); emit({ type: 'version', version: String(window.Debug.VERSION) }); }
+      for (const [name, attach] of Object.entries(attachers)) {
+        if (parts[name] || !needs[name].every((n) => mod(n))) continue;
+        try { attach(); parts[name] = true; } catch (e) { if (Date.now() - versionAt > SETTLE_MS) { parts[name] = 'failed'; emit({ type: 'error', message: name + ': ' + e }); } }
+      }
+      maybeReady();
+      if (!reportedMissing && Date.now() - versionAt > SETTLE_MS) {
+        reportedMissing = true;
+        const missing = ESSENTIAL.filter((n) => !mod(n));
+        if (missing.length) emit({ type: 'missing', modules: missing });
+      }
     }
     legacy();
   };
-  const timer = setInterval(() => { tick(); if (attached) clearInterval(timer); }, 250);
+  setInterval(tick, 250);
   tick();
 })();
 "#;
 
-/// Sends a text; the function takes `(to, text)` and resolves to `{"id"}` or `{"error"}`.
+/// Sends a text; the function takes `(to, text, keyId)` and resolves to
+/// `{"id"}` (`"already": true` when that id is already in the chat) or `{"error"}`
+/// (`not_on_whatsapp` for a number WhatsApp does not know).
 pub const SEND_JS: &str = r#"
-async function (to, text) {
+async function (to, text, keyId) {
   try {
     const req = window.require;
-    const wid = req('WAWebWidFactory').createWid(to);
-    const found = await req('WAWebFindChatAction').findOrCreateLatestChat(wid);
-    const chat = found && found.chat ? found.chat : found;
+    const W = req('WAWebWidFactory');
+    const wid = W.createWid(to);
+    if (wid.server === 'c.us') {
+      let api = null; try { api = req('WAWebApiContact'); } catch (e) {}
+      if (!(api && api.getCurrentLid(wid))) {
+        const found = await req('WAWebQueryExistsJob').queryWidExists(wid);
+        if (!found || !found.wid) return JSON.stringify({ error: 'not_on_whatsapp' });
+      }
+    }
+    const C = req('WAWebCollections');
+    const chat = C.Chat.get(wid) || (await req('WAWebFindChatAction').findOrCreateLatestChat(wid)).chat;
+    const Me = req('WAWebUserPrefsMeUser');
+    const lidUser = typeof Me.getMaybeMeLidUser === 'function' ? Me.getMaybeMeLidUser() : null;
+    const pnUser = typeof Me.getMaybeMePnUser === 'function' ? Me.getMaybeMePnUser() : Me.getMaybeMeUser();
+    const isLid = chat.id.isLid ? chat.id.isLid() : chat.id.server === 'lid';
+    const isGroup = chat.id.isGroup ? chat.id.isGroup() : chat.id.server === 'g.us';
+    let from = isLid && lidUser ? lidUser : pnUser, participant;
+    if (isGroup) {
+      from = chat.groupMetadata && chat.groupMetadata.isLidAddressingMode && lidUser ? lidUser : pnUser;
+      participant = W.asUserWidOrThrow ? W.asUserWidOrThrow(from) : from;
+    }
     const MsgKey = req('WAWebMsgKey');
-    const meUser = req('WAWebUserPrefsMeUser').getMaybeMeUser();
-    const id = new MsgKey({ from: meUser, to: chat.id, id: await MsgKey.newId(), selfDir: 'out' });
-    const msg = { id, ack: 0, body: text, from: meUser, to: chat.id, local: true, self: 'out',
+    const key = new MsgKey({ from, to: chat.id, id: keyId, participant, selfDir: 'out' });
+    if (C.Msg.get(key._serialized)) return JSON.stringify({ id: key._serialized, already: true });
+    const msg = { id: key, ack: 0, body: text, from, to: chat.id, local: true, self: 'out',
       t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat' };
-    const [sent, result] = req('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, msg);
-    await sent;
-    const r = await result;
-    if (r && r.messageSendResult && r.messageSendResult !== 'OK') return JSON.stringify({ error: String(r.messageSendResult) });
-    return JSON.stringify({ id: id._serialized || id.toString() });
+    const [added] = req('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, msg);
+    await added;
+    return JSON.stringify({ id: key._serialized });
   } catch (e) {
     return JSON.stringify({ error: String(e && e.message || e) });
   }
@@ -245,21 +443,54 @@ async function (to, text) {
 /// Lists groups (`"groups"`) or contacts (`"contacts"`) as `[{"id","name"}]`.
 pub const PARTIES_JS: &str = r#"
 async function (kind) {
-  const c = window.require('WAWebCollections');
+  const req = window.require;
+  const c = req('WAWebCollections');
+  const mod = (n) => { try { return req(n); } catch (e) { return {}; } };
+  const G = Object.assign({}, mod('WAWebContactGetters'), mod('WAWebFrontendContactGetters'));
+  const api = mod('WAWebApiContact');
   const ser = (w) => w && (w._serialized || String(w));
+  const field = (x, getter, prop) => { try { if (typeof G[getter] === 'function') return G[getter](x); } catch (e) {} return x[prop]; };
   const list = kind === 'groups'
     ? c.Chat.getModelsArray().filter((x) => x.isGroup || (ser(x.id) || '').endsWith('@g.us'))
-        .map((x) => ({ id: ser(x.id), name: x.name || x.formattedTitle || null }))
-    : c.Contact.getModelsArray().filter((x) => x.isMyContact && !(ser(x.id) || '').endsWith('@g.us'))
-        .map((x) => ({ id: ser(x.id), name: x.name || x.pushname || null }));
+        .map((x) => ({ id: ser(x.id), name: x.formattedTitle || x.name || null }))
+    : c.Contact.getModelsArray().filter((x) => field(x, 'getIsMyContact', 'isMyContact') && !(ser(x.id) || '').endsWith('@g.us'))
+        .map((x) => {
+          const id = ser(x.id);
+          let phone = null;
+          try { phone = id.endsWith('@lid') && api.getPhoneNumber ? ser(api.getPhoneNumber(x.id)) : null; } catch (e) {}
+          return { id: phone || id, name: field(x, 'getName', 'name') || field(x, 'getPushname', 'pushname') || null };
+        });
   return JSON.stringify(list);
 }
 "#;
 
-/// A liveness probe: answers with the socket state (or `loading`).
+/// A liveness probe: answers `{"state","recent":[…]}` with the socket state (or
+/// `loading`) and the ids of the newest messages worth forwarding the page holds, so
+/// the driver notices a listener that stopped hearing them.
 pub const HEARTBEAT_JS: &str = r#"
 async function () {
-  try { return String(window.require('WAWebSocketModel').Socket.state); } catch (e) { return 'loading'; }
+  try {
+    const state = String(window.require('WAWebSocketModel').Socket.state);
+    let recent = [];
+    try {
+      const all = window.require('WAWebCollections').Msg.getModelsArray();
+      recent = all.slice(-20).map((m) => window.__switchboardSerialize && window.__switchboardSerialize(m)).filter((m) => m && !m.fromMe).map((m) => m.id).slice(-5);
+    } catch (e) {}
+    return JSON.stringify({ state, recent });
+  } catch (e) { return JSON.stringify({ state: 'loading', recent: [] }); }
+}
+"#;
+
+/// Messages worth forwarding that the page holds from `since` (seconds) on, as the
+/// observer serialises them: what arrived while no listener was attached.
+pub const CATCH_UP_JS: &str = r#"
+async function (since) {
+  try {
+    const all = window.require('WAWebCollections').Msg.getModelsArray();
+    const out = all.filter((m) => (m.t || 0) >= since && m.type !== 'ciphertext')
+      .map((m) => window.__switchboardSerialize && window.__switchboardSerialize(m)).filter(Boolean);
+    return JSON.stringify(out.slice(-500));
+  } catch (e) { return JSON.stringify([]); }
 }
 "#;
 
@@ -286,13 +517,20 @@ async function (phone) {
 }
 "#;
 
-/// Captures the page's login state (localStorage and every IndexedDB database) as
-/// JSON. Binary values are tagged so [`RESTORE_JS`] can rebuild them.
+/// Captures the page's login state (localStorage and, unless `(true)`, every
+/// IndexedDB database) as JSON. With `process` isolation only localStorage is kept
+/// (Chromium writes it to disk seconds late, so a browser killed just after pairing
+/// would lose it; IndexedDB is on disk at once). Binary values are tagged so [`RESTORE_JS`] can
+/// rebuild them. A `CryptoKey` cannot be captured (WhatsApp Web's are
+/// non-extractable): the capture then says `"complete": false`, and such a login
+/// survives only in a browser profile on disk (`process` isolation).
 pub const SNAPSHOT_JS: &str = r#"
-async function () {
+async function (localOnly) {
+  let complete = true;
   const b64 = (u8) => { let s = ''; for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000)); return btoa(s); };
   const enc = (v) => {
     if (v === null || typeof v !== 'object') return v === undefined ? { $u: 1 } : v;
+    if (typeof CryptoKey !== 'undefined' && v instanceof CryptoKey) { complete = false; return { $u: 1 }; }
     if (v instanceof ArrayBuffer) return { $ab: b64(new Uint8Array(v)) };
     if (ArrayBuffer.isView(v)) return { $ta: v.constructor.name, b: b64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
     if (v instanceof Date) return { $d: v.getTime() };
@@ -303,7 +541,7 @@ async function () {
   };
   const p = (r) => new Promise((ok, err) => { r.onsuccess = () => ok(r.result); r.onerror = () => err(r.error); });
   const dbs = [];
-  for (const info of (await indexedDB.databases())) {
+  for (const info of (localOnly ? [] : await indexedDB.databases())) {
     const db = await p(indexedDB.open(info.name));
     const stores = [];
     for (const name of Array.from(db.objectStoreNames)) {
@@ -320,13 +558,14 @@ async function () {
   }
   const local = {};
   for (let i = 0; i < localStorage.length; i++) { const k = localStorage.key(i); local[k] = localStorage.getItem(k); }
-  return JSON.stringify({ origin: location.origin, localStorage: local, indexedDB: dbs });
+  return JSON.stringify({ origin: location.origin, complete, localStorage: local, indexedDB: dbs });
 }
 "#;
 
-/// Writes a [`SNAPSHOT_JS`] capture back (on the page's origin, before the page loads).
+/// Writes a [`SNAPSHOT_JS`] capture back (on the page's origin, before the page
+/// loads); with `fillOnly`, only localStorage keys the profile lacks.
 pub const RESTORE_JS: &str = r#"
-async function (json) {
+async function (json, fillOnly) {
   const snap = JSON.parse(json);
   const dec = (v) => {
     if (v === null || typeof v !== 'object') return v;
@@ -360,7 +599,7 @@ async function (json) {
     }
     db.close();
   }
-  for (const [k, v] of Object.entries(snap.localStorage || {})) localStorage.setItem(k, v);
+  for (const [k, v] of Object.entries(snap.localStorage || {})) if (!fillOnly || localStorage.getItem(k) === null) localStorage.setItem(k, v);
   return 'ok';
 }
 "#;
@@ -386,6 +625,11 @@ mod tests {
         assert_eq!(jid("120363@g.us").as_deref(), Some("120363@g.us"));
         assert_eq!(jid("abc"), None);
         assert_eq!(jid("1@evil.com"), None);
+        assert_eq!(
+            jid("123456789012345@lid").as_deref(),
+            Some("123456789012345@lid")
+        );
+        assert_eq!(jid("1555-0001 (x)"), None);
     }
 
     #[test]
@@ -405,7 +649,13 @@ mod tests {
             matches!(e, PageEvent::Message(m) if m.body == "hi" && m.notify_name.as_deref() == Some("A"))
         );
         assert_eq!(state_meaning("CONNECTED"), StateMeaning::Connected);
-        assert_eq!(state_meaning("TIMEOUT"), StateMeaning::Lost);
+        assert_eq!(state_meaning("TIMEOUT"), StateMeaning::Reconnecting);
+        assert_eq!(state_meaning("CONFLICT"), StateMeaning::Blocked);
+        assert_eq!(state_meaning("UNLAUNCHED"), StateMeaning::Lost);
+        assert!(blocked_reason("CONFLICT").starts_with("conflict"));
+        assert_eq!(message_key_id("msg_1"), message_key_id("msg_1"));
+        assert_eq!(message_key_id("msg_1").len(), 20);
+        assert_ne!(message_key_id("msg_1"), message_key_id("msg_2"));
         assert_eq!(state_meaning("UNPAIRED"), StateMeaning::Waiting);
     }
 }
