@@ -23,6 +23,7 @@
 //! (`/proc/<pid>/smaps_rollup`), exported as metrics and per session.
 
 pub mod identity;
+pub mod profile;
 
 pub use identity::Identity;
 
@@ -200,7 +201,7 @@ pub enum PoolMsg {
         session_id: String,
         reply: RpcReplyPort<Option<SessionMemory>>,
     },
-    /// Deletes a session's profile directory (after a logout).
+    /// Ends a session's lease and deletes its profile directory (after a logout).
     Wipe {
         session_id: String,
     },
@@ -333,7 +334,7 @@ impl BrowserPool {
         );
     }
 
-    /// Removes a session's profile directory.
+    /// Ends a session's lease and removes its profile directory.
     pub fn wipe(&self, session_id: &str) {
         let _ = self.actor.cast(PoolMsg::Wipe {
             session_id: session_id.to_owned(),
@@ -694,6 +695,9 @@ impl Actor for BrowserPoolActor {
                 }
             }
             PoolMsg::Wipe { session_id } => {
+                // Its browser first: a running Chromium keeps writing into the
+                // profile, and a directory removed under it may come back half.
+                state.release(&session_id).await;
                 let dir = profile_dir(&state.settings.dir, &session_id);
                 if let Err(e) = std::fs::remove_dir_all(&dir)
                     && e.kind() != std::io::ErrorKind::NotFound

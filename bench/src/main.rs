@@ -178,6 +178,10 @@ enum Standin {
         /// How often an unscanned page shows a new QR code (e.g. 20s, 500ms).
         #[arg(long, default_value = "20s")]
         qr_interval: String,
+        /// Serve headless browsers too (WhatsApp Web refuses them): to try drivers
+        /// that do not hide automation.
+        #[arg(long)]
+        allow_robots: bool,
     },
 }
 
@@ -229,10 +233,15 @@ fn duration_arg(name: &str, text: &str, max: Duration) -> anyhow::Result<Duratio
     Ok(d)
 }
 
-async fn standin(listen: std::net::SocketAddr, qr_interval: &str) -> anyhow::Result<()> {
+async fn standin(
+    listen: std::net::SocketAddr,
+    qr_interval: &str,
+    allow_robots: bool,
+) -> anyhow::Result<()> {
     let qr_interval = duration_arg("qr-interval", qr_interval, Duration::from_secs(3_600))?;
     let config = StandinConfig {
         qr_interval,
+        refuse_robots: !allow_robots,
         ..StandinConfig::default()
     };
     let standin = WhatsAppStandin::start(listen, config).await?;
@@ -281,13 +290,15 @@ const GATEWAY_ENV: &[(&str, &str)] = &[
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Scenario::Standin {
-        service: Standin::Whatsapp {
-            listen,
-            qr_interval,
-        },
+        service:
+            Standin::Whatsapp {
+                listen,
+                qr_interval,
+                allow_robots,
+            },
     } = &cli.scenario
     {
-        return standin(*listen, qr_interval).await;
+        return standin(*listen, qr_interval, *allow_robots).await;
     }
     let started_at = clock::rfc3339(clock::now_ms());
     // The machine's loopback ceiling, measured once the gateway is up and idle (not

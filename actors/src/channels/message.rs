@@ -132,6 +132,12 @@ pub enum ChannelEvent {
     Challenge(Challenge),
     /// Logged in and ready.
     Ready,
+    /// What the network says about the login (e.g. its web client's version, the
+    /// account's own ids): recorded on the session, shown by `GET /v1/sessions/{id}`.
+    About(serde_json::Value),
+    /// A message the account sent from elsewhere (the phone itself): `chat` is who it
+    /// went to, `from` the account. Reported as `message.sent` with `origin: device`.
+    SentElsewhere(InboundMessage),
     Inbound(InboundMessage),
     /// A sent message got further (`id`: the network's id of the outbound message).
     Ack {

@@ -38,7 +38,7 @@ use super::{
     Challenge, ChallengeKind, Channel, ChannelError, ChannelEvent, ChannelKind, Context,
     InboundMessage, OutboundMessage, Party, QrPolicy,
 };
-use crate::browser::{BrowserPool, Isolation, Lease};
+use crate::browser::{BrowserPool, Isolation, Lease, profile};
 use crate::storage::SESSION_STATE_PURPOSE;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern, RequestStage,
@@ -69,6 +69,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 const SLOW_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How far before the newest stored message a catch-up looks (clocks differ).
 const CATCH_UP_MARGIN: Duration = Duration::from_secs(120);
+/// The file in a session's profile that says it holds a login.
+const PAIRED_MARKER: &str = "switchboard-paired";
 /// Message ids remembered as reported (for the liveness check).
 const SEEN_LIMIT: usize = 2_000;
 
@@ -153,7 +155,9 @@ struct Saver {
 }
 
 impl Saver {
-    async fn load(&self) -> Option<String> {
+    /// The saved login, opened: a JSON snapshot, or a packed profile
+    /// ([`profile::is_packed`]).
+    async fn load(&self) -> Option<Vec<u8>> {
         let (key_id, data) = match self.ctx.store.session_state(&self.session_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return None,
@@ -164,7 +168,7 @@ impl Saver {
         };
         let binding = state_binding(&self.tenant_id, &self.session_id);
         match self.ctx.keyring.open(&key_id, &data, binding) {
-            Ok(bytes) => String::from_utf8(bytes.to_vec()).ok(),
+            Ok(bytes) => Some(bytes.to_vec()),
             Err(e) => {
                 tracing::warn!(error = %e, "saved login cannot be decrypted; pairing afresh");
                 None
@@ -193,18 +197,89 @@ impl Saver {
                  it will not survive a restart (use process isolation)"
             );
         }
+        self.store_state(snapshot.as_bytes()).await?;
+        tracing::debug!(bytes = snapshot.len(), "login state saved");
+        Ok(())
+    }
+
+    /// Seals `bytes` as the session's saved login.
+    async fn store_state(&self, bytes: &[u8]) -> Result<(), String> {
         let binding = state_binding(&self.tenant_id, &self.session_id);
         let sealed = self
             .ctx
             .keyring
-            .seal(snapshot.as_bytes(), binding)
+            .seal(bytes, binding)
             .map_err(|e| e.to_string())?;
         self.ctx
             .store
             .set_session_state(&self.session_id, Some((&sealed.key_id, &sealed.data)))
             .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// After the session's browser closed (`process` isolation): a session stopped for
+    /// good has its profile packed, sealed into the database and removed from disk; a
+    /// deleted one just removed. A session that will run again (a reconnect, a gateway
+    /// restart) keeps its profile where it is.
+    async fn put_to_rest(&self) {
+        let Some(pool) = &self.ctx.browser else {
+            return;
+        };
+        let dir = pool.profile_dir(&self.session_id);
+        if !dir.is_dir() {
+            return;
+        }
+        let row = match self.ctx.store.session_by_id(&self.session_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "session not readable; its profile stays on disk");
+                return;
+            }
+        };
+        match row {
+            Some(r) if r.desired_state == "running" => return,
+            Some(_) if self.paired_marker().is_file() => {
+                let src = dir.clone();
+                let packed =
+                    tokio::task::spawn_blocking(move || profile::pack(&src, &[PAIRED_MARKER]))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                let stored = match packed {
+                    Ok(bytes) => self.store_state(&bytes).await.map(|()| bytes.len()),
+                    Err(e) => Err(e),
+                };
+                match stored {
+                    Ok(bytes) => tracing::info!(bytes, "browser profile sealed into the database"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "browser profile not sealed; it stays on disk");
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Removed here, not by the pool, so a start right after cannot race it.
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(error = %e, "browser profile not removed");
+        }
+    }
+
+    /// Gives back a profile sealed at the last stop, unless the profile is on disk.
+    async fn unpack_profile(&self, saved: &[u8]) -> Result<(), String> {
+        let Some(pool) = &self.ctx.browser else {
+            return Ok(());
+        };
+        if self.paired_marker().is_file() {
+            return Ok(());
+        }
+        let (dir, bytes) = (pool.profile_dir(&self.session_id), saved.to_vec());
+        tokio::task::spawn_blocking(move || profile::unpack(&bytes, &dir))
+            .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        tracing::debug!(bytes = snapshot.len(), "login state saved");
+        tracing::info!("browser profile unpacked from the database");
         Ok(())
     }
 
@@ -215,7 +290,7 @@ impl Saver {
             .as_ref()
             .map(|p| p.profile_dir(&self.session_id))
             .unwrap_or_default()
-            .join("switchboard-paired")
+            .join(PAIRED_MARKER)
     }
 
     /// Since when (seconds) messages the page holds may be new to us: a little before
@@ -309,6 +384,15 @@ async fn connect_and_pump(
         .clone()
         .ok_or_else(|| ChannelError::Failed("the browser pool is not running".into()))?;
     let settings = saver.ctx.settings.whatsapp.clone();
+    let saved = saver.load().await;
+    if pool.isolation() == Isolation::Process
+        && let Some(bytes) = saved.as_deref().filter(|b| profile::is_packed(b))
+    {
+        saver
+            .unpack_profile(bytes)
+            .await
+            .map_err(|e| ChannelError::Failed(format!("unpacking the browser profile: {e}")))?;
+    }
     let lease = pool
         .open(&saver.session_id)
         .await
@@ -316,7 +400,10 @@ async fn connect_and_pump(
     let page = lease.page.clone();
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease.clone());
     let isolation = lease.isolation;
-    let restored = match saver.load().await {
+    let snapshot = saved
+        .filter(|b| !profile::is_packed(b))
+        .and_then(|b| String::from_utf8(b).ok());
+    let restored = match snapshot {
         // With a profile on disk, the saved copy only fills what Chromium had not
         // written yet when it was killed.
         Some(snapshot) => {
@@ -358,6 +445,7 @@ async fn connect_and_pump(
         saw_qr: false,
         reconnecting_since: None,
         seen: Seen::default(),
+        version: None,
         suspects: HashSet::new(),
         load_timeout: settings.load_timeout,
         heartbeat: settings.heartbeat,
@@ -495,6 +583,8 @@ struct Pump {
     /// Since when the page has been getting its connection back by itself.
     reconnecting_since: Option<tokio::time::Instant>,
     seen: Seen,
+    /// The WhatsApp Web version the page reported.
+    version: Option<String>,
     /// Messages the page holds that the observer did not report at the last beat.
     suspects: HashSet<String>,
     load_timeout: Duration,
@@ -618,16 +708,28 @@ impl Pump {
 
     fn inbound(&mut self, m: PageMessage) -> Option<ChannelEvent> {
         self.seen.insert(&m.id);
-        if m.from_me {
-            // Written on the phone itself: not a message to answer.
-            tracing::debug!(id = %m.id, "a message written on the phone");
-            return None;
-        }
         let phone = |p: &Option<String>| {
             p.as_deref()
                 .and_then(|p| p.strip_suffix("@c.us"))
                 .map(str::to_owned)
         };
+        if m.from_me {
+            // Written on the phone itself: a message sent, not one to answer.
+            return Some(ChannelEvent::SentElsewhere(InboundMessage {
+                text: m.text(),
+                external_id: m.id,
+                from_phone: None,
+                chat_phone: phone(&m.chat_phone),
+                from: m.from,
+                chat: Some(m.chat),
+                sent_at: if m.t > 0 {
+                    m.t * 1000
+                } else {
+                    crate::clock::now_ms()
+                },
+                meta: serde_json::Value::Null,
+            }));
+        }
         let meta = serde_json::json!({
             "type": m.msg_type,
             "is_group": m.is_group,
@@ -691,6 +793,7 @@ impl Pump {
         match ev {
             PageEvent::Version { version } => {
                 tracing::info!(%version, "WhatsApp Web version");
+                self.version = Some(version);
                 Vec::new()
             }
             PageEvent::Qr { value } => {
@@ -743,7 +846,11 @@ impl Pump {
                     tracing::warn!(error = %e, "login state not saved; a restart will need a new scan");
                 }
                 tracing::info!(me = ?me, "WhatsApp Web logged in");
-                let mut flows = vec![Flow::Emit(ChannelEvent::Ready)];
+                let about = serde_json::json!({ "version": self.version, "me": me });
+                let mut flows = vec![
+                    Flow::Emit(ChannelEvent::About(about)),
+                    Flow::Emit(ChannelEvent::Ready),
+                ];
                 if !self.saw_qr {
                     flows.extend(self.catch_up().await);
                 }
@@ -881,7 +988,19 @@ impl Channel for WhatsApp {
     }
 
     fn disconnect(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.release())
+        Box::pin(async move {
+            if let Some(t) = self.task.take() {
+                t.abort();
+            }
+            self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(pool) = self.ctx.browser.clone() {
+                // Closed gracefully, so the profile on disk is complete.
+                pool.close_and_wait(&self.session_id).await;
+                if pool.isolation() == Isolation::Process {
+                    self.saver().put_to_rest().await;
+                }
+            }
+        })
     }
 
     fn qr_policy(&self) -> QrPolicy {

@@ -351,6 +351,7 @@ mod tests {
                 status_reason: None,
                 desired_state: "stopped".into(),
                 config: "{}".into(),
+                network: None,
                 created_at: 0,
                 updated_at: 0,
             };
@@ -601,6 +602,7 @@ mod tests {
             status_reason: None,
             desired_state: "running".into(),
             config: "{}".into(),
+            network: None,
             created_at: 0,
             updated_at: 0,
         }

@@ -18,8 +18,8 @@
 
 use super::tenant::TenantMsg;
 use super::{
-    Deps, Fault, MESSAGE_DELIVERED, MESSAGE_READ, MESSAGE_RECEIVED, Query, SESSION_CHALLENGE,
-    SESSION_PAIRING_CODE, SESSION_QR, publish, status,
+    Deps, Fault, MESSAGE_DELIVERED, MESSAGE_READ, MESSAGE_RECEIVED, MESSAGE_SENT, Query,
+    SESSION_CHALLENGE, SESSION_PAIRING_CODE, SESSION_QR, publish, status,
 };
 use crate::channels::{self, AckLevel, Channel, ChannelError, ChannelEvent, ChannelKind};
 use crate::events::Publish;
@@ -290,6 +290,17 @@ async fn process(
                 // Off the actor: an ack may have to wait for the commit of `sent`.
                 tokio::spawn(async move { acknowledge(&deps, &row, &id, level).await });
             }
+            ChannelEvent::About(about) => {
+                if let Err(e) = state
+                    .deps
+                    .store
+                    .set_session_network(&state.row.id, &about)
+                    .await
+                {
+                    tracing::warn!(error = %e, "what the network said about the login not recorded");
+                }
+            }
+            ChannelEvent::SentElsewhere(m) => sent_elsewhere(state, m).await?,
             ChannelEvent::Reconnecting(why) => {
                 state.row.status = status::STARTING.into();
                 state.report(status::STARTING, &why);
@@ -384,6 +395,53 @@ pub(crate) async fn publish_status(deps: &Deps, row: &SessionRow, status: &str, 
     event.session_id = Some(row.id.clone());
     event.channel = Some(row.channel.clone());
     publish(&deps.events, event).await;
+}
+
+/// A message the account sent from elsewhere (written on the phone): stored once as a
+/// sent outbound message and reported as `message.sent` with `origin: device`.
+async fn sent_elsewhere(
+    state: &mut SessionState,
+    m: channels::InboundMessage,
+) -> Result<(), ActorProcessingErr> {
+    if let Ok(Some(_)) = state
+        .deps
+        .store
+        .message_by_external_id(&state.row.id, &m.external_id)
+        .await
+    {
+        return Ok(());
+    }
+    let to = m.chat.clone().unwrap_or_else(|| m.from.clone());
+    let mut row = MessageRow::outbound(
+        &state.deps.keyring,
+        &state.row,
+        &to,
+        &m.text,
+        &Default::default(),
+    )?;
+    row.status = "sent".into();
+    row.external_id = Some(m.external_id.clone());
+    let mut data = serde_json::json!({
+        "message_id": row.id,
+        "status": "sent",
+        "to": to,
+        "external_id": m.external_id,
+        "text": m.text,
+        "origin": "device",
+        "sent_at": crate::clock::rfc3339(m.sent_at),
+    });
+    if let Some(p) = &m.chat_phone {
+        data["to_phone"] = p.as_str().into();
+    }
+    let mut event = state.event(MESSAGE_SENT, data);
+    event.message = Some(MessageWrite::Insert(Box::new(row)));
+    let mut wait = Duration::from_millis(50);
+    while let Err(e) = state.deps.events.publish(event.clone()).await {
+        tracing::warn!(error = %e, "message sent from the device not stored yet; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+    Ok(())
 }
 
 /// A message we sent (by its network id) got delivered, or read. The ack can

@@ -22,13 +22,15 @@ pub struct SessionRow {
     pub desired_state: String,
     /// Channel configuration (JSON text).
     pub config: String,
+    /// What the network said about the login last time (JSON text), if anything.
+    pub network: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 macro_rules! session_columns {
     () => {
-        "id, tenant_id, channel, name, status, status_reason, desired_state, config, created_at, updated_at"
+        "id, tenant_id, channel, name, status, status_reason, desired_state, config, network, created_at, updated_at"
     };
 }
 
@@ -39,7 +41,7 @@ impl Store {
             sqlx::query(concat!(
                 "INSERT INTO sessions (",
                 session_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(&s.id)
             .bind(&s.tenant_id)
@@ -49,6 +51,7 @@ impl Store {
             .bind(&s.status_reason)
             .bind(&s.desired_state)
             .bind(&s.config)
+            .bind(&s.network)
             .bind(s.created_at)
             .bind(s.updated_at)
             .execute(&mut *tx)
@@ -137,6 +140,20 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records what the network says about a session's login (JSON).
+    pub async fn set_session_network(&self, id: &str, network: &serde_json::Value) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE sessions SET network = $1 WHERE id = $2")
+                .bind(network.to_string())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         });
         Ok(())

@@ -93,6 +93,9 @@ pub struct StandinConfig {
     pub missing_modules: Vec<String>,
     /// `window.Debug.VERSION`.
     pub version: String,
+    /// Turn headless browsers away, as WhatsApp Web does (off only to try drivers
+    /// that do not hide automation).
+    pub refuse_robots: bool,
 }
 
 impl Default for StandinConfig {
@@ -103,6 +106,7 @@ impl Default for StandinConfig {
             legacy_dom: false,
             missing_modules: Vec::new(),
             version: "2.3000.1029100000".into(),
+            refuse_robots: true,
         }
     }
 }
@@ -572,6 +576,7 @@ impl WhatsAppStandin {
             "legacyDom": self.config.legacy_dom,
             "missingModules": self.config.missing_modules,
             "version": self.config.version,
+            "refuseRobots": self.config.refuse_robots,
         });
         let (start, end) = ("/*CONFIG*/", "/*END*/");
         match (PAGE.find(start), PAGE.find(end)) {
@@ -600,7 +605,7 @@ impl WhatsAppStandin {
         };
         match (method, path.as_str()) {
             (Method::GET, "/") => {
-                let page = if agent.contains("HeadlessChrome") {
+                let page = if self.config.refuse_robots && agent.contains("HeadlessChrome") {
                     // Turned away before the app loads, as the real site does.
                     self.world().refused.push("user agent header".into());
                     "<!doctype html><title>WhatsApp</title><h1>WhatsApp works with Google Chrome 85+</h1>                     <p>To use WhatsApp, update Chrome or use another browser.</p>"

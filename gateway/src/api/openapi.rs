@@ -304,7 +304,9 @@ fn schemas() -> Value {
                 "status_reason": { "type": ["string", "null"] },
                 "running": { "type": "boolean", "description": "Kept running and restored after gateway restarts." },
                 "config": { "type": "object" },
-                "memory": { "type": ["object", "null"], "description": "What a running browser session costs (JS heap; the browser's PSS share)." },
+                "network": { "type": ["object", "null"], "description": "What the network said about the login (WhatsApp: `version`, the WhatsApp Web release the page runs; `me`, the account's id).",
+                    "properties": { "version": { "type": ["string", "null"] }, "me": { "type": ["string", "null"] } } },
+                "memory": { "type": ["object", "null"], "description": "What a running browser session costs: the page's JS heap; `browser_pss_bytes` of the browser it runs in, `pss_share_bytes` its share, `isolation` (`process` or `context`)." },
                 "created_at": ts, "updated_at": ts
             }
         },

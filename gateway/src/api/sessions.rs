@@ -79,6 +79,10 @@ pub struct SessionView {
     /// Whether the gateway keeps this session running (and restores it after restarts).
     pub running: bool,
     pub config: serde_json::Value,
+    /// What the network said about the login (WhatsApp: `version`, the WhatsApp Web
+    /// release the page runs, and `me`, the account's own id), once logged in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<serde_json::Value>,
     /// What a running browser session costs (filled in by `GET /v1/sessions/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<serde_json::Value>,
@@ -96,6 +100,10 @@ impl From<&SessionRow> for SessionView {
             status_reason: r.status_reason.clone(),
             running: r.desired_state == "running",
             config: serde_json::from_str(&r.config).unwrap_or(serde_json::Value::Null),
+            network: r
+                .network
+                .as_deref()
+                .and_then(|n| serde_json::from_str(n).ok()),
             memory: None,
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
@@ -169,6 +177,7 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
         status_reason: Some("created".into()),
         desired_state: "stopped".into(),
         config: config.to_string(),
+        network: None,
         created_at: now,
         updated_at: now,
     };

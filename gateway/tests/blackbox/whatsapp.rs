@@ -364,9 +364,18 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
             .tenant(&key, Method::GET, &format!("/v1/messages/{msg}"), None)
             .await;
         if m.json["status"] == "delivered" {
+            // The recipient opens it: the read receipt (ack 3) arrives as `read`.
+            let page_id = m.json["external_id"].as_str().unwrap().to_owned();
+            assert!(page_id.starts_with("true_"), "{}", m.text);
+            assert!(standin.read(PHONE, &page_id));
             break;
         }
         assert!(Instant::now() < deadline, "never delivered: {}", m.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while events_of(&gw, &key, "message.read").await.is_empty() {
+        assert!(Instant::now() < deadline, "no message.read");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Groups and contacts come from the page.
@@ -537,6 +546,39 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         events_of(&gw, &key, "session.qr").await.len(),
         qrs_before,
         "no new QR code after the phone was offline"
+    );
+
+    // Stopped, the session's login is sealed into the database and its profile leaves
+    // the disk; started again, it comes back without a scan.
+    let profile = gw.data_dir.join(format!("browser/profiles/{id}"));
+    assert!(profile.is_dir());
+    let r = gw
+        .tenant(&key, Method::POST, &format!("/v1/sessions/{id}/stop"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while profile.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped session's profile stayed on disk\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    assert_eq!(
+        events_of(&gw, &key, "session.qr").await.len(),
+        qrs_before,
+        "no new QR code after a stop and start"
     );
 
     // The phone unlinks the device: LOGGED_OUT, and the saved login is gone
@@ -810,6 +852,41 @@ async fn the_real_pages_traps_are_handled() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The session records which WhatsApp Web it runs and who it is.
+    let details = gw
+        .tenant(&key, Method::GET, &format!("/v1/sessions/{id}"), None)
+        .await;
+    assert_eq!(
+        details.json["network"]["version"], "2.3000.1029100000",
+        "{}",
+        details.text
+    );
+    assert_eq!(details.json["network"]["me"], format!("{PHONE}@c.us"));
+
+    // Written on the phone itself: a `message.sent` with `origin: device`.
+    standin
+        .phone_send(PHONE, "15550100", "typed on the phone")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sent = loop {
+        let found = events_of(&gw, &key, "message.sent")
+            .await
+            .into_iter()
+            .find(|e| e["data"]["text"] == "typed on the phone");
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no message.sent from the device");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sent["data"]["origin"], "device");
+    assert_eq!(sent["data"]["to_phone"], "15550100");
+    assert_eq!(
+        received_count(&gw, &key, "typed on the phone").await,
+        0,
+        "not an inbound message"
+    );
+
     // Still encrypted when it arrives: forwarded once decrypted, with its text.
     standin
         .deliver(
@@ -1018,4 +1095,36 @@ async fn the_stand_in_turns_robots_away() {
     .await;
     assert!(person.contains("Requiring unknown module"));
     assert_eq!(standin.refused(), vec!["user agent header".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_passkey_step_is_reported_as_a_challenge() {
+    let standin = standin(Duration::from_secs(5)).await;
+    standin.require_passkey(PHONE, true);
+    let gw = Gateway::start_with(options(&standin, 20)).await;
+    let (_, key) = gw.create_tenant("passkey").await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "whatsapp" })),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(30)).await;
+    scan_current(&gw, &key, &id, &standin).await;
+    let waiting = wait_status(&gw, &key, &id, "CHALLENGE", Duration::from_secs(20)).await;
+    assert_eq!(waiting["running"], true, "{waiting}");
+    let challenges = events_of(&gw, &key, "session.challenge").await;
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert_eq!(challenges[0]["data"]["kind"], "app_approval");
+    assert!(
+        challenges[0]["data"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("passkey")
+    );
+    // This headless browser has no passkey: the link fails and a new QR code follows.
+    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(30)).await;
 }
