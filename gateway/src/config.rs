@@ -398,6 +398,7 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
     "SWITCHBOARD_WHATSAPP_HEARTBEAT",
     "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
+    "SWITCHBOARD_BROWSER_ISOLATION",
     "SWITCHBOARD_MODEL_DIR",
     "SWITCHBOARD_EMBEDDINGS_URL",
     "SWITCHBOARD_EMBEDDINGS_MODEL",
@@ -1150,6 +1151,19 @@ mod tests {
     }
 
     #[test]
+    fn browser_isolation_is_process_unless_told() {
+        let c = Config::load(&env(&[]), None).unwrap();
+        assert_eq!(c.browser.isolation, Isolation::Process);
+        let c = Config::load(&env(&[("SWITCHBOARD_BROWSER_ISOLATION", "context")]), None).unwrap();
+        assert_eq!(c.browser.isolation, Isolation::Context);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[browser]\nisolation = \"context\"\n").unwrap();
+        let c = Config::load(&env(&[]), Some(&file)).unwrap();
+        assert_eq!(c.browser.isolation, Isolation::Context);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (
@@ -1171,6 +1185,10 @@ mod tests {
                 "`database_url` (from DATABASE_URL)",
             ),
             (&[("SWITCHBOARD_LOG_FORMAT", "xml")], "`log.format`"),
+            (
+                &[("SWITCHBOARD_BROWSER_ISOLATION", "thread")],
+                "`browser.isolation` (from SWITCHBOARD_BROWSER_ISOLATION)",
+            ),
             (
                 &[("SWITCHBOARD_LISTN", "127.0.0.1:1")],
                 "`SWITCHBOARD_LISTN`",
