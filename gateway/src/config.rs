@@ -43,6 +43,7 @@
 //! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
 //! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
 //! | `browser.isolation`              | `SWITCHBOARD_BROWSER_ISOLATION`             | `process` (or `context`) |
+//! | `browser.single_process`         | `SWITCHBOARD_BROWSER_SINGLE_PROCESS`        | true (own browsers)   |
 //! | `rag.model_dir`                  | `SWITCHBOARD_MODEL_DIR`                     | `models/all-MiniLM-L6-v2` |
 //! | `rag.embeddings_url`             | `SWITCHBOARD_EMBEDDINGS_URL`                | none (local model)    |
 //! | `rag.embeddings_model`           | `SWITCHBOARD_EMBEDDINGS_MODEL`              | `text-embedding-3-small` |
@@ -203,6 +204,8 @@ pub struct BrowserConfig {
     pub open_timeout: Duration,
     /// A Chromium per session (`process`) or contexts of one shared Chromium.
     pub isolation: Isolation,
+    /// Run a session's own Chromium as one process (`process` isolation).
+    pub single_process: bool,
 }
 
 /// The knowledge base and the RAG actor.
@@ -305,6 +308,7 @@ struct FileBrowser {
     args: Option<Vec<String>>,
     open_timeout: Option<String>,
     isolation: Option<String>,
+    single_process: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,6 +403,7 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_HEARTBEAT",
     "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
     "SWITCHBOARD_BROWSER_ISOLATION",
+    "SWITCHBOARD_BROWSER_SINGLE_PROCESS",
     "SWITCHBOARD_MODEL_DIR",
     "SWITCHBOARD_EMBEDDINGS_URL",
     "SWITCHBOARD_EMBEDDINGS_MODEL",
@@ -889,6 +894,14 @@ impl Config {
                 format!("`{isolation}` is not `process` or `context`"),
             )
         })?;
+        let (single_process, _) = Layer::file(file.browser.single_process, p)
+            .env(
+                env,
+                "browser.single_process",
+                "SWITCHBOARD_BROWSER_SINGLE_PROCESS",
+                parse_bool,
+            )?
+            .or(true);
         let fw = file.whatsapp;
         let (wa_url, origin) = Layer::file(fw.url, p)
             .env(env, "whatsapp.url", "SWITCHBOARD_WHATSAPP_URL", |s| {
@@ -1019,6 +1032,7 @@ impl Config {
                 args: browser_args,
                 open_timeout,
                 isolation,
+                single_process,
             },
             channels: channels::Settings {
                 whatsapp: WhatsAppSettings {
@@ -1154,6 +1168,13 @@ mod tests {
     fn browser_isolation_is_process_unless_told() {
         let c = Config::load(&env(&[]), None).unwrap();
         assert_eq!(c.browser.isolation, Isolation::Process);
+        assert!(c.browser.single_process);
+        let c = Config::load(
+            &env(&[("SWITCHBOARD_BROWSER_SINGLE_PROCESS", "false")]),
+            None,
+        )
+        .unwrap();
+        assert!(!c.browser.single_process);
         let c = Config::load(&env(&[("SWITCHBOARD_BROWSER_ISOLATION", "context")]), None).unwrap();
         assert_eq!(c.browser.isolation, Isolation::Context);
         let dir = tempfile::tempdir().unwrap();

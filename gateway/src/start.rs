@@ -131,6 +131,7 @@ pub async fn start(
         extra_args: config.browser.args.clone(),
         open_timeout: config.browser.open_timeout,
         isolation: config.browser.isolation,
+        single_process: config.browser.single_process,
         ..BrowserSettings::new(config.data_dir.join("browser"))
     })
     .await

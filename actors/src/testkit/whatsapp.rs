@@ -12,7 +12,8 @@
 //!   are kept by LID, and a phone number must be resolved with
 //!   `WAWebQueryExistsJob.queryWidExists` before `findOrCreateLatestChat` takes it
 //!   (else "No LID for user"). The page's LID↔phone cache answers through
-//!   `WAWebApiContact.getPhoneNumber` / `getCurrentLid`. Own ids come from
+//!   `WAWebApiContact.getPhoneNumber` / `getCurrentLid`; groups are LID-addressed and
+//!   refuse a message whose sender is not our LID. Own ids come from
 //!   `WAWebUserPrefsMeUser.getMaybeMePnUser` / `getMaybeMeLidUser` only.
 //! - **Contacts** keep their fields behind getter modules
 //!   (`WAWebContactGetters.getName`, `WAWebFrontendContactGetters.getIsMyContact`).
@@ -727,7 +728,17 @@ impl WhatsAppStandin {
                 reply(StatusCode::OK, json!({"offline_seconds": secs}))
             }
             // What the page calls.
-            "/_standin/api/send" => self.page_send(&s("device"), &s("to"), &s("text"), &s("id")),
+            "/_standin/api/send" => {
+                // LID-addressed groups take messages only from members' LIDs.
+                if s("to").ends_with("@g.us") && v.get("lid").and_then(Value::as_bool) != Some(true)
+                {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "this group addresses its members by LID"}),
+                    );
+                }
+                self.page_send(&s("device"), &s("to"), &s("text"), &s("id"))
+            }
             "/_standin/api/query-exists" => self.query_exists(&s("device"), &s("wid")),
             "/_standin/api/refused" => {
                 self.world().refused.push(s("reason"));

@@ -887,6 +887,20 @@ async fn the_real_pages_traps_are_handled() {
         "not an inbound message"
     );
 
+    // A group takes its id; in a LID-addressed group we write as our LID.
+    send(&gw, &key, &id, "120363000000000001@g.us", "hello team").await;
+    wait_sent(&standin, "hello team").await;
+    let to_group = standin
+        .sent(PHONE)
+        .into_iter()
+        .find(|s| s.text == "hello team")
+        .unwrap();
+    assert_eq!(to_group.to, "120363000000000001@g.us");
+    // A LID taken as it is.
+    let alice = format!("{}@lid", lid_of("15550100"));
+    send(&gw, &key, &id, &alice, "hello by lid").await;
+    wait_sent(&standin, "hello by lid").await;
+
     // Still encrypted when it arrives: forwarded once decrypted, with its text.
     standin
         .deliver(
