@@ -208,8 +208,9 @@ async fn browser_pairs_a_session_through_the_standin_and_measures_chromium() {
     assert_eq!(r.gateway_working, 1, "{json}");
     assert!(r.time_to_qr_ms[0] <= r.time_to_working_ms[0], "{json}");
     let c = &r.checkpoints[0];
+    // A session's own Chromium runs as one process by default.
     assert!(
-        c.chromium_processes >= 2 && c.chromium_pss_bytes > 10 << 20,
+        c.chromium_processes >= 1 && c.chromium_pss_bytes > 10 << 20,
         "{json}"
     );
     assert!(c.gateway_pss_bytes > 0, "{json}");
