@@ -121,14 +121,23 @@ mod tests {
 
     #[tokio::test]
     async fn measures_this_process_burning_cpu() {
+        // This process's own CPU time (user + system), in clock ticks.
+        let cpu_ticks = || -> u64 {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let rest = stat.rsplit_once(')').unwrap().1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+        };
         let m = Monitor::start(std::process::id()).expect("readable /proc");
-        let spin = Instant::now();
+        // Spin until this process has really burnt 0.6 s of CPU (however busy the
+        // machine is), not for a wall-clock time.
+        let (start, spin) = (cpu_ticks(), Instant::now());
         let mut x = 0u64;
-        while spin.elapsed() < Duration::from_millis(1200) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            if x.is_multiple_of(1_000_000) {
-                tokio::task::yield_now().await;
+        while cpu_ticks() - start < 60 && spin.elapsed() < Duration::from_secs(60) {
+            for _ in 0..200_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
             }
+            tokio::task::yield_now().await;
         }
         let s = m.finish();
         assert!(s.cpu_seconds > 0.3, "{s:?}");
