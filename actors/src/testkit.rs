@@ -2,4 +2,5 @@
 //! that implement the same contract our drivers rely on, driven by real Chromium.
 //! Behind the `testkit` feature; the bench reuses them.
 
+pub mod mail;
 pub mod whatsapp;

@@ -1,0 +1,289 @@
+//! Real mail servers for tests and the bench, on loopback: Dovecot (IMAP, from
+//! Debian's `dovecot-imapd`) and an SMTP server (Debian's `python3-aiosmtpd`) that
+//! delivers into Dovecot's maildirs. No mock IMAP: the gateway meets a real server's
+//! IDLE, UIDVALIDITY, CONDSTORE and restarts.
+//!
+//! Everything lives in one temporary directory: Dovecot's config, its run/state
+//! directories and log, a `passwd-file` of users (`{PLAIN}` passwords, re-read by
+//! Dovecot when it changes), and the users' homes (`home/<user>/Maildir`, owned by the
+//! `mail` user as Dovecot's static userdb wants). Both servers are killed on drop.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const SMTP_SERVER: &str = include_str!("smtp_server.py");
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The uid and gid of the `mail` user.
+fn mail_user() -> io::Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"mail"))
+                .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+        })
+        .ok_or_else(|| io::Error::other("no `mail` user in /etc/passwd"))
+}
+
+/// Stops a server the way its init script would (SIGTERM), then waits for it.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn chown(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+}
+
+/// Waits until something listens on `port`.
+fn wait_listening(port: u16, within: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!("nothing listens on port {port}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Dovecot and an SMTP server delivering to it.
+#[derive(Debug)]
+pub struct MailServers {
+    dir: PathBuf,
+    imap_port: u16,
+    smtp_port: u16,
+    mail: (u32, u32),
+    dovecot: Mutex<Option<Child>>,
+    smtp: Mutex<Option<Child>>,
+    users: Mutex<HashMap<String, String>>,
+}
+
+impl MailServers {
+    /// Starts both servers in a fresh directory under the system's temp dir.
+    pub fn start() -> io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-mail-{}-{}",
+            std::process::id(),
+            crate::clock::now_ms()
+        ));
+        for sub in ["run", "state", "home"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let mail = mail_user()?;
+        // Dovecot's processes run as `mail` and must reach the homes.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        chown(&dir.join("home"), mail)?;
+        std::fs::write(dir.join("users"), "")?;
+        let me = Self {
+            imap_port: free_port()?,
+            smtp_port: free_port()?,
+            dir,
+            mail,
+            dovecot: Mutex::default(),
+            smtp: Mutex::default(),
+            users: Mutex::default(),
+        };
+        std::fs::write(me.dir.join("dovecot.conf"), me.dovecot_config())?;
+        me.start_dovecot()?;
+        me.start_smtp()?;
+        Ok(me)
+    }
+
+    fn dovecot_config(&self) -> String {
+        let d = self.dir.display();
+        format!(
+            r#"protocols = imap
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+mail_plugins = $mail_plugins
+protocol imap {{
+  mail_max_userip_connections = 10000
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  process_limit = 1000
+}}
+service imap {{
+  process_limit = 10000
+}}
+"#,
+            uid = self.mail.0,
+            gid = self.mail.1,
+            port = self.imap_port,
+        )
+    }
+
+    fn start_dovecot(&self) -> io::Result<()> {
+        let child = Command::new("dovecot")
+            .args(["-F", "-c"])
+            .arg(self.dir.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "cannot start dovecot (apt-get install dovecot-imapd): {e}"
+                ))
+            })?;
+        *self.dovecot.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        wait_listening(self.imap_port, Duration::from_secs(10))
+    }
+
+    fn start_smtp(&self) -> io::Result<()> {
+        let script = self.dir.join("smtp_server.py");
+        std::fs::write(&script, SMTP_SERVER)?;
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(self.smtp_port.to_string())
+            .arg(self.dir.join("users"))
+            .arg(self.dir.join("home"))
+            .arg(self.mail.0.to_string())
+            .arg(self.mail.1.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::other(format!("cannot start the SMTP server: {e}")))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            io::BufReader::new(out).read_line(&mut line)?;
+        }
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            return Err(io::Error::other(
+                "the SMTP server did not start (apt-get install python3-aiosmtpd)",
+            ));
+        }
+        *self.smtp.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        wait_listening(self.smtp_port, Duration::from_secs(10))
+    }
+
+    pub fn imap_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.imap_port))
+    }
+
+    pub fn smtp_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.smtp_port))
+    }
+
+    /// Adds (or changes the password of) a mailbox user; addresses are `user@…`.
+    pub fn add_user(&self, user: &str, password: &str) -> io::Result<()> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.insert(user.to_owned(), password.to_owned());
+        let mut text = String::new();
+        for (u, p) in users.iter() {
+            text.push_str(&format!("{u}:{{PLAIN}}{p}::::::\n"));
+        }
+        // Written whole, then renamed: Dovecot re-reads the file when it changes.
+        let tmp = self.dir.join("users.tmp");
+        std::fs::File::create(&tmp)?.write_all(text.as_bytes())?;
+        std::fs::rename(tmp, self.dir.join("users"))
+    }
+
+    /// Puts a message straight into a user's INBOX (as a local delivery would).
+    pub fn deliver(&self, user: &str, raw: &[u8]) -> io::Result<()> {
+        let maildir = self.dir.join("home").join(user).join("Maildir");
+        for d in [
+            self.dir.join("home").join(user),
+            maildir.clone(),
+            maildir.join("cur"),
+            maildir.join("new"),
+            maildir.join("tmp"),
+        ] {
+            std::fs::create_dir_all(&d)?;
+            chown(&d, self.mail)?;
+        }
+        let name = format!(
+            "{}.M{}P{}.switchboard",
+            crate::clock::now_ms() / 1000,
+            crate::clock::now_ms(),
+            std::process::id()
+        );
+        let tmp = maildir.join("tmp").join(&name);
+        std::fs::write(&tmp, raw)?;
+        chown(&tmp, self.mail)?;
+        std::fs::rename(tmp, maildir.join("new").join(name))
+    }
+
+    /// Stops Dovecot and starts it again on the same port and data (clients see
+    /// their connections drop).
+    pub fn restart_imap(&self) -> io::Result<()> {
+        if let Some(c) = self
+            .dovecot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            stop(c);
+        }
+        // Its children (imap, imap-login) go with the master; wait until the port frees.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.start_dovecot()
+    }
+
+    /// What Dovecot logged (logins, failures).
+    pub fn dovecot_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for MailServers {
+    fn drop(&mut self) {
+        for slot in [&self.dovecot, &self.smtp] {
+            if let Some(c) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                stop(c);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
