@@ -19,6 +19,7 @@
 //! its config parser and its gateway-wide settings type), a variant in
 //! [`ChannelKind`], and a field in [`Settings`] that the gateway's config fills.
 
+pub mod email;
 pub mod kind;
 pub mod message;
 pub mod sim;

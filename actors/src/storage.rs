@@ -17,6 +17,7 @@
 mod api_keys;
 mod audit;
 mod events;
+mod mailboxes;
 pub(crate) mod messages;
 mod outbox;
 mod rag;
@@ -28,6 +29,7 @@ mod webhooks;
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
+pub use mailboxes::FolderPosition;
 pub use messages::{
     BODY_PURPOSE as MESSAGE_BODY_PURPOSE, EXTRAS_PURPOSE as MESSAGE_EXTRAS_PURPOSE, Enqueued,
     MessageExtras, MessageRow, MessageWrite,
