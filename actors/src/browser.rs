@@ -573,12 +573,8 @@ impl PoolState {
     }
 
     fn stats(&self) -> PoolStats {
-        let (mut pss, mut processes) = (0, 0);
-        for r in self.browsers.values() {
-            let (p, n) = tree_pss(r.pid);
-            pss += p;
-            processes += n;
-        }
+        let roots: Vec<u32> = self.browsers.values().map(|r| r.pid).collect();
+        let (pss, processes) = trees_pss(&roots);
         metrics::gauge!("switchboard_browser_pss_bytes").set(pss as f64);
         metrics::gauge!("switchboard_browser_processes").set(processes as f64);
         metrics::gauge!("switchboard_browser_browsers").set(self.browsers.len() as f64);
@@ -930,6 +926,11 @@ fn kill_stale(pid_file: &Path, user_data: &Path) {
 
 /// Sum of PSS (bytes) over `root` and all its descendants, and how many processes.
 pub fn tree_pss(root: u32) -> (u64, usize) {
+    trees_pss(&[root])
+}
+
+/// [`tree_pss`] over several roots at once (one walk of `/proc` for all of them).
+pub fn trees_pss(roots: &[u32]) -> (u64, usize) {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -949,7 +950,7 @@ pub fn tree_pss(root: u32) -> (u64, usize) {
             }
         }
     }
-    let (mut total, mut count, mut stack) = (0u64, 0usize, vec![root]);
+    let (mut total, mut count, mut stack) = (0u64, 0usize, roots.to_vec());
     while let Some(pid) = stack.pop() {
         if let Some(kb) = pss_kib(pid) {
             total += kb * 1024;

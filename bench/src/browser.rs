@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use http::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use switchboard_actors::browser::tree_pss;
+use switchboard_actors::browser::trees_pss;
 use switchboard_actors::testkit::whatsapp::WhatsAppStandin;
 
 #[derive(Debug, Clone)]
@@ -174,11 +174,11 @@ fn chromium_pss(dir: &std::path::Path) -> (u64, usize) {
                 .filter(|p| p.extension().is_some_and(|x| x == "pid")),
         );
     }
-    pid_files
+    let roots: Vec<u32> = pid_files
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u32>().ok())
-        .map(tree_pss)
-        .fold((0, 0), |(b, n), (b2, n2)| (b + b2, n + n2))
+        .collect();
+    trees_pss(&roots)
 }
 
 pub async fn browser(
