@@ -13,6 +13,7 @@
 //! - [`message`]: the messages a channel carries both ways and the events it reports.
 //! - [`sim`]: synthetic traffic for tests and the bench.
 //! - [`whatsapp`]: WhatsApp Web in the shared Chromium (its page contract inside).
+//! - [`email`]: an IMAP mailbox on IDLE, sending over SMTP.
 //!
 //! # Adding a channel
 //! A folder `channels/<name>.rs` + `channels/<name>/` implementing [`Channel`] (with
@@ -28,11 +29,11 @@ pub mod whatsapp;
 pub use kind::{Capabilities, ChannelKind, UnknownChannel};
 pub use message::{
     AckLevel, Attachment, AttachmentContent, Challenge, ChallengeKind, ChannelEvent,
-    InboundMessage, OutboundMessage, Party,
+    InboundMessage, OutboundMessage, Party, ReceivedAttachment,
 };
 
 use crate::browser::BrowserPool;
-use crate::storage::Store;
+use crate::storage::{SessionRow, Store};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub whatsapp: whatsapp::Settings,
+    pub email: email::Settings,
 }
 
 /// What a channel may use: storage (its saved login), the keyring (to seal it), the
@@ -55,6 +57,32 @@ pub struct Context {
     /// The shared Chromium (started on first use); `None` where no browser runs.
     pub browser: Option<BrowserPool>,
     pub settings: Arc<Settings>,
+}
+
+/// A session's whole configuration: its sealed secrets opened where it has them
+/// (see [`ChannelKind::prepare`]), else its stored `config`.
+pub async fn session_config(
+    row: &SessionRow,
+    store: &Store,
+    keyring: &Keyring,
+) -> Result<serde_json::Value, ChannelError> {
+    let sealed = store
+        .session_secrets(&row.id)
+        .await
+        .map_err(|e| ChannelError::Failed(format!("session secrets unreadable: {e}")))?;
+    let Some(sealed) = sealed else {
+        return Ok(serde_json::from_str(&row.config).unwrap_or(serde_json::Value::Null));
+    };
+    let binding = switchboard_crypto::Binding {
+        tenant_id: &row.tenant_id,
+        record_id: &row.id,
+        purpose: crate::storage::SESSION_SECRETS_PURPOSE,
+    };
+    let plain = keyring
+        .open(&sealed.key_id, &sealed.data, binding)
+        .map_err(|e| ChannelError::Failed(format!("session secrets do not open: {e}")))?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| ChannelError::Failed(format!("session secrets unreadable: {e}")))
 }
 
 /// How a channel's pairing QR codes behave: how long one is valid, and how many

@@ -57,6 +57,12 @@ pub const MESSAGE_DELIVERED: &str = "message.delivered";
 pub const MESSAGE_READ: &str = "message.read";
 /// Event type of a send that cannot be made.
 pub const MESSAGE_FAILED: &str = "message.failed";
+/// Event type of a received message that changed on the network (e-mail flags).
+pub const MESSAGE_UPDATED: &str = "message.updated";
+/// Event type of a received message deleted on the network (an IMAP expunge).
+pub const MESSAGE_DELETED: &str = "message.deleted";
+/// Event type of a mailbox whose numbering was reset (a new IMAP UIDVALIDITY).
+pub const MAILBOX_RESET: &str = "mailbox.reset";
 /// Event type of a new pairing QR code.
 pub const SESSION_QR: &str = "session.qr";
 /// Event type of a pairing code to type on the phone.

@@ -37,7 +37,9 @@ pub use messages::{
 pub use outbox::{AttemptResult, Claimed, Outcome};
 pub use rag::{DRAFT_PURPOSE, DraftRow, KbDocumentRow, RagJob};
 pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};
-pub use sessions::{STATE_PURPOSE as SESSION_STATE_PURPOSE, SessionRow};
+pub use sessions::{
+    SECRETS_PURPOSE as SESSION_SECRETS_PURPOSE, STATE_PURPOSE as SESSION_STATE_PURPOSE, SessionRow,
+};
 pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
 pub use webhooks::{Endpoint, EndpointPatch, EndpointStatus, type_matches};
 

@@ -84,6 +84,7 @@ async fn a_retried_send_is_found_in_the_chat_not_sent_twice() {
                 url: standin.url(),
                 ..whatsapp::Settings::default()
             },
+            ..Default::default()
         }),
     };
     let mut channel = whatsapp::WhatsApp::new(&tenant.id, &row.id, ctx);

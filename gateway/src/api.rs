@@ -232,6 +232,7 @@ async fn dispatch_tenant(
         RouteId::SessionQr => sessions::qr(&ctx, &caller, req).await,
         RouteId::PairingCode => sessions::pairing_code(&ctx, &caller, req).await,
         RouteId::SubmitChallenge => sessions::challenge(&ctx, &caller, req).await,
+        RouteId::TestConnection => sessions::test_connection(&ctx, &caller).await,
         RouteId::SessionGroups => sessions::parties(&ctx, &caller, Query::Groups).await,
         RouteId::SessionContacts => sessions::parties(&ctx, &caller, Query::Contacts).await,
         RouteId::SessionEvents => stream::session_events(&ctx, &caller, req).await,

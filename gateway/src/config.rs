@@ -41,6 +41,10 @@
 //! | `whatsapp.max_qr_refreshes`      | `SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES`     | 5 (then `FAILED`/`qr_timeout`) |
 //! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
 //! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
+//! | `email.idle_renew`               | `SWITCHBOARD_EMAIL_IDLE_RENEW`              | `10m` (under 29m)     |
+//! | `email.poll_interval`            | `SWITCHBOARD_EMAIL_POLL_INTERVAL`           | `60s`                 |
+//! | `email.connects_per_second_per_host` | `SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST` | 10       |
+//! | `email.max_message_bytes`        | `SWITCHBOARD_EMAIL_MAX_MESSAGE_BYTES`       | 52428800 (50 MiB; larger: headers only) |
 //! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
 //! | `browser.isolation`              | `SWITCHBOARD_BROWSER_ISOLATION`             | `process` (or `context`) |
 //! | `browser.single_process`         | `SWITCHBOARD_BROWSER_SINGLE_PROCESS`        | true (own browsers)   |
@@ -66,6 +70,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 use switchboard_actors::browser::Isolation;
+use switchboard_actors::channels::email::Settings as EmailSettings;
 use switchboard_actors::channels::{self, whatsapp, whatsapp::Settings as WhatsAppSettings};
 use switchboard_actors::storage::DatabaseTarget;
 use switchboard_actors::webhooks::schedule;
@@ -282,7 +287,18 @@ struct FileConfig {
     #[serde(default)]
     whatsapp: FileWhatsApp,
     #[serde(default)]
+    email: FileEmail,
+    #[serde(default)]
     rag: FileRag,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEmail {
+    idle_renew: Option<String>,
+    poll_interval: Option<String>,
+    connects_per_second_per_host: Option<u64>,
+    max_message_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -401,6 +417,10 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
     "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
     "SWITCHBOARD_WHATSAPP_HEARTBEAT",
+    "SWITCHBOARD_EMAIL_IDLE_RENEW",
+    "SWITCHBOARD_EMAIL_POLL_INTERVAL",
+    "SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST",
+    "SWITCHBOARD_EMAIL_MAX_MESSAGE_BYTES",
     "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
     "SWITCHBOARD_BROWSER_ISOLATION",
     "SWITCHBOARD_BROWSER_SINGLE_PROCESS",
@@ -948,6 +968,65 @@ impl Config {
             )?,
         )?;
 
+        let fe = file.email;
+        let idle_renew = positive(
+            "email.idle_renew",
+            duration(
+                "email.idle_renew",
+                fe.idle_renew,
+                "SWITCHBOARD_EMAIL_IDLE_RENEW",
+                "10m",
+            )?,
+        )?;
+        if idle_renew > Duration::from_secs(29 * 60) {
+            return Err(ConfigError::new(
+                "email.idle_renew",
+                Origin::Default,
+                "must be under 29m (servers end an IDLE after 30 minutes)",
+            ));
+        }
+        let poll_interval = positive(
+            "email.poll_interval",
+            duration(
+                "email.poll_interval",
+                fe.poll_interval,
+                "SWITCHBOARD_EMAIL_POLL_INTERVAL",
+                "60s",
+            )?,
+        )?;
+        let (connects, origin) = Layer::file(fe.connects_per_second_per_host, p)
+            .env(
+                env,
+                "email.connects_per_second_per_host",
+                "SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST",
+                parse_from_str("a whole number"),
+            )?
+            .or(u64::from(
+                EmailSettings::default().connects_per_second_per_host,
+            ));
+        let connects_per_second_per_host = check_range(
+            "email.connects_per_second_per_host",
+            &origin,
+            connects,
+            1,
+            100_000,
+        )? as u32;
+        let (max_message_bytes, origin) = Layer::file(fe.max_message_bytes, p)
+            .env(
+                env,
+                "email.max_message_bytes",
+                "SWITCHBOARD_EMAIL_MAX_MESSAGE_BYTES",
+                parse_from_str("a whole number of bytes"),
+            )?
+            .or(EmailSettings::default().max_message_bytes);
+        let max_message_bytes = check_range(
+            "email.max_message_bytes",
+            &origin,
+            max_message_bytes,
+            1024,
+            1 << 30,
+        )?;
+
         let fr = file.rag;
         let text = |key: &str,
                     v: Option<String>,
@@ -1040,6 +1119,12 @@ impl Config {
                     max_qr_refreshes,
                     load_timeout,
                     heartbeat,
+                },
+                email: EmailSettings {
+                    idle_renew,
+                    poll_interval,
+                    connects_per_second_per_host,
+                    max_message_bytes,
                 },
             },
             sessions: SessionConfig {

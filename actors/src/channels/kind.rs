@@ -3,7 +3,7 @@
 //! building it all go through here, so a new channel is one variant (and the arms
 //! of this file), not string matches across the tree.
 
-use super::{Channel, ChannelError, Context, OutboundMessage, sim, whatsapp};
+use super::{Channel, ChannelError, Context, OutboundMessage, email, sim, whatsapp};
 use crate::storage::SessionRow;
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +12,15 @@ use std::str::FromStr;
 pub enum ChannelKind {
     Sim,
     WhatsApp,
+    Email,
+}
+
+/// A session's configuration as stored: what may be shown (`config`), and, for a
+/// channel with secrets, the whole of it to seal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub shown: serde_json::Value,
+    pub secret: Option<serde_json::Value>,
 }
 
 /// What a channel can carry on a send, besides text.
@@ -24,13 +33,15 @@ pub struct Capabilities {
 
 impl ChannelKind {
     /// Every channel, in the order the API lists them.
-    pub const ALL: &'static [ChannelKind] = &[ChannelKind::Sim, ChannelKind::WhatsApp];
+    pub const ALL: &'static [ChannelKind] =
+        &[ChannelKind::Sim, ChannelKind::WhatsApp, ChannelKind::Email];
 
     /// The stable name (`channel` of a session, of events).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Sim => "sim",
             Self::WhatsApp => "whatsapp",
+            Self::Email => "email",
         }
     }
 
@@ -48,7 +59,34 @@ impl ChannelKind {
         match self {
             Self::Sim => sim::SimConfig::parse(config).map(|_| ()),
             Self::WhatsApp => whatsapp::WhatsAppConfig::parse(config).map(|_| ()),
+            Self::Email => email::config::EmailConfig::parse(config)
+                .map(|_| ())
+                .map_err(ChannelError::Config),
         }
+    }
+
+    /// Validates a new session's configuration and splits it into what is stored in
+    /// the clear and shown (`config`) and what is sealed (secrets: passwords, OAuth2
+    /// tokens). Only e-mail sessions have secrets.
+    pub fn prepare(self, config: &serde_json::Value) -> Result<Prepared, ChannelError> {
+        self.validate(config)?;
+        let config = if config.is_null() {
+            serde_json::json!({})
+        } else {
+            config.clone()
+        };
+        Ok(match self {
+            Self::Email => Prepared {
+                shown: email::config::EmailConfig::parse(&config)
+                    .map_err(ChannelError::Config)?
+                    .redacted(),
+                secret: Some(config),
+            },
+            Self::Sim | Self::WhatsApp => Prepared {
+                shown: config,
+                secret: None,
+            },
+        })
     }
 
     /// What sends on this channel may carry.
@@ -65,26 +103,40 @@ impl ChannelKind {
                 reply_to: false,
                 attachments: false,
             },
+            Self::Email => Capabilities {
+                subject: true,
+                reply_to: true,
+                attachments: true,
+            },
         }
     }
 
-    /// Builds the channel of a session from its row.
-    pub fn build(self, row: &SessionRow, ctx: &Context) -> Result<Box<dyn Channel>, ChannelError> {
-        let config: serde_json::Value =
-            serde_json::from_str(&row.config).unwrap_or(serde_json::Value::Null);
+    /// Builds the channel of a session from its row and its whole configuration
+    /// ([`super::session_config`]).
+    pub fn build(
+        self,
+        row: &SessionRow,
+        config: &serde_json::Value,
+        ctx: &Context,
+    ) -> Result<Box<dyn Channel>, ChannelError> {
         match self {
             Self::Sim => Ok(Box::new(sim::Sim::new(
                 &row.id,
-                sim::SimConfig::parse(&config)?,
+                sim::SimConfig::parse(config)?,
             ))),
             Self::WhatsApp => {
-                whatsapp::WhatsAppConfig::parse(&config)?;
+                whatsapp::WhatsAppConfig::parse(config)?;
                 Ok(Box::new(whatsapp::WhatsApp::new(
                     &row.tenant_id,
                     &row.id,
                     ctx.clone(),
                 )))
             }
+            Self::Email => Ok(Box::new(email::Email::new(
+                &row.id,
+                email::config::EmailConfig::parse(config).map_err(ChannelError::Config)?,
+                ctx.clone(),
+            ))),
         }
     }
 }
@@ -177,7 +229,7 @@ mod tests {
         }
         assert_eq!("sim".parse(), Ok(ChannelKind::Sim));
         assert_eq!("whatsapp".parse(), Ok(ChannelKind::WhatsApp));
-        assert_eq!(ChannelKind::names(), "sim, whatsapp");
+        assert_eq!(ChannelKind::names(), "sim, whatsapp, email");
     }
 
     #[test]
@@ -187,7 +239,7 @@ mod tests {
             assert_eq!(e, UnknownChannel(bad.to_owned()));
             assert_eq!(
                 e.to_string(),
-                format!("unknown channel `{bad}` (known: sim, whatsapp)")
+                format!("unknown channel `{bad}` (known: sim, whatsapp, email)")
             );
         }
     }

@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 /// An inbound message as a channel reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InboundMessage {
     /// The network's id for the message (dedupe key).
     pub external_id: String,
@@ -27,9 +27,32 @@ pub struct InboundMessage {
     /// The chat's phone number (digits), likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_phone: Option<String>,
+    /// Its subject line (e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The conversation it belongs to, the same for every message of it (e-mail:
+    /// from Message-ID / In-Reply-To / References).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// Files it carries, described (the bytes are fetched on request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ReceivedAttachment>,
     /// What else the network says about it (type, media, group author…), or null.
     #[serde(default)]
     pub meta: serde_json::Value,
+}
+
+/// An attachment of a received message, without its bytes
+/// (`GET /v1/messages/{id}/attachments/{index}` fetches those).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceivedAttachment {
+    /// Its position among the message's attachments (what the download route takes).
+    pub index: usize,
+    pub filename: Option<String>,
+    pub mime_type: String,
+    pub size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
 }
 
 /// A message to send.
@@ -154,6 +177,19 @@ pub enum ChannelEvent {
     Failed(String),
     /// The account logged this session out; it needs pairing again.
     LoggedOut(String),
+    /// A received message changed on the network (e-mail: its flags, e.g. seen):
+    /// `message.updated` with `change` merged into the event's data.
+    Updated {
+        external_id: String,
+        change: serde_json::Value,
+    },
+    /// A received message was deleted on the network (`message.deleted`).
+    Deleted {
+        external_id: String,
+    },
+    /// The mailbox's numbering was reset (a new IMAP UIDVALIDITY): what it held was
+    /// not reported again (`mailbox.reset`, with this data).
+    MailboxReset(serde_json::Value),
 }
 
 /// A group or contact as a network lists it.

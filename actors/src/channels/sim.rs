@@ -139,6 +139,7 @@ async fn generate(session_id: String, config: SimConfig, events: mpsc::Sender<Ch
             from_phone: None,
             chat_phone: None,
             meta: serde_json::Value::Null,
+            ..Default::default()
         };
         if events.send(ChannelEvent::Inbound(msg)).await.is_err() {
             return;

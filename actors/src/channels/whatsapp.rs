@@ -728,6 +728,7 @@ impl Pump {
                     crate::clock::now_ms()
                 },
                 meta: serde_json::Value::Null,
+                ..Default::default()
             }));
         }
         let meta = serde_json::json!({
@@ -752,6 +753,7 @@ impl Pump {
                 crate::clock::now_ms()
             },
             meta,
+            ..Default::default()
         }))
     }
 

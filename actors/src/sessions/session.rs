@@ -18,8 +18,9 @@
 
 use super::tenant::TenantMsg;
 use super::{
-    Deps, Fault, MESSAGE_DELIVERED, MESSAGE_READ, MESSAGE_RECEIVED, MESSAGE_SENT, Query,
-    SESSION_CHALLENGE, SESSION_PAIRING_CODE, SESSION_QR, publish, status,
+    Deps, Fault, MAILBOX_RESET, MESSAGE_DELETED, MESSAGE_DELIVERED, MESSAGE_READ, MESSAGE_RECEIVED,
+    MESSAGE_SENT, MESSAGE_UPDATED, Query, SESSION_CHALLENGE, SESSION_PAIRING_CODE, SESSION_QR,
+    publish, status,
 };
 use crate::channels::{self, AckLevel, Channel, ChannelError, ChannelEvent, ChannelKind};
 use crate::events::Publish;
@@ -122,7 +123,9 @@ impl Actor for SessionActor {
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
         let kind: ChannelKind = args.row.channel.parse()?;
-        let channel = kind.build(&args.row, &args.deps.channel_context())?;
+        let config =
+            channels::session_config(&args.row, &args.deps.store, &args.deps.keyring).await?;
+        let channel = kind.build(&args.row, &config, &args.deps.channel_context())?;
         Ok(SessionState {
             row: args.row,
             deps: args.deps,
@@ -263,6 +266,15 @@ async fn process(
                 if let Some(p) = &m.chat_phone {
                     data["chat_phone"] = p.as_str().into();
                 }
+                if let Some(subject) = &m.subject {
+                    data["subject"] = subject.as_str().into();
+                }
+                if let Some(thread) = &m.thread_id {
+                    data["thread_id"] = thread.as_str().into();
+                }
+                if !m.attachments.is_empty() {
+                    data["attachments"] = serde_json::json!(m.attachments);
+                }
                 if !m.meta.is_null() {
                     data["meta"] = m.meta.clone();
                 }
@@ -316,6 +328,26 @@ async fn process(
             ChannelEvent::LoggedOut(why) => {
                 state.report(status::LOGGED_OUT, &why);
                 myself.stop(Some("logged out".into()));
+            }
+            ChannelEvent::Updated {
+                external_id,
+                change,
+            } => {
+                about_received(
+                    &state.deps,
+                    &state.row,
+                    MESSAGE_UPDATED,
+                    &external_id,
+                    change,
+                )
+                .await
+            }
+            ChannelEvent::Deleted { external_id } => {
+                let data = serde_json::json!({});
+                about_received(&state.deps, &state.row, MESSAGE_DELETED, &external_id, data).await;
+            }
+            ChannelEvent::MailboxReset(data) => {
+                publish(&state.deps.events, state.event(MAILBOX_RESET, data)).await;
             }
         },
         SessionMsg::Ping(reply) => {
@@ -394,6 +426,47 @@ pub(crate) async fn publish_status(deps: &Deps, row: &SessionRow, status: &str, 
     let mut event = Publish::new(&row.tenant_id, super::STATUS_EVENT, data);
     event.session_id = Some(row.id.clone());
     event.channel = Some(row.channel.clone());
+    publish(&deps.events, event).await;
+}
+
+/// Something happened to a received message on the network (`message.updated`,
+/// `message.deleted`): reported with our id for it, `change` merged in. Messages we
+/// never stored (older than the session) are not reported.
+async fn about_received(
+    deps: &Deps,
+    session: &SessionRow,
+    event_type: &str,
+    external_id: &str,
+    change: serde_json::Value,
+) {
+    let row = match deps
+        .store
+        .message_by_external_id(&session.id, external_id)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::debug!(
+                external_id,
+                event_type,
+                "not a message we stored; not reported"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, external_id, "could not look up a changed message");
+            return;
+        }
+    };
+    let mut data = serde_json::json!({ "message_id": row.id, "external_id": external_id });
+    if let serde_json::Value::Object(fields) = change {
+        for (k, v) in fields {
+            data[k] = v;
+        }
+    }
+    let mut event = Publish::new(&session.tenant_id, event_type, data);
+    event.session_id = Some(session.id.clone());
+    event.channel = Some(session.channel.clone());
     publish(&deps.events, event).await;
 }
 

@@ -58,6 +58,12 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         data_column: "state",
         purpose: super::sessions::STATE_PURPOSE,
     },
+    SealedColumn {
+        table: "sessions",
+        key_id_column: "secrets_key_id",
+        data_column: "secrets",
+        purpose: super::sessions::SECRETS_PURPOSE,
+    },
 ];
 
 /// A sealed value and the row it belongs to.

@@ -6,9 +6,13 @@ use super::audit::{AuditEntry, insert_audit};
 use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
+use switchboard_crypto::Sealed;
 
 /// Binding purpose of a session's sealed channel state.
 pub const STATE_PURPOSE: &str = "session.state";
+/// Binding purpose of a session's sealed secrets (its whole configuration, secrets
+/// included, where its channel has secrets).
+pub const SECRETS_PURPOSE: &str = "session.secrets";
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SessionRow {
@@ -36,12 +40,25 @@ macro_rules! session_columns {
 
 impl Store {
     pub async fn create_session(&self, s: &SessionRow, audit: &AuditEntry) -> Result<()> {
+        self.create_session_sealed(s, None, audit).await
+    }
+
+    /// Creates a session whose configuration has secrets: `s.config` holds what may be
+    /// shown, `secrets` the whole configuration sealed (bound to [`SECRETS_PURPOSE`]).
+    pub async fn create_session_sealed(
+        &self,
+        s: &SessionRow,
+        secrets: Option<&Sealed>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let (key_id, data) = secrets.map(|x| (&x.key_id, &x.data)).unzip();
         on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
                 "INSERT INTO sessions (",
                 session_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ", secrets_key_id, secrets",
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             ))
             .bind(&s.id)
             .bind(&s.tenant_id)
@@ -54,6 +71,8 @@ impl Store {
             .bind(&s.network)
             .bind(s.created_at)
             .bind(s.updated_at)
+            .bind(key_id)
+            .bind(data)
             .execute(&mut *tx)
             .await?;
             let entry = AuditEntry {
@@ -122,6 +141,22 @@ impl Store {
         });
         Ok(match row {
             Some((Some(k), Some(d))) => Some((k, d)),
+            _ => None,
+        })
+    }
+
+    /// A session's sealed secrets (its whole configuration), if its channel has any.
+    pub async fn session_secrets(&self, id: &str) -> Result<Option<Sealed>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (Option<String>, Option<Vec<u8>>)>(
+                "SELECT secrets_key_id, secrets FROM sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(match row {
+            Some((Some(key_id), Some(data))) => Some(Sealed { key_id, data }),
             _ => None,
         })
     }

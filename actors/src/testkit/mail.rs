@@ -126,6 +126,13 @@ auth_mechanisms = plain login
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 mail_plugins = $mail_plugins
+namespace inbox {{
+  inbox = yes
+  mailbox Sent {{
+    auto = create
+    special_use = \Sent
+  }}
+}}
 protocol imap {{
   mail_max_userip_connections = 10000
 }}
@@ -227,9 +234,34 @@ service imap {{
 
     /// Puts a message straight into a user's INBOX (as a local delivery would).
     pub fn deliver(&self, user: &str, raw: &[u8]) -> io::Result<()> {
-        let maildir = self.dir.join("home").join(user).join("Maildir");
+        self.deliver_to(user, "INBOX", raw)
+    }
+
+    /// A user's maildir for `folder` (Maildir++: `INBOX` is the root, others `.Name`).
+    fn maildir(&self, user: &str, folder: &str) -> PathBuf {
+        let root = self.dir.join("home").join(user).join("Maildir");
+        if folder == "INBOX" {
+            root
+        } else {
+            root.join(format!(".{folder}"))
+        }
+    }
+
+    /// Deletes a folder and makes it again, empty: Dovecot gives it a new UIDVALIDITY.
+    pub fn recreate_folder(&self, user: &str, folder: &str) -> io::Result<()> {
+        let dir = self.maildir(user, folder);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        self.deliver_dirs(user, folder).map(|_| ())
+    }
+
+    fn deliver_dirs(&self, user: &str, folder: &str) -> io::Result<PathBuf> {
+        let maildir = self.maildir(user, folder);
+        let root = self.dir.join("home").join(user).join("Maildir");
         for d in [
             self.dir.join("home").join(user),
+            root,
             maildir.clone(),
             maildir.join("cur"),
             maildir.join("new"),
@@ -238,8 +270,16 @@ service imap {{
             std::fs::create_dir_all(&d)?;
             chown(&d, self.mail)?;
         }
+        Ok(maildir)
+    }
+
+    /// Puts a message straight into one of a user's folders.
+    pub fn deliver_to(&self, user: &str, folder: &str, raw: &[u8]) -> io::Result<()> {
+        let maildir = self.deliver_dirs(user, folder)?;
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!(
-            "{}.M{}P{}.switchboard",
+            "{}.M{}Q{n}P{}.switchboard",
             crate::clock::now_ms() / 1000,
             crate::clock::now_ms(),
             std::process::id()
@@ -269,6 +309,44 @@ service imap {{
             std::thread::sleep(Duration::from_millis(50));
         }
         self.start_dovecot()
+    }
+
+    /// Every message in one of a user's folders, read over IMAP (as a mail client
+    /// would: what the gateway's sends really produced).
+    pub async fn read_folder(&self, user: &str, folder: &str) -> io::Result<Vec<Vec<u8>>> {
+        use futures::TryStreamExt;
+        let password = self
+            .users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+            .ok_or_else(|| io::Error::other(format!("no user {user}")))?;
+        let tcp = tokio::net::TcpStream::connect(self.imap_addr()).await?;
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await?;
+        let mut s = client
+            .login(user, &password)
+            .await
+            .map_err(|(e, _)| io::Error::other(e.to_string()))?;
+        let fail = |e: async_imap::error::Error| io::Error::other(e.to_string());
+        let mailbox = s.examine(folder).await.map_err(fail)?;
+        let mut out = Vec::new();
+        if mailbox.exists > 0 {
+            let fetched: Vec<_> = s
+                .fetch("1:*", "BODY.PEEK[]")
+                .await
+                .map_err(fail)?
+                .try_collect()
+                .await
+                .map_err(fail)?;
+            out = fetched
+                .iter()
+                .filter_map(|m| m.body().map(<[u8]>::to_vec))
+                .collect();
+        }
+        let _ = s.logout().await;
+        Ok(out)
     }
 
     /// What Dovecot logged (logins, failures).

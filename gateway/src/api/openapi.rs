@@ -372,6 +372,24 @@ fn schemas() -> Value {
             "properties": { "code": { "type": "string", "minLength": 1, "maxLength": 64, "description": "the code the network sent (2FA app, SMS, e-mail)" } }
         },
         "ChallengeAccepted": { "type": "object", "properties": { "accepted": { "type": "boolean" } } },
+        "ServerTest": {
+            "type": "object", "required": ["ok"],
+            "properties": {
+                "ok": { "type": "boolean" },
+                "error": { "type": "string", "enum": ["auth_failed", "unreachable", "protocol_error", "folder_missing", "smtp_failed"] },
+                "message": { "type": "string" },
+                "elapsed_ms": { "type": "integer" },
+                "idle": { "type": "boolean" }, "condstore": { "type": "boolean" }, "qresync": { "type": "boolean" }
+            }
+        },
+        "ConnectionTest": {
+            "type": "object", "required": ["ok", "imap", "smtp"],
+            "properties": {
+                "ok": { "type": "boolean", "description": "both servers took the login" },
+                "imap": { "$ref": "#/components/schemas/ServerTest" },
+                "smtp": { "$ref": "#/components/schemas/ServerTest" }
+            }
+        },
         "PartyList": {
             "type": "object",
             "properties": { "data": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" }, "name": { "type": ["string", "null"] } } } } }

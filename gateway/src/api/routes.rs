@@ -48,6 +48,7 @@ pub enum RouteId {
     SessionQr,
     PairingCode,
     SubmitChallenge,
+    TestConnection,
     SessionGroups,
     SessionContacts,
     SessionEvents,
@@ -593,6 +594,17 @@ pub static ROUTES: &[Route] = &[
         ),
         Some("ChallengeCode"),
         (202, Some("ChallengeAccepted")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/test-connection",
+            TestConnection,
+            Tenant,
+            "Try an e-mail session's servers with its stored configuration: logs in to IMAP (and opens its folders) and to SMTP, sending nothing, and reports each (`ok`, `error`: auth_failed | unreachable | protocol_error | folder_missing | smtp_failed, `message`). Works whether or not the session runs. 409 `not_email` for other channels.",
+        ),
+        None,
+        (200, Some("ConnectionTest")),
     ),
     with(
         route(

@@ -17,13 +17,14 @@ use hyper::Response;
 use hyper::body::Bytes;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
-use switchboard_actors::channels::{ChannelKind, InboundMessage};
+use switchboard_actors::channels::email::config::EmailConfig;
+use switchboard_actors::channels::{self, ChannelKind, InboundMessage};
 use switchboard_actors::clock::{self, rfc3339};
 use switchboard_actors::events::body_binding;
 use switchboard_actors::ids;
 use switchboard_actors::sessions::{Fault, status};
 use switchboard_actors::sessions::{Query, SESSION_QR};
-use switchboard_actors::storage::{AuditEntry, SessionRow};
+use switchboard_actors::storage::{AuditEntry, SESSION_SECRETS_PURPOSE, SessionRow};
 
 /// Prefix of session ids.
 pub const SESSION_PREFIX: &str = "ses";
@@ -160,14 +161,22 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
         .map(|n| validate_name("name", n))
         .transpose()?;
     let id = ids::new_id(SESSION_PREFIX);
-    // Building the channel validates its configuration without connecting anything.
-    kind.validate(&body.config)?;
+    // Validated without connecting anything; secrets are split off to be sealed.
+    let prepared = kind.prepare(&body.config)?;
+    let secrets = prepared
+        .secret
+        .map(|s| {
+            let binding = switchboard_crypto::Binding {
+                tenant_id: &caller.tenant.id,
+                record_id: &id,
+                purpose: SESSION_SECRETS_PURPOSE,
+            };
+            ctx.app.keyring.seal(s.to_string().as_bytes(), binding)
+        })
+        .transpose()
+        .map_err(ApiError::internal)?;
     let now = clock::now_ms();
-    let config = if body.config.is_null() {
-        serde_json::json!({})
-    } else {
-        body.config
-    };
+    let config = prepared.shown;
     let row = SessionRow {
         id: id.clone(),
         tenant_id: caller.tenant.id.clone(),
@@ -183,7 +192,11 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
     };
     ctx.app
         .store
-        .create_session(&row, &audit(ctx, caller, "session.create"))
+        .create_session_sealed(
+            &row,
+            secrets.as_ref(),
+            &audit(ctx, caller, "session.create"),
+        )
         .await?;
     if body.start.unwrap_or(true) {
         ctx.app.sessions.start(row).await?;
@@ -412,6 +425,28 @@ pub async fn fault(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Ap
     )
 }
 
+/// `POST /v1/sessions/{id}/test-connection`: tries an e-mail session's IMAP and SMTP
+/// servers with its stored (sealed) configuration, and reports each.
+pub async fn test_connection(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
+    let row = load(ctx, caller).await?;
+    if row.channel.parse() != Ok(ChannelKind::Email) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_email",
+            format!(
+                "only e-mail sessions have servers to test; this one is {}",
+                row.channel
+            ),
+        ));
+    }
+    let config = channels::session_config(&row, &ctx.app.store, &ctx.app.keyring)
+        .await
+        .map_err(ApiError::internal)?;
+    let config = EmailConfig::parse(&config).map_err(ApiError::internal)?;
+    let report = channels::email::test_connection(&config, &ctx.app.config.channels.email).await;
+    json(StatusCode::OK, &report)
+}
+
 /// `POST /v1/sessions/{id}/challenge {"code"}`: answers the login challenge the
 /// session reported (`session.challenge`, status `CHALLENGE`).
 pub async fn challenge(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
@@ -470,6 +505,7 @@ pub async fn sim_inbound(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>)
         from_phone: None,
         chat_phone: None,
         meta: serde_json::Value::Null,
+        ..Default::default()
     };
     let answer = ctx
         .app

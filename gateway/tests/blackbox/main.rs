@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod dashboard;
+mod email;
 mod messages;
 mod process;
 mod rag;

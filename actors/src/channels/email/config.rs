@@ -52,8 +52,9 @@ impl Provider {
     }
 }
 
-/// XOAUTH2 credentials: an access token refreshed from a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// XOAUTH2 credentials: an access token refreshed from a refresh token. Shown
+/// only through [`Auth`]'s `Debug`, which leaves the secrets out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2 {
     #[serde(default)]
@@ -79,11 +80,30 @@ impl OAuth2 {
     }
 }
 
-/// How the session logs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the session logs in. Its `Debug` shows no secret (configs end up in logs).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     Password(String),
     OAuth2(OAuth2),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password(_) => f.write_str("Password(..)"),
+            Self::OAuth2(o) => f.debug_tuple("OAuth2").field(o).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuth2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2")
+            .field("provider", &self.provider)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One server (IMAP or SMTP).

@@ -1,0 +1,465 @@
+//! The e-mail channel end to end: the gateway binary against real Dovecot (IMAP with
+//! IDLE, CONDSTORE, QRESYNC) and a real SMTP server (aiosmtpd delivering into
+//! Dovecot's maildirs), with webhooks checked by a verifying receiver. Sent mail is
+//! checked by reading the other mailbox over IMAP, as its owner would.
+
+use super::receiver::{Behaviour, Delivery, Receiver};
+use super::support::{Gateway, Options};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use switchboard_actors::testkit::mail::MailServers;
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const ALICE_PW: &str = "alice-Secret-pw-7";
+
+fn options() -> Options {
+    Options {
+        env: vec![
+            ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS".into(), "true".into()),
+            ("SWITCHBOARD_SESSIONS_RESTART_BASE".into(), "200ms".into()),
+            ("SWITCHBOARD_SESSIONS_RESTART_MAX".into(), "1s".into()),
+            (
+                "SWITCHBOARD_WEBHOOKS_RETRY_SCHEDULE".into(),
+                "0,200ms,500ms,1s".into(),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+fn servers() -> MailServers {
+    let servers = MailServers::start().expect("dovecot and aiosmtpd (scripts/test installs them)");
+    servers.add_user("alice", ALICE_PW).unwrap();
+    servers.add_user("bob", "bob-pw").unwrap();
+    servers
+}
+
+fn config(servers: &MailServers, password: &str, folders: &[&str]) -> Value {
+    let imap = servers.imap_addr();
+    let smtp = servers.smtp_addr();
+    json!({
+        "imap": { "host": "127.0.0.1", "port": imap.port(), "security": "none",
+                  "username": "alice", "password": password },
+        "smtp": { "host": "127.0.0.1", "port": smtp.port(), "security": "none",
+                  "username": "alice", "password": password },
+        "from": { "address": "alice@example.test", "name": "Alice" },
+        "folders": folders,
+        "sent_folder": "Sent",
+        "backfill": "none",
+    })
+}
+
+/// A plain message from bob to alice.
+fn mail(message_id: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\
+Message-ID: <{message_id}>\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+async fn setup(gw: &Gateway) -> (String, Receiver) {
+    let (_, key) = gw.create_tenant("mail").await;
+    let rx = Receiver::start(Behaviour::default()).await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({ "url": rx.url, "secret": SECRET,
+                         "events": ["message.*", "session.*", "mailbox.*"] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    (key, rx)
+}
+
+async fn create(gw: &Gateway, key: &str, config: Value) -> String {
+    let r = gw
+        .tenant(
+            key,
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({ "channel": "email", "name": "inbox", "config": config })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(
+        !r.text.contains(ALICE_PW),
+        "a password was echoed: {}",
+        r.text
+    );
+    r.json["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_status(gw: &Gateway, key: &str, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = gw
+            .tenant(key, Method::GET, &format!("/v1/sessions/{id}"), None)
+            .await;
+        if r.json["status"] == want {
+            return r.json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session never reached {want}: {}\n--- gateway log ---\n{}",
+            r.text,
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Verified deliveries of one event type, their data by delivery order.
+fn verified(rx: &Receiver, ty: &str) -> Vec<Value> {
+    rx.deliveries()
+        .iter()
+        .filter(|d: &&Delivery| d.verifies_with(SECRET))
+        .map(Delivery::json)
+        .filter(|j| j["type"] == ty)
+        .map(|j| j["data"].clone())
+        .collect()
+}
+
+/// `message.received` deliveries counted by the mail's Message-ID (redeliveries of
+/// one event are one).
+fn received_by_message_id(rx: &Receiver) -> BTreeMap<String, usize> {
+    let mut events = BTreeMap::new();
+    for d in rx.deliveries().iter().filter(|d| d.verifies_with(SECRET)) {
+        let j = d.json();
+        if j["type"] == "message.received" {
+            events.insert(
+                d.id.clone(),
+                j["data"]["meta"]["message_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for mid in events.into_values() {
+        *counts.entry(mid).or_default() += 1;
+    }
+    counts
+}
+
+async fn wait_received(rx: &Receiver, gw: &Gateway, message_ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = received_by_message_id(rx);
+        if message_ids.iter().all(|m| got.contains_key(*m)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never received {message_ids:?}; got {got:?}\n--- gateway log ---\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    raw.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l[name.len() + 1..].trim())
+}
+
+#[tokio::test]
+async fn mail_is_received_with_its_parts_and_replies_go_out_threaded_and_into_sent() {
+    let servers = servers();
+    let gw = Gateway::start_with(options()).await;
+    let (key, rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX"])).await;
+    let view = wait_status(&gw, &key, &id, "WORKING").await;
+    assert_eq!(view["config"]["imap"]["password_set"], true, "{view}");
+    assert!(!view.to_string().contains(ALICE_PW));
+
+    // The connection test logs in to both servers with the sealed secrets.
+    let t = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/test-connection"),
+            None,
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(t.json["ok"], true, "{}", t.text);
+    assert_eq!(t.json["imap"]["idle"], true, "{}", t.text);
+
+    // A message with an attachment.
+    let with_file = b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\n\
+Subject: Quote for March\r\nMessage-ID: <quote-1@example.test>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+Here is the quote.\r\n--b\r\nContent-Type: application/pdf; name=\"q.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"q.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+JVBERi0xLjQK\r\n--b--\r\n";
+    servers.deliver("alice", with_file).unwrap();
+    // An HTML-only one.
+    servers
+        .deliver(
+            "alice",
+            b"From: shop@example.test\r\nTo: alice@example.test\r\nSubject: Your order\r\n\
+Message-ID: <html-1@example.test>\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+<html><body><h1>Order 77</h1><p>Total: <b>42 EUR</b></p></body></html>\r\n",
+        )
+        .unwrap();
+    wait_received(&rx, &gw, &["quote-1@example.test", "html-1@example.test"]).await;
+    let received = verified(&rx, "message.received");
+    let quote = received
+        .iter()
+        .find(|d| d["meta"]["message_id"] == "quote-1@example.test")
+        .unwrap();
+    assert_eq!(quote["subject"], "Quote for March");
+    assert_eq!(quote["from"], "bob@example.test");
+    assert_eq!(quote["text"].as_str().unwrap().trim(), "Here is the quote.");
+    assert!(quote["thread_id"].as_str().unwrap().starts_with("thr_"));
+    assert_eq!(quote["attachments"][0]["filename"], "q.pdf");
+    assert_eq!(quote["attachments"][0]["mime_type"], "application/pdf");
+    assert_eq!(quote["attachments"][0]["size"], 9);
+    let html = received
+        .iter()
+        .find(|d| d["meta"]["message_id"] == "html-1@example.test")
+        .unwrap();
+    let text = html["text"].as_str().unwrap();
+    assert!(
+        text.contains("Order 77") && text.contains("Total: 42 EUR"),
+        "{text}"
+    );
+    assert!(!text.contains('<'), "{text}");
+
+    // Reply to the quote through the gateway.
+    let list = gw
+        .tenant(
+            &key,
+            Method::GET,
+            &format!("/v1/sessions/{id}/messages?limit=50"),
+            None,
+        )
+        .await;
+    let original = list.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["external_id"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("INBOX/"))
+                && m["text"].as_str().is_some_and(|t| t.contains("quote"))
+        })
+        .unwrap_or_else(|| panic!("the quote is not listed: {}", list.text))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = gw
+        .request(
+            Method::POST,
+            &format!("/v1/sessions/{id}/messages"),
+            &[("x-api-key", &key), ("content-type", "application/json")],
+            Some(
+                json!({ "to": "bob@example.test", "text": "Thanks, accepted.", "reply_to": original })
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let sent_id = r.json["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !verified(&rx, "message.sent")
+        .iter()
+        .any(|d| d["message_id"] == sent_id.as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never sent: {:?}\n{}",
+            verified(&rx, "message.failed"),
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        verified(&rx, "message.delivered").is_empty(),
+        "no delivery claim for e-mail"
+    );
+
+    // In bob's mailbox, threaded under the quote.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let inbox = servers.read_folder("bob", "INBOX").await.unwrap();
+        if let Some(m) = inbox
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .find(|m| m.contains("Thanks, accepted."))
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the reply never reached bob");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        header(&reply, "In-Reply-To"),
+        Some("<quote-1@example.test>"),
+        "{reply}"
+    );
+    assert!(
+        header(&reply, "References")
+            .unwrap()
+            .contains("<quote-1@example.test>"),
+        "{reply}"
+    );
+    assert_eq!(
+        header(&reply, "Subject"),
+        Some("Re: Quote for March"),
+        "{reply}"
+    );
+    let reply_id = header(&reply, "Message-ID").unwrap().to_owned();
+    assert!(reply_id.contains(&sent_id), "{reply_id}");
+    // And a copy in alice's Sent.
+    let sent = servers.read_folder("alice", "Sent").await.unwrap();
+    assert!(
+        sent.iter()
+            .any(|m| String::from_utf8_lossy(m).contains(&reply_id)),
+        "no copy in Sent"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_missed_or_doubled_across_stops_restarts_kills_and_a_uidvalidity_reset() {
+    let servers = servers();
+    let mut gw = Gateway::start_with(options()).await;
+    let (key, rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX", "Support"])).await;
+    servers.recreate_folder("alice", "Support").unwrap();
+    wait_status(&gw, &key, &id, "WORKING").await;
+    servers
+        .deliver("alice", &mail("a1@x", "one", "first"))
+        .unwrap();
+    wait_received(&rx, &gw, &["a1@x"]).await;
+
+    // Delivered while the gateway is stopped.
+    gw.stop();
+    servers
+        .deliver("alice", &mail("a2@x", "two", "while stopped"))
+        .unwrap();
+    servers
+        .deliver_to(
+            "alice",
+            "Support",
+            &mail("s1@x", "s", "support while stopped"),
+        )
+        .unwrap();
+    let mut gw = gw.restart().await;
+    wait_received(&rx, &gw, &["a2@x", "s1@x"]).await;
+
+    // Dovecot restarted mid-IDLE: the session reconnects and catches up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    servers.restart_imap().unwrap();
+    servers
+        .deliver("alice", &mail("a3@x", "three", "after the IMAP restart"))
+        .unwrap();
+    wait_received(&rx, &gw, &["a3@x"]).await;
+
+    // Killed (SIGKILL) with mail arriving around it.
+    servers
+        .deliver("alice", &mail("a4@x", "four", "before the kill"))
+        .unwrap();
+    gw.kill();
+    servers
+        .deliver("alice", &mail("a5@x", "five", "after the kill"))
+        .unwrap();
+    let gw = gw.restart().await;
+    wait_received(&rx, &gw, &["a4@x", "a5@x"]).await;
+
+    // The Support folder is recreated: one reset, its old mail not reported again.
+    servers.recreate_folder("alice", "Support").unwrap();
+    servers
+        .deliver("alice", &mail("a6@x", "six", "poke"))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while verified(&rx, "mailbox.reset").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no mailbox.reset\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    servers
+        .deliver_to("alice", "Support", &mail("s2@x", "s", "after the reset"))
+        .unwrap();
+    servers
+        .deliver("alice", &mail("a7@x", "seven", "poke again"))
+        .unwrap();
+    wait_received(&rx, &gw, &["a6@x", "a7@x", "s2@x"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let counts = received_by_message_id(&rx);
+    let want = [
+        "a1@x", "a2@x", "a3@x", "a4@x", "a5@x", "a6@x", "a7@x", "s1@x", "s2@x",
+    ];
+    for m in want {
+        assert_eq!(
+            counts.get(m),
+            Some(&1),
+            "{m} arrived {:?} times: {counts:?}",
+            counts.get(m)
+        );
+    }
+    assert_eq!(counts.len(), want.len(), "{counts:?}");
+    let resets = verified(&rx, "mailbox.reset");
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0]["folder"], "Support");
+    assert_ne!(
+        resets[0]["uid_validity"],
+        resets[0]["previous_uid_validity"]
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_once_and_never_tries_again() {
+    let servers = servers();
+    let gw = Gateway::start_with(options()).await;
+    let (key, rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, "wrong-password", &["INBOX"])).await;
+    let view = wait_status(&gw, &key, &id, "FAILED").await;
+    assert_eq!(view["status_reason"], "auth_failed", "{view}");
+    let attempts = |log: &str| log.lines().filter(|l| l.contains("auth failed")).count();
+    let before = servers.dovecot_log();
+    let logins_before = attempts(&before);
+    assert!(logins_before >= 1, "{before}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = servers.dovecot_log();
+    assert_eq!(
+        attempts(&after),
+        logins_before,
+        "logins were retried:\n{after}"
+    );
+    let failed: Vec<Value> = verified(&rx, "session.status")
+        .into_iter()
+        .filter(|d| d["status"] == "FAILED")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["reason"], "auth_failed");
+
+    // The connection test says the same, by server.
+    let t = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/test-connection"),
+            None,
+        )
+        .await;
+    assert_eq!(t.json["ok"], false, "{}", t.text);
+    assert_eq!(t.json["imap"]["error"], "auth_failed", "{}", t.text);
+    assert_eq!(t.json["smtp"]["ok"], false, "{}", t.text);
+}
