@@ -311,10 +311,8 @@ service imap {{
         self.start_dovecot()
     }
 
-    /// Every message in one of a user's folders, read over IMAP (as a mail client
-    /// would: what the gateway's sends really produced).
-    pub async fn read_folder(&self, user: &str, folder: &str) -> io::Result<Vec<Vec<u8>>> {
-        use futures::TryStreamExt;
+    /// A mail client's IMAP session as `user`.
+    async fn client(&self, user: &str) -> io::Result<async_imap::Session<tokio::net::TcpStream>> {
         let password = self
             .users
             .lock()
@@ -325,10 +323,63 @@ service imap {{
         let tcp = tokio::net::TcpStream::connect(self.imap_addr()).await?;
         let mut client = async_imap::Client::new(tcp);
         client.read_response().await?;
-        let mut s = client
+        client
             .login(user, &password)
             .await
-            .map_err(|(e, _)| io::Error::other(e.to_string()))?;
+            .map_err(|(e, _)| io::Error::other(e.to_string()))
+    }
+
+    /// What a mail client does to the message with `message_id` in a user's folder:
+    /// `+FLAGS (\Seen)`, or deleting it (`\Deleted` and EXPUNGE).
+    pub async fn mark(
+        &self,
+        user: &str,
+        folder: &str,
+        message_id: &str,
+        delete: bool,
+    ) -> io::Result<()> {
+        use futures::TryStreamExt;
+        let fail = |e: async_imap::error::Error| io::Error::other(e.to_string());
+        let mut s = self.client(user).await?;
+        s.select(folder).await.map_err(fail)?;
+        let uids = s
+            .uid_search(format!("HEADER Message-ID \"{message_id}\""))
+            .await
+            .map_err(fail)?;
+        let uid = uids
+            .into_iter()
+            .next()
+            .ok_or_else(|| io::Error::other(format!("no message {message_id} in {folder}")))?;
+        let flag = if delete {
+            "+FLAGS (\\Deleted)"
+        } else {
+            "+FLAGS (\\Seen)"
+        };
+        let _: Vec<_> = s
+            .uid_store(uid.to_string(), flag)
+            .await
+            .map_err(fail)?
+            .try_collect()
+            .await
+            .map_err(fail)?;
+        if delete {
+            let _: Vec<_> = s
+                .expunge()
+                .await
+                .map_err(fail)?
+                .try_collect()
+                .await
+                .map_err(fail)?;
+        }
+        let _ = s.logout().await;
+        Ok(())
+    }
+
+    /// Every message in one of a user's folders, read over IMAP (as a mail client
+    /// would: what the gateway's sends really produced).
+    pub async fn read_folder(&self, user: &str, folder: &str) -> io::Result<Vec<Vec<u8>>> {
+        use futures::TryStreamExt;
+        let mut s = self.client(user).await?;
         let fail = |e: async_imap::error::Error| io::Error::other(e.to_string());
         let mailbox = s.examine(folder).await.map_err(fail)?;
         let mut out = Vec::new();

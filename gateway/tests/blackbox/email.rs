@@ -463,3 +463,136 @@ async fn a_wrong_password_fails_once_and_never_tries_again() {
     assert_eq!(t.json["imap"]["error"], "auth_failed", "{}", t.text);
     assert_eq!(t.json["smtp"]["ok"], false, "{}", t.text);
 }
+
+#[tokio::test]
+async fn bad_mail_is_stored_or_refused_with_a_reason_and_flag_changes_and_deletes_are_reported() {
+    let servers = servers();
+    let gw = Gateway::start_with(options()).await;
+    let (key, rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX"])).await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+
+    // Broken MIME: a boundary that never closes, in a charset nobody knows.
+    servers
+        .deliver(
+            "alice",
+            b"From: bob@example.test\r\nSubject: broken\r\nMessage-ID: <broken@x>\r\n\
+Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: text/plain; charset=x-nope\r\n\r\n\
+still readable\r\n",
+        )
+        .unwrap();
+    // 8-bit bytes in the headers, undeclared.
+    servers
+        .deliver(
+            "alice",
+            b"From: Ren\xe9 <rene@example.test>\r\nSubject: caf\xe9 \xff\r\nMessage-ID: <eight@x>\r\n\r\nbonjour\r\n",
+        )
+        .unwrap();
+    // No Message-ID at all.
+    servers
+        .deliver(
+            "alice",
+            b"From: bob@example.test\r\nSubject: no id\r\n\r\nwho am I\r\n",
+        )
+        .unwrap();
+    // A 25 MB attachment.
+    let mut big = String::from(
+        "From: bob@example.test\r\nSubject: big\r\nMessage-ID: <big@x>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nthe scan\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"scan.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n",
+    );
+    let line = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\r\n";
+    // 76 base64 characters carry 57 bytes.
+    for _ in 0..(25 * 1024 * 1024 / 57 + 1) {
+        big.push_str(line);
+    }
+    big.push_str("--b--\r\n");
+    servers.deliver("alice", big.as_bytes()).unwrap();
+    servers
+        .deliver("alice", &mail("after@x", "after", "the session kept going"))
+        .unwrap();
+    wait_received(&rx, &gw, &["broken@x", "eight@x", "big@x", "after@x"]).await;
+    let received = verified(&rx, "message.received");
+    let by = |mid: &str| {
+        received
+            .iter()
+            .find(|d| d["meta"]["message_id"] == mid)
+            .unwrap_or_else(|| panic!("{mid} not received"))
+            .clone()
+    };
+    assert!(
+        by("broken@x")["text"]
+            .as_str()
+            .unwrap()
+            .contains("still readable")
+    );
+    assert!(
+        by("eight@x")["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("caf")
+    );
+    assert_eq!(by("eight@x")["from"], "rene@example.test");
+    let big = by("big@x");
+    assert_eq!(big["attachments"][0]["filename"], "scan.bin");
+    assert!(big["attachments"][0]["size"].as_u64().unwrap() >= 25 * 1024 * 1024);
+    let anonymous = received
+        .iter()
+        .find(|d| d["subject"] == "no id")
+        .expect("the message without Message-ID was received");
+    assert_eq!(anonymous["meta"]["message_id_missing"], true);
+    assert!(
+        anonymous["meta"]["message_id"]
+            .as_str()
+            .unwrap()
+            .ends_with("@no-message-id.invalid")
+    );
+    // The session never restarted for any of it.
+    let starts = verified(&rx, "session.status")
+        .iter()
+        .filter(|d| d["status"] == "WORKING")
+        .count();
+    assert_eq!(starts, 1);
+
+    // Read in a mail client: message.updated; deleted there: message.deleted.
+    servers
+        .mark("alice", "INBOX", "after@x", false)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !verified(&rx, "message.updated")
+        .iter()
+        .any(|d| d["seen"] == true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no message.updated\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_id = by("after@x")["external_id"].clone();
+    let updated = verified(&rx, "message.updated");
+    assert_eq!(updated[0]["external_id"], after_id);
+    assert!(
+        updated[0]["message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("msg_")
+    );
+    servers
+        .mark("alice", "INBOX", "after@x", true)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while verified(&rx, "message.deleted").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no message.deleted\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(verified(&rx, "message.deleted")[0]["external_id"], after_id);
+}
