@@ -3,4 +3,5 @@
 //! Behind the `testkit` feature; the bench reuses them.
 
 pub mod mail;
+pub mod oauth;
 pub mod whatsapp;

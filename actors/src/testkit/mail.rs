@@ -77,6 +77,8 @@ pub struct MailServers {
     dovecot: Mutex<Option<Child>>,
     smtp: Mutex<Option<Child>>,
     users: Mutex<HashMap<String, String>>,
+    /// Where Dovecot's `oauth2` passdb asks about tokens, once enabled.
+    introspection_url: Mutex<Option<String>>,
 }
 
 impl MailServers {
@@ -104,6 +106,7 @@ impl MailServers {
             dovecot: Mutex::default(),
             smtp: Mutex::default(),
             users: Mutex::default(),
+            introspection_url: Mutex::default(),
         };
         std::fs::write(me.dir.join("dovecot.conf"), me.dovecot_config())?;
         me.start_dovecot()?;
@@ -111,8 +114,47 @@ impl MailServers {
         Ok(me)
     }
 
+    /// The file of valid OAuth2 tokens the SMTP server reads (see [`Self::enable_oauth`]).
+    pub fn oauth_tokens_file(&self) -> PathBuf {
+        self.dir.join("oauth-tokens")
+    }
+
+    /// Lets XOAUTH2 logins in: Dovecot asks `introspection_url` (RFC 7662) about
+    /// each token (its `oauth2` passdb, after the passwd-file one), and the SMTP
+    /// server accepts the tokens listed in the returned file (one `token user` per
+    /// line; [`super::oauth::OAuthServer`] keeps it). Restarts Dovecot.
+    pub fn enable_oauth(&self, introspection_url: &str) -> io::Result<PathBuf> {
+        *self
+            .introspection_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(introspection_url.to_owned());
+        std::fs::write(
+            self.dir.join("dovecot-oauth2.conf.ext"),
+            format!(
+                "introspection_mode = post\nintrospection_url = {introspection_url}\n\
+username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            ),
+        )?;
+        std::fs::write(self.dir.join("dovecot.conf"), self.dovecot_config())?;
+        self.restart_imap()?;
+        Ok(self.oauth_tokens_file())
+    }
+
     fn dovecot_config(&self) -> String {
         let d = self.dir.display();
+        let oauth = self
+            .introspection_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let (mechanisms, oauth_passdb) = if oauth {
+            (
+                "plain login xoauth2 oauthbearer",
+                format!("passdb {{\n  driver = oauth2\n  args = {d}/dovecot-oauth2.conf.ext\n}}\n"),
+            )
+        } else {
+            ("plain login", String::new())
+        };
         format!(
             r#"protocols = imap
 listen = 127.0.0.1
@@ -122,7 +164,7 @@ log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 mail_plugins = $mail_plugins
@@ -140,7 +182,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
 }}
-userdb {{
+{oauth_passdb}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={d}/home/%u
 }}
@@ -191,6 +233,7 @@ service imap {{
             .arg(self.dir.join("home"))
             .arg(self.mail.0.to_string())
             .arg(self.mail.1.to_string())
+            .arg(self.dir.join("oauth-tokens"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,11 +1,13 @@
 """A real SMTP server for tests (aiosmtpd), delivering into Dovecot's maildirs.
 
-Usage: smtp_server.py PORT USERS_FILE HOME_DIR UID GID
+Usage: smtp_server.py PORT USERS_FILE HOME_DIR UID GID TOKENS_FILE
 USERS_FILE holds `user:{PLAIN}password` lines (Dovecot's passwd-file); AUTH PLAIN and
-LOGIN are offered without TLS on loopback. Each accepted message is written to
+LOGIN are offered without TLS on loopback, and XOAUTH2 for the bearer tokens listed in
+TOKENS_FILE (`token user` lines, kept by the test OAuth server) when it exists. Each accepted message is written to
 HOME_DIR/<local part>/Maildir/new/ for every local recipient; unknown recipients are
 refused with 550. Prints `ready` once listening.
 """
+import base64
 import os
 import socket
 import sys
@@ -15,6 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, users_file, home, uid, gid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+tokens_file = sys.argv[6]
 
 
 def users():
@@ -43,8 +46,36 @@ def mkdirs(path):
         os.chown(path + part, uid, gid)
 
 
+def tokens():
+    out = {}
+    try:
+        with open(tokens_file) as f:
+            for line in f:
+                token, _, user = line.strip().partition(" ")
+                if token:
+                    out[token] = user
+    except FileNotFoundError:
+        pass
+    return out
+
+
 class Deliver:
     counter = 0
+
+    async def auth_XOAUTH2(self, server, args):
+        # AUTH XOAUTH2 <base64 of "user=U\x01auth=Bearer T\x01\x01">
+        # args: the AUTH command's arguments, ["XOAUTH2", initial response].
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        try:
+            fields = base64.b64decode(args[1]).decode().split("\x01")
+        except Exception:
+            return AuthResult(success=False, handled=False)
+        user = next((f[5:] for f in fields if f.startswith("user=")), "")
+        token = next((f[12:] for f in fields if f.startswith("auth=Bearer ")), "")
+        if token and tokens().get(token) == user:
+            return AuthResult(success=True, auth_data=user)
+        return AuthResult(success=False, handled=False)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.split("@")[0] not in users():

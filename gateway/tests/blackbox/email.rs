@@ -596,3 +596,95 @@ Content-Transfer-Encoding: base64\r\n\r\n",
     }
     assert_eq!(verified(&rx, "message.deleted")[0]["external_id"], after_id);
 }
+
+#[tokio::test]
+async fn xoauth2_logs_in_refreshes_expired_tokens_and_sends() {
+    use switchboard_actors::testkit::oauth::OAuthServer;
+    let servers = servers();
+    let oauth = OAuthServer::start("alice", "1//refresh-alice", servers.oauth_tokens_file())
+        .await
+        .unwrap();
+    servers.enable_oauth(&oauth.introspection_url()).unwrap();
+    let grant = json!({ "token_url": oauth.token_url(), "client_id": "switchboard-test",
+                        "client_secret": "client-Secret-9", "refresh_token": "1//refresh-alice",
+                        "access_token": "ya29.stale-from-the-caller" });
+    let mut config = config(&servers, ALICE_PW, &["INBOX"]);
+    for server in ["imap", "smtp"] {
+        let s = config[server].as_object_mut().unwrap();
+        s.remove("password");
+        s.insert("oauth2".into(), grant.clone());
+    }
+    let gw = Gateway::start_with(options()).await;
+    let (key, rx) = setup(&gw).await;
+    let id = create(&gw, &key, config).await;
+    let view = wait_status(&gw, &key, &id, "WORKING").await;
+    for secret in ["client-Secret-9", "1//refresh-alice", "ya29."] {
+        assert!(!view.to_string().contains(secret), "{view}");
+    }
+    // The caller's stale token was refused, so it was refreshed.
+    assert!(oauth.refreshes() >= 1);
+    assert!(
+        oauth.introspections() >= 2,
+        "Dovecot asked about the tokens"
+    );
+    servers
+        .deliver("alice", &mail("o1@x", "oauth", "over xoauth2"))
+        .unwrap();
+    wait_received(&rx, &gw, &["o1@x"]).await;
+
+    let send = |text: &'static str| {
+        let (gw, key, id) = (&gw, key.clone(), id.clone());
+        async move {
+            let r = gw
+                .request(
+                    Method::POST,
+                    &format!("/v1/sessions/{id}/messages"),
+                    &[("x-api-key", &key), ("content-type", "application/json")],
+                    Some(
+                        json!({ "to": "bob@example.test", "subject": "hello", "text": text })
+                            .to_string()
+                            .into_bytes(),
+                    ),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        }
+    };
+    let in_bob = |text: &'static str| {
+        let servers = &servers;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let inbox = servers.read_folder("bob", "INBOX").await.unwrap();
+                if inbox
+                    .iter()
+                    .any(|m| String::from_utf8_lossy(m).contains(text))
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "`{text}` never reached bob");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    send("first over xoauth2").await;
+    in_bob("first over xoauth2").await;
+
+    // An hour later: every token expired. The IMAP reconnect and the next send
+    // refresh it.
+    let before = oauth.refreshes();
+    oauth.expire_all();
+    servers.restart_imap().unwrap();
+    servers
+        .deliver("alice", &mail("o2@x", "oauth", "after expiry"))
+        .unwrap();
+    wait_received(&rx, &gw, &["o2@x"]).await;
+    send("second after expiry").await;
+    in_bob("second after expiry").await;
+    assert!(oauth.refreshes() > before);
+    assert!(
+        verified(&rx, "message.failed").is_empty(),
+        "{:?}",
+        verified(&rx, "message.failed")
+    );
+}
