@@ -51,7 +51,31 @@ pub fn draft_binding<'a>(tenant_id: &'a str, draft_id: &'a str) -> Binding<'a> {
 }
 
 impl RagHost {
-    /// Queues `text` to `to` on the session, idempotent on `key`.
+    /// Our id of the message an inbound event reported (`data.external_id` of its
+    /// `message.received`), for answering it in its thread.
+    async fn answered(&self, tenant_id: &str, session_id: &str, event_id: &str) -> Option<String> {
+        let event = self.store.get_event(tenant_id, event_id).await.ok()??;
+        let body = self
+            .keyring
+            .open(
+                &event.body_key_id,
+                &event.body,
+                crate::events::body_binding(&event.tenant_id, &event.id),
+            )
+            .ok()?;
+        let envelope: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let external = envelope["data"]["external_id"].as_str()?;
+        let message = self
+            .store
+            .message_by_external_id(session_id, external)
+            .await
+            .ok()??;
+        Some(message.id)
+    }
+
+    /// Queues `text` to `to` on the session, idempotent on `key`; on channels whose
+    /// conversations are threads (e-mail), as a reply to the message answered (the
+    /// channel keeps its subject: `Re: …`).
     async fn queue(
         &self,
         tenant_id: &str,
@@ -59,6 +83,7 @@ impl RagHost {
         to: &str,
         text: &str,
         key: String,
+        event_id: &str,
     ) -> Result<String, HostError> {
         let tenant = self
             .store
@@ -72,11 +97,21 @@ impl RagHost {
             .await
             .map_err(host_err)?
             .ok_or_else(|| host_err("the session is gone"))?;
+        let threads = session
+            .channel
+            .parse::<crate::channels::ChannelKind>()
+            .is_ok_and(|k| k.capabilities().threads);
+        let reply_to = if threads {
+            self.answered(tenant_id, session_id, event_id).await
+        } else {
+            None
+        };
         // The key names the reply, whatever its text: a retried answer that came out
         // different is still the same reply, never a second one.
         let send = NewSend {
             to: to.to_owned(),
             text: text.to_owned(),
+            reply_to,
             idempotency: Some(Idempotency {
                 key,
                 scope: KeyScope::Recipient,
@@ -122,6 +157,7 @@ impl Host for RagHost {
                 &reply.to,
                 &reply.text,
                 key,
+                &reply.event_id,
             )
             .await
         })

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod baseline;
 pub mod browser;
+pub mod mailboxes;
 pub mod monitor;
 pub mod progress;
 pub mod rag;

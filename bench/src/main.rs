@@ -137,6 +137,20 @@ enum Scenario {
         #[arg(long, default_value = "process")]
         isolation: String,
     },
+    /// N e-mail sessions on one real Dovecot (imap-hibernate), each idle after its
+    /// first sync: gateway PSS per added mailbox (slope of a fit), time until all are
+    /// idle, Dovecot's own memory, and APPEND → verified webhook latency while they idle.
+    Mailboxes {
+        /// Measure after this many mailboxes are idle (comma-separated, ascending).
+        #[arg(long, default_value = "100,1000", value_delimiter = ',')]
+        count: Vec<usize>,
+        /// APPENDs whose latency is measured once all are idle.
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+        /// Seconds to let memory settle before each measurement.
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
+    },
     /// The knowledge-base engine in-process: sentences embedded per second (local
     /// MiniLM), documents ingested per second, search latency at each store size.
     Rag {
@@ -425,6 +439,61 @@ async fn main() -> anyhow::Result<()> {
                     r.gateway_working
                 )
             })
+        }
+        Scenario::Mailboxes {
+            count,
+            probes,
+            settle,
+        } => {
+            anyhow::ensure!(
+                cli.url.is_none(),
+                "the mailboxes scenario spawns its own gateway and Dovecot; drop --url"
+            );
+            let mut checkpoints = count.clone();
+            checkpoints.sort_unstable();
+            checkpoints.dedup();
+            checkpoints.retain(|n| *n > 0);
+            anyhow::ensure!(
+                checkpoints.last().is_some_and(|n| *n <= 20_000),
+                "--count: 1 to 20000"
+            );
+            // One socket per mailbox in the gateway and in Dovecot: lift the soft limit
+            // on open files (the children inherit it).
+            let _ = std::process::Command::new("prlimit")
+                .args([
+                    "--pid",
+                    &std::process::id().to_string(),
+                    "--nofile=262144:262144",
+                ])
+                .status();
+            let servers = switchboard_actors::testkit::mail::MailServers::start_with(
+                switchboard_actors::testkit::mail::MailOptions { hibernate: true },
+            )
+            .context("starting Dovecot and the SMTP server (apt-get install dovecot-imapd python3-aiosmtpd)")?;
+            start_gateway(&[
+                ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
+                ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
+                ("SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST", "500"),
+            ])
+            .await?;
+            let gw = gateway.as_ref().context("gateway")?;
+            let params = switchboard_bench::mailboxes::MailboxParams {
+                checkpoints,
+                probes: (*probes).max(1),
+                settle: Duration::from_secs(*settle),
+            };
+            let r = switchboard_bench::mailboxes::mailboxes(gw, &servers, &params).await?;
+            Ran::new(r.summary(), &r, "IMAP APPEND → verified webhook")
+                .latency(Vec::new(), r.distribution.clone())
+                .fail_if(
+                    r.probes_received < r.probes_sent || r.invalid_signatures > 0,
+                    || {
+                        format!(
+                            "{} of {} probes arrived, {} with invalid signatures",
+                            r.probes_received, r.probes_sent, r.invalid_signatures
+                        )
+                    },
+                )
         }
         Scenario::Api {
             concurrency,

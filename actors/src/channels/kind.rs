@@ -29,6 +29,9 @@ pub struct Capabilities {
     pub subject: bool,
     pub reply_to: bool,
     pub attachments: bool,
+    /// Conversations are threads a reply must join (e-mail): automatic answers are
+    /// sent as replies to the message they answer.
+    pub threads: bool,
 }
 
 impl ChannelKind {
@@ -97,16 +100,19 @@ impl ChannelKind {
                 subject: true,
                 reply_to: true,
                 attachments: true,
+                threads: false,
             },
             Self::WhatsApp => Capabilities {
                 subject: false,
                 reply_to: false,
                 attachments: false,
+                threads: false,
             },
             Self::Email => Capabilities {
                 subject: true,
                 reply_to: true,
                 attachments: true,
+                threads: true,
             },
         }
     }

@@ -42,18 +42,7 @@ pub struct InboundMessage {
     pub meta: serde_json::Value,
 }
 
-/// An attachment of a received message, without its bytes
-/// (`GET /v1/messages/{id}/attachments/{index}` fetches those).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReceivedAttachment {
-    /// Its position among the message's attachments (what the download route takes).
-    pub index: usize,
-    pub filename: Option<String>,
-    pub mime_type: String,
-    pub size: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_id: Option<String>,
-}
+pub use super::email::parse::AttachmentInfo as ReceivedAttachment;
 
 /// A message to send.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -79,11 +79,25 @@ pub struct MailServers {
     users: Mutex<HashMap<String, String>>,
     /// Where Dovecot's `oauth2` passdb asks about tokens, once enabled.
     introspection_url: Mutex<Option<String>>,
+    options: MailOptions,
+}
+
+/// How the servers run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailOptions {
+    /// Hand IDLE connections to Dovecot's `imap-hibernate` after 5 s, so thousands
+    /// of idle mailboxes cost one process, not one `imap` process each (the bench).
+    pub hibernate: bool,
 }
 
 impl MailServers {
     /// Starts both servers in a fresh directory under the system's temp dir.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(MailOptions::default())
+    }
+
+    /// [`Self::start`] with options.
+    pub fn start_with(options: MailOptions) -> io::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "switchboard-mail-{}-{}",
             std::process::id(),
@@ -107,6 +121,7 @@ impl MailServers {
             smtp: Mutex::default(),
             users: Mutex::default(),
             introspection_url: Mutex::default(),
+            options,
         };
         std::fs::write(me.dir.join("dovecot.conf"), me.dovecot_config())?;
         me.start_dovecot()?;
@@ -155,6 +170,12 @@ username_attribute = username\nactive_attribute = active\nactive_value = true\n"
         } else {
             ("plain login", String::new())
         };
+        let hibernate = if self.options.hibernate {
+            "imap_hibernate_timeout = 5s\n\
+service imap-hibernate {\n  client_limit = 20000\n  unix_listener imap-hibernate {\n    mode = 0666\n  }\n}\n"
+        } else {
+            ""
+        };
         format!(
             r#"protocols = imap
 listen = 127.0.0.1
@@ -198,8 +219,12 @@ service imap-login {{
 }}
 service imap {{
   process_limit = 10000
+  unix_listener imap-master {{
+    mode = 0666
+  }}
 }}
-"#,
+default_client_limit = 20000
+{hibernate}"#,
             uid = self.mail.0,
             gid = self.mail.1,
             port = self.imap_port,
@@ -263,8 +288,15 @@ service imap {{
 
     /// Adds (or changes the password of) a mailbox user; addresses are `user@…`.
     pub fn add_user(&self, user: &str, password: &str) -> io::Result<()> {
+        self.add_users(&[(user, password)])
+    }
+
+    /// Adds many users at once (one rewrite of the passwd-file).
+    pub fn add_users(&self, list: &[(&str, &str)]) -> io::Result<()> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        users.insert(user.to_owned(), password.to_owned());
+        for (user, password) in list {
+            users.insert((*user).to_owned(), (*password).to_owned());
+        }
         let mut text = String::new();
         for (u, p) in users.iter() {
             text.push_str(&format!("{u}:{{PLAIN}}{p}::::::\n"));
@@ -441,6 +473,25 @@ service imap {{
         }
         let _ = s.logout().await;
         Ok(out)
+    }
+
+    /// Dovecot's master process (its tree holds every Dovecot process), if running.
+    pub fn dovecot_pid(&self) -> Option<u32> {
+        self.dovecot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Child::id)
+    }
+
+    /// Appends a message to a user's folder over IMAP, as a mail client's APPEND.
+    pub async fn append(&self, user: &str, folder: &str, raw: &[u8]) -> io::Result<()> {
+        let mut s = self.client(user).await?;
+        s.append(folder, None, None, raw)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let _ = s.logout().await;
+        Ok(())
     }
 
     /// What Dovecot logged (logins, failures).

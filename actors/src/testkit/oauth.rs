@@ -119,7 +119,7 @@ impl OAuthServer {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
+        let form: HashMap<String, String> = form_urlencoded::parse(&body)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let (status, json) = match path.as_str() {

@@ -688,3 +688,64 @@ async fn xoauth2_logs_in_refreshes_expired_tokens_and_sends() {
         verified(&rx, "message.failed")
     );
 }
+
+#[tokio::test]
+async fn the_rag_actor_answers_mail_in_its_thread_with_the_subject_kept() {
+    let servers = servers();
+    let gw = Gateway::start_with(options()).await;
+    let (key, _rx) = setup(&gw).await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/kb/documents",
+            Some(json!({ "title": "Opening hours", "text": "# Opening hours\n\nOur shop is open Monday to Friday from 9am to 6pm. On Saturdays we open from 10am to 2pm. We are closed on Sundays." })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX"])).await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::PUT,
+            &format!("/v1/sessions/{id}/reply-settings"),
+            Some(json!({ "mode": "auto" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_status(&gw, &key, &id, "WORKING").await;
+    servers
+        .deliver(
+            "alice",
+            &mail(
+                "question-1@example.test",
+                "Saturday visit",
+                "When are you open on Saturdays?",
+            ),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answer = loop {
+        let inbox = servers.read_folder("bob", "INBOX").await.unwrap();
+        if let Some(m) = inbox.into_iter().next() {
+            break String::from_utf8_lossy(&m).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer reached bob\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        header(&answer, "Subject"),
+        Some("Re: Saturday visit"),
+        "{answer}"
+    );
+    assert_eq!(
+        header(&answer, "In-Reply-To"),
+        Some("<question-1@example.test>"),
+        "{answer}"
+    );
+    assert!(answer.contains("10am"), "{answer}");
+}

@@ -5,7 +5,8 @@
 //!
 //! [`parse`] is the one entry point for bytes off the network (fuzzed in
 //! `fuzz/`): whatever it is given, it returns a [`ParsedMail`] or a [`ParseError`]
-//! saying why not, never panics. Broken MIME, 8-bit headers in unknown charsets
+//! saying why not, never panics. The file names nothing else of the crate, so the
+//! fuzz target (`actors/fuzz`) builds it on its own. Broken MIME, 8-bit headers in unknown charsets
 //! and missing headers all still give a message: what can be read is kept.
 
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
@@ -25,8 +26,19 @@ pub struct Mailbox {
     pub name: Option<String>,
 }
 
-/// An attachment, without its bytes.
-pub type AttachmentInfo = crate::channels::ReceivedAttachment;
+/// An attachment of a received message, without its bytes
+/// (`GET /v1/messages/{id}/attachments/{index}` fetches those). The channels call it
+/// [`ReceivedAttachment`](crate::channels::ReceivedAttachment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AttachmentInfo {
+    /// Its position among the message's attachments (what the download route takes).
+    pub index: usize,
+    pub filename: Option<String>,
+    pub mime_type: String,
+    pub size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+}
 
 /// What a message says, as far as it can be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
