@@ -278,13 +278,20 @@ async fn process(
                 if !m.meta.is_null() {
                     data["meta"] = m.meta.clone();
                 }
-                let row = MessageRow::inbound(
+                let mut row = MessageRow::inbound(
                     &state.deps.keyring,
                     &state.row,
                     &m.from,
                     &m.external_id,
                     &m.text,
                 )?;
+                if m.subject.is_some() {
+                    let extras = crate::storage::MessageExtras {
+                        subject: m.subject.clone(),
+                        ..Default::default()
+                    };
+                    row.seal_extras(&state.deps.keyring, &extras)?;
+                }
                 let mut event = state.event(MESSAGE_RECEIVED, data);
                 event.message = Some(MessageWrite::Insert(Box::new(row)));
                 event.feeds_rag = true;

@@ -61,6 +61,33 @@ impl Store {
         Ok(())
     }
 
+    /// Every folder position of a session, with when each was last saved (unix ms).
+    pub async fn folder_positions(&self, session_id: &str) -> Result<Vec<(FolderPosition, i64)>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, i64, i64, Option<i64>, i64)>(
+                "SELECT folder, uid_validity, last_uid, highest_modseq, updated_at \
+                 FROM mailbox_folders WHERE session_id = $1 ORDER BY folder",
+            )
+            .bind(session_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(folder, uid_validity, last_uid, highest_modseq, at)| {
+                (
+                    FolderPosition {
+                        folder,
+                        uid_validity,
+                        last_uid,
+                        highest_modseq,
+                    },
+                    at,
+                )
+            })
+            .collect())
+    }
+
     /// Forgets every folder position of a session (a new login starts afresh).
     pub async fn forget_folder_positions(&self, session_id: &str) -> Result<()> {
         on_write_pool!(self, |pool| {

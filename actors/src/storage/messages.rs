@@ -474,14 +474,24 @@ impl MessageRow {
                 external_id: None,
             },
         )?;
+        row.seal_extras(keyring, extras)?;
+        Ok(row)
+    }
+
+    /// Seals `extras` (a subject, attachments) into the row; nothing when empty.
+    pub fn seal_extras(
+        &mut self,
+        keyring: &Keyring,
+        extras: &MessageExtras,
+    ) -> std::result::Result<(), switchboard_crypto::Error> {
         if !extras.is_empty() {
             // Strings and bytes only: serializing cannot fail.
             let json = serde_json::to_vec(extras).unwrap_or_default();
-            let sealed = keyring.seal(&json, extras_binding(&row.tenant_id, &row.id))?;
-            row.extras_key_id = Some(sealed.key_id);
-            row.extras = Some(sealed.data);
+            let sealed = keyring.seal(&json, extras_binding(&self.tenant_id, &self.id))?;
+            self.extras_key_id = Some(sealed.key_id);
+            self.extras = Some(sealed.data);
         }
-        Ok(row)
+        Ok(())
     }
 
     /// The text, opened (`None` when it cannot be).

@@ -217,6 +217,10 @@ fn schemas() -> Value {
         "CreatedKey": created_key,
         "KeyList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Key") } } }
     });
+    let mailbox_schema = json!({ "type": ["object", "null"], "description": "E-mail sessions: sync state per followed folder.",
+        "properties": { "folders": { "type": "array", "items": { "type": "object", "properties": {
+            "folder": { "type": "string" }, "uid_validity": { "type": "integer" }, "last_uid": { "type": "integer" },
+            "highest_modseq": { "type": ["integer", "null"] }, "synced_at": ts } } } } });
     let more = json!({
         "Webhook": {
             "type": "object",
@@ -307,6 +311,7 @@ fn schemas() -> Value {
                 "network": { "type": ["object", "null"], "description": "What the network said about the login (WhatsApp: `version`, the WhatsApp Web release the page runs; `me`, the account's id).",
                     "properties": { "version": { "type": ["string", "null"] }, "me": { "type": ["string", "null"] } } },
                 "memory": { "type": ["object", "null"], "description": "What a running browser session costs: the page's JS heap; `browser_pss_bytes` of the browser it runs in, `pss_share_bytes` its share, `isolation` (`process` or `context`)." },
+                "mailbox": mailbox_schema,
                 "created_at": ts, "updated_at": ts
             }
         },
@@ -316,7 +321,7 @@ fn schemas() -> Value {
             "properties": {
                 "channel": { "enum": channels },
                 "name": { "type": "string" },
-                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N, \"read_receipts\"?: bool, \"login_code\"?: \"…\"}; whatsapp: {}" },
+                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N, \"read_receipts\"?: bool, \"login_code\"?: \"…\"}; whatsapp: {}; email: {\"imap\": {host, port, security: tls|starttls|none, username, password | oauth2: {provider: google|microsoft | token_url, client_id, client_secret?, refresh_token, access_token?}}, \"smtp\": {same}, \"from\": {address, name?}, \"folders\"?: [\"INBOX\"], \"sent_folder\"?: \"Sent\" | null, \"backfill\"?: \"none\" | \"N days\"} (secrets are sealed at rest and never shown: `password_set` instead)" },
                 "start": { "type": "boolean", "default": true }
             }
         },

@@ -87,6 +87,10 @@ pub struct SessionView {
     /// What a running browser session costs (filled in by `GET /v1/sessions/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<serde_json::Value>,
+    /// An e-mail session's sync state per folder (`GET /v1/sessions/{id}`): its
+    /// UIDVALIDITY, the last UID reported, HIGHESTMODSEQ and when it was saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -106,6 +110,7 @@ impl From<&SessionRow> for SessionView {
                 .as_deref()
                 .and_then(|n| serde_json::from_str(n).ok()),
             memory: None,
+            mailbox: None,
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
         }
@@ -217,6 +222,25 @@ pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let mut view = SessionView::from(&row);
     if row.desired_state == "running" {
         view.memory = memory(ctx, &row).await;
+    }
+    if row.channel.parse() == Ok(ChannelKind::Email) {
+        let folders: Vec<serde_json::Value> = ctx
+            .app
+            .store
+            .folder_positions(&row.id)
+            .await?
+            .into_iter()
+            .map(|(p, at)| {
+                serde_json::json!({
+                    "folder": p.folder,
+                    "uid_validity": p.uid_validity,
+                    "last_uid": p.last_uid,
+                    "highest_modseq": p.highest_modseq,
+                    "synced_at": rfc3339(at),
+                })
+            })
+            .collect();
+        view.mailbox = Some(serde_json::json!({ "folders": folders }));
     }
     json(StatusCode::OK, &view)
 }
