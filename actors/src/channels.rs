@@ -165,6 +165,19 @@ pub trait Channel: Send + 'static {
             ))
         })
     }
+    /// The bytes of attachment `index` of the received message `external_id`, fetched
+    /// from the network (e-mail: over the command connection).
+    fn attachment(
+        &mut self,
+        _external_id: String,
+        _index: usize,
+    ) -> BoxFuture<'_, Result<(ReceivedAttachment, Vec<u8>), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel keeps no attachments to fetch".into(),
+            ))
+        })
+    }
     /// What the session costs in memory, where the channel can tell.
     fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {
         Box::pin(async { None })

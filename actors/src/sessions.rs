@@ -93,6 +93,9 @@ pub enum Query {
     Inject(Box<crate::channels::InboundMessage>),
     /// The answer to the login challenge the session reported.
     SubmitCode(String),
+    /// The bytes of a received message's attachment: the message's network id and
+    /// the attachment's index (`{filename, mime_type, size, bytes_base64}`).
+    Attachment(String, usize),
 }
 
 /// Settings for session supervision.

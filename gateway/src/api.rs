@@ -239,6 +239,7 @@ async fn dispatch_tenant(
         RouteId::SendMessage => messages::send(&ctx, &caller, req).await,
         RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
         RouteId::GetMessage => messages::get(&ctx, &caller).await,
+        RouteId::MessageAttachment => messages::attachment(&ctx, &caller).await,
         RouteId::SimInbound => sessions::sim_inbound(&ctx, &caller, req).await,
         RouteId::GetReplySettings => reply_settings::get(&ctx, &caller).await,
         RouteId::PutReplySettings => reply_settings::put(&ctx, &caller, req).await,

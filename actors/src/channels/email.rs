@@ -408,6 +408,46 @@ impl Channel for Email {
         })
     }
 
+    fn attachment(
+        &mut self,
+        external_id: String,
+        index: usize,
+    ) -> BoxFuture<'_, Result<(parse::AttachmentInfo, Vec<u8>), ChannelError>> {
+        Box::pin(async move {
+            let (folder, validity, uid) = mailbox::parse_external_id(&external_id)
+                .ok_or_else(|| ChannelError::Rejected("not a received e-mail".into()))?;
+            let folder = folder.to_owned();
+            let raw = self
+                .command(async |s| {
+                    let mb = s.examine(&folder).await.map_err(ImapError::of)?;
+                    if i64::from(mb.uid_validity.unwrap_or(0)) != validity {
+                        return Err(ImapError::Protocol(format!(
+                            "the message is gone: `{folder}` was renumbered"
+                        )));
+                    }
+                    use futures::TryStreamExt;
+                    let fetched: Vec<_> = s
+                        .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+                        .await
+                        .map_err(ImapError::of)?
+                        .try_collect()
+                        .await
+                        .map_err(ImapError::of)?;
+                    fetched
+                        .iter()
+                        .find(|m| m.uid == Some(uid))
+                        .and_then(|m| m.body().map(<[u8]>::to_vec))
+                        .ok_or_else(|| {
+                            ImapError::Protocol("the message is no longer in the mailbox".into())
+                        })
+                })
+                .await?;
+            parse::attachment(&raw, index).ok_or_else(|| {
+                ChannelError::Rejected(format!("the message has no attachment {index}"))
+            })
+        })
+    }
+
     fn logout(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             self.disconnect().await;

@@ -399,6 +399,19 @@ async fn process(
                     .memory()
                     .await
                     .unwrap_or(serde_json::Value::Null)),
+                Query::Attachment(external_id, index) => state
+                    .channel
+                    .attachment(external_id, index)
+                    .await
+                    .map(|(info, bytes)| {
+                        use base64::Engine;
+                        serde_json::json!({
+                            "filename": info.filename,
+                            "mime_type": info.mime_type,
+                            "size": bytes.len(),
+                            "bytes_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+                        })
+                    }),
                 Query::SubmitCode(code) => state
                     .channel
                     .submit_code(code)

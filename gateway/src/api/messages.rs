@@ -16,12 +16,15 @@
 use super::auth::Caller;
 use super::body::{page_query, read_json};
 use super::{ApiError, ApiResult, Ctx, json};
+use base64::Engine;
 use http::{HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use switchboard_actors::clock::rfc3339;
 use switchboard_actors::ids;
 use switchboard_actors::outbound::{Idempotency, KeyScope, NewSend};
+use switchboard_actors::sessions::Query;
 use switchboard_actors::storage::MessageRow;
 
 /// Longest message text, in characters.
@@ -158,6 +161,60 @@ pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
         .await?
         .ok_or_else(|| ApiError::not_found("message"))?;
     json(StatusCode::OK, &view(ctx, &m))
+}
+
+/// `GET /v1/messages/{id}/attachments/{index}`: a received attachment's bytes.
+pub async fn attachment(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
+    let id = ctx.params[0].as_str();
+    let index: usize = ctx.params[1]
+        .parse()
+        .map_err(|_| ApiError::not_found("attachment"))?;
+    let m = ctx
+        .app
+        .store
+        .get_message(&caller.tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let external = match (&m.external_id, m.direction.as_str()) {
+        (Some(e), "inbound") => e.clone(),
+        _ => return Err(ApiError::not_found("attachment")),
+    };
+    let got = ctx
+        .app
+        .sessions
+        .query(
+            &caller.tenant.id,
+            &m.session_id,
+            Query::Attachment(external, index),
+        )
+        .await?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(got["bytes_base64"].as_str().unwrap_or_default())
+        .map_err(ApiError::internal)?;
+    let mut res =
+        hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(bytes)).boxed());
+    let mime = got["mime_type"]
+        .as_str()
+        .unwrap_or("application/octet-stream");
+    let headers = res.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    let filename: String = got["filename"]
+        .as_str()
+        .unwrap_or("attachment")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';') || *c == ' ')
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(res)
 }
 
 pub async fn list(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {

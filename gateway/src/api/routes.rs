@@ -49,6 +49,7 @@ pub enum RouteId {
     PairingCode,
     SubmitChallenge,
     TestConnection,
+    MessageAttachment,
     SessionGroups,
     SessionContacts,
     SessionEvents,
@@ -671,6 +672,17 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (200, Some("Message")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/messages/{id}/attachments/{index}",
+            MessageAttachment,
+            Tenant,
+            "The bytes of a received message's attachment (`attachments[].index` of its `message.received`), fetched from the mailbox, with its type and filename. 409 `session_not_running` when its session is not running; 422 `rejected_by_network` when the mailbox no longer has it.",
+        ),
+        None,
+        (200, None),
     ),
     with(
         route(

@@ -273,6 +273,37 @@ Message-ID: <html-1@example.test>\r\nContent-Type: text/html; charset=utf-8\r\n\
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let sent_id = r.json["id"].as_str().unwrap().to_owned();
+
+    // The quote's attachment, fetched from the mailbox by its index.
+    let file = gw
+        .request(
+            Method::GET,
+            &format!("/v1/messages/{original}/attachments/0"),
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(file.status, StatusCode::OK, "{}", file.text);
+    assert_eq!(file.text, "%PDF-1.4\n");
+    assert_eq!(file.headers["content-type"], "application/pdf");
+    assert_eq!(
+        file.headers["content-disposition"],
+        "attachment; filename=\"q.pdf\""
+    );
+    let missing = gw
+        .request(
+            Method::GET,
+            &format!("/v1/messages/{original}/attachments/1"),
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        missing.text
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !verified(&rx, "message.sent")
         .iter()
