@@ -321,6 +321,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Api { concurrency, .. } => (*concurrency).clamp(1, 1_000),
         _ => 64,
     };
+    // Declared before the gateway so they are dropped after it (the gateway's IMAP
+    // connections must not see their server vanish first).
+    let mut mail_servers = None;
     let mut baseline = None;
     let mut monitor = None;
     let mut target_label = "in-process (no gateway)".to_owned();
@@ -457,19 +460,12 @@ async fn main() -> anyhow::Result<()> {
                 checkpoints.last().is_some_and(|n| *n <= 20_000),
                 "--count: 1 to 20000"
             );
-            // One socket per mailbox in the gateway and in Dovecot: lift the soft limit
-            // on open files (the children inherit it).
-            let _ = std::process::Command::new("prlimit")
-                .args([
-                    "--pid",
-                    &std::process::id().to_string(),
-                    "--nofile=262144:262144",
-                ])
-                .status();
-            let servers = switchboard_actors::testkit::mail::MailServers::start_with(
+            // One socket per mailbox in the gateway and in Dovecot: the open-files
+            // limit (`ulimit -n`, inherited by both) must be above --count.
+            let servers = mail_servers.insert(switchboard_actors::testkit::mail::MailServers::start_with(
                 switchboard_actors::testkit::mail::MailOptions { hibernate: true },
             )
-            .context("starting Dovecot and the SMTP server (apt-get install dovecot-imapd python3-aiosmtpd)")?;
+            .context("starting Dovecot and the SMTP server (apt-get install dovecot-imapd python3-aiosmtpd)")?);
             start_gateway(&[
                 ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
                 ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
@@ -482,7 +478,7 @@ async fn main() -> anyhow::Result<()> {
                 probes: (*probes).max(1),
                 settle: Duration::from_secs(*settle),
             };
-            let r = switchboard_bench::mailboxes::mailboxes(gw, &servers, &params).await?;
+            let r = switchboard_bench::mailboxes::mailboxes(gw, servers, &params).await?;
             Ran::new(r.summary(), &r, "IMAP APPEND → verified webhook")
                 .latency(Vec::new(), r.distribution.clone())
                 .fail_if(

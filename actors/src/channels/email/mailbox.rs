@@ -114,7 +114,7 @@ impl Watch {
                 timed(s.select(&watched)).await?;
             }
             // Changes that came in while syncing are already queued: sync again first.
-            if !changed_meanwhile(&mut s) {
+            if !announced(|| s.unsolicited_responses.try_recv().ok()) {
                 let wait = if abilities.idle {
                     self.settings.idle_renew.min(if folders.len() > 1 {
                         self.settings.poll_interval
@@ -125,14 +125,17 @@ impl Watch {
                     self.settings.poll_interval
                 };
                 s = if abilities.idle {
+                    let unsolicited = s.unsolicited_responses.clone();
                     let mut idle = s.idle();
                     timed(idle.init()).await?;
-                    let (wait_for, interrupt) = idle.wait_with_timeout(wait);
-                    tokio::select! {
-                        r = wait_for => { r.map_err(ImapError::of)?; }
-                        () = stop.cancelled() => return Ok(()),
+                    if !announced(|| unsolicited.try_recv().ok()) {
+                        let (wait_for, interrupt) = idle.wait_with_timeout(wait);
+                        tokio::select! {
+                            r = wait_for => { r.map_err(ImapError::of)?; }
+                            () = stop.cancelled() => return Ok(()),
+                        }
+                        drop(interrupt);
                     }
-                    drop(interrupt);
                     timed(idle.done()).await?
                 } else {
                     tokio::select! {
@@ -503,10 +506,11 @@ async fn highest_uid(s: &mut Session) -> Result<i64, ImapError> {
 }
 
 /// Whether new mail or an expunge was announced after the last SELECT (which takes
-/// its own EXISTS): mail that arrived while the folders were synced.
-fn changed_meanwhile(s: &mut Session) -> bool {
+/// its own EXISTS): mail that arrived while the folders were synced, or while IDLE
+/// was starting (async-imap queues what comes before `+ idling` as unsolicited).
+fn announced(mut next: impl FnMut() -> Option<UnsolicitedResponse>) -> bool {
     let mut changed = false;
-    while let Ok(r) = s.unsolicited_responses.try_recv() {
+    while let Some(r) = next() {
         changed |= match r {
             UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Expunge(_) => true,
             UnsolicitedResponse::Other(data) => {
