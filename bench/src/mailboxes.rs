@@ -311,13 +311,19 @@ pub async fn mailboxes(
     // every other mailbox idles.
     for i in 0..p.probes {
         let user = &names[(i * 7919) % total];
+        // Logged in first: the clock starts at the APPEND, not at the client's login.
+        let mut client = servers.client(user).await?;
         let raw = format!(
             "From: probe@example.test\r\nTo: {user}@example.test\r\nSubject: bench-probe {i} t={}\r\n\
 Message-ID: <probe-{i}-{}@example.test>\r\n\r\nprobe\r\n",
             clock::now_ms(),
             clock::now_ms()
         );
-        servers.append(user, "INBOX", raw.as_bytes()).await?;
+        client
+            .append("INBOX", None, None, raw.as_bytes())
+            .await
+            .map_err(|e| anyhow::anyhow!("APPEND to {user}: {e}"))?;
+        let _ = client.logout().await;
         report.probes_sent += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -469,7 +469,8 @@ async fn main() -> anyhow::Result<()> {
             start_gateway(&[
                 ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
                 ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
-                ("SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST", "500"),
+                // Faster than Dovecot's logins on 2 cores only times connections out.
+                ("SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST", "100"),
             ])
             .await?;
             let gw = gateway.as_ref().context("gateway")?;

@@ -386,8 +386,11 @@ default_client_limit = 20000
         self.start_dovecot()
     }
 
-    /// A mail client's IMAP session as `user`.
-    async fn client(&self, user: &str) -> io::Result<async_imap::Session<tokio::net::TcpStream>> {
+    /// A mail client's IMAP session as `user`, logged in.
+    pub async fn client(
+        &self,
+        user: &str,
+    ) -> io::Result<async_imap::Session<tokio::net::TcpStream>> {
         let password = self
             .users
             .lock()
