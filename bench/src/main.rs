@@ -461,7 +461,21 @@ async fn main() -> anyhow::Result<()> {
                 "--count: 1 to 20000"
             );
             // One socket per mailbox in the gateway and in Dovecot: the open-files
-            // limit (`ulimit -n`, inherited by both) must be above --count.
+            // limit (`ulimit -n`, inherited by both) must be above --count. Dovecot
+            // watches each hibernated mailbox with inotify: past the per-user instance
+            // limit it polls every 30 s instead, and the latency shows that, not us.
+            let last = checkpoints.last().copied().unwrap_or(0);
+            if let Some(limit) = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|l| *l < last + 16)
+            {
+                eprintln!(
+                    "  warning: fs.inotify.max_user_instances is {limit}: Dovecot will poll instead of \
+                     being told of new mail (sysctl -w fs.inotify.max_user_instances={})",
+                    (last + 100).next_power_of_two()
+                );
+            }
             let servers = mail_servers.insert(switchboard_actors::testkit::mail::MailServers::start_with(
                 switchboard_actors::testkit::mail::MailOptions { hibernate: true },
             )
