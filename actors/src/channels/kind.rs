@@ -29,6 +29,8 @@ pub struct Capabilities {
     pub subject: bool,
     pub reply_to: bool,
     pub attachments: bool,
+    /// An HTML alternative to the text (e-mail).
+    pub html: bool,
     /// Conversations are threads a reply must join (e-mail): automatic answers are
     /// sent as replies to the message they answer.
     pub threads: bool,
@@ -100,18 +102,21 @@ impl ChannelKind {
                 subject: true,
                 reply_to: true,
                 attachments: true,
+                html: true,
                 threads: false,
             },
             Self::WhatsApp => Capabilities {
                 subject: false,
                 reply_to: false,
                 attachments: false,
+                html: false,
                 threads: false,
             },
             Self::Email => Capabilities {
                 subject: true,
                 reply_to: true,
                 attachments: true,
+                html: true,
                 threads: true,
             },
         }
@@ -179,6 +184,7 @@ impl Capabilities {
             m.subject.is_some(),
             m.reply_to.is_some(),
             !m.attachments.is_empty(),
+            m.html.is_some(),
         )
     }
 
@@ -189,11 +195,13 @@ impl Capabilities {
         subject: bool,
         reply_to: bool,
         attachments: bool,
+        html: bool,
     ) -> Result<(), ChannelError> {
         let refused = [
             ("subject", subject && !self.subject),
             ("reply_to", reply_to && !self.reply_to),
             ("attachments", attachments && !self.attachments),
+            ("html", html && !self.html),
         ];
         match refused.iter().find(|(_, r)| *r) {
             Some((field, _)) => Err(ChannelError::Unsupported(format!(
@@ -297,5 +305,17 @@ mod tests {
         assert!(e.to_string().contains("`subject`"), "{e}");
         let sim = ChannelKind::Sim;
         assert!(sim.capabilities().check(sim, &with_file).is_ok());
+        let html = OutboundMessage {
+            html: Some("<p>hi</p>".into()),
+            ..text
+        };
+        assert_eq!(
+            wa.capabilities().check(wa, &html),
+            Err(ChannelError::Unsupported(
+                "whatsapp sessions cannot carry `html`".into()
+            ))
+        );
+        let email = ChannelKind::Email;
+        assert!(email.capabilities().check(email, &html).is_ok());
     }
 }

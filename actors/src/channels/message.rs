@@ -54,6 +54,9 @@ pub struct OutboundMessage {
     /// A subject line (e-mail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// An HTML alternative to `text` (e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     /// The network's id of the message this one answers (a quote, or a reply in
     /// the same thread). The API takes our `msg_…` id; the send path resolves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +203,7 @@ mod tests {
             to: "a@example.com".into(),
             text: "hi".into(),
             subject: Some("Re: hello".into()),
+            html: None,
             reply_to: Some("<x@example.com>".into()),
             attachments: vec![
                 Attachment {

@@ -27,6 +27,8 @@ pub struct NewSend {
     pub to: String,
     pub text: String,
     pub subject: Option<String>,
+    /// An HTML alternative to the text (e-mail).
+    pub html: Option<String>,
     /// Our id (`msg_…`) of the message this one answers, in the same session.
     pub reply_to: Option<String>,
     pub attachments: Vec<Attachment>,
@@ -150,6 +152,7 @@ impl SendQueue {
             send.subject.is_some(),
             send.reply_to.is_some(),
             !send.attachments.is_empty(),
+            send.html.is_some(),
         );
         if let Err(crate::channels::ChannelError::Unsupported(why)) = carried {
             return Err(QueueError::NotSupported(why));
@@ -175,6 +178,7 @@ impl SendQueue {
         }
         let extras = MessageExtras {
             subject: send.subject.clone(),
+            html: send.html.clone(),
             attachments: send.attachments.clone(),
         };
         let mut row =

@@ -269,6 +269,7 @@ async fn message_of(inner: &Inner, row: &MessageRow) -> Result<OutboundMessage, 
         to: row.peer.clone(),
         text,
         subject: extras.subject,
+        html: extras.html,
         reply_to,
         attachments: extras.attachments,
     })

@@ -48,13 +48,15 @@ pub struct MessageRow {
 pub struct MessageExtras {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
 }
 
 impl MessageExtras {
     pub fn is_empty(&self) -> bool {
-        self.subject.is_none() && self.attachments.is_empty()
+        self.subject.is_none() && self.html.is_none() && self.attachments.is_empty()
     }
 }
 

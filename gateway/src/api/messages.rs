@@ -32,6 +32,8 @@ pub const MAX_TEXT_CHARS: usize = 4096;
 const MAX_TO_CHARS: usize = 256;
 const MAX_KEY_CHARS: usize = 255;
 const MAX_SUBJECT_CHARS: usize = 998;
+/// Largest HTML alternative of a send, in bytes.
+const MAX_HTML_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +44,9 @@ struct SendMessage {
     subject: Option<String>,
     #[serde(default)]
     reply_to: Option<String>,
+    /// An HTML alternative to `text` (e-mail sessions).
+    #[serde(default)]
+    html: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +127,15 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
             "`subject` must be 1 to {MAX_SUBJECT_CHARS} characters"
         )));
     }
+    if body
+        .html
+        .as_deref()
+        .is_some_and(|h| h.trim().is_empty() || h.len() > MAX_HTML_BYTES)
+    {
+        return Err(ApiError::validation(format!(
+            "`html` must be 1 to {MAX_HTML_BYTES} bytes"
+        )));
+    }
     let session = ctx
         .app
         .store
@@ -129,6 +143,7 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         .await?
         .ok_or_else(|| ApiError::not_found("session"))?;
     let send = NewSend {
+        html: body.html,
         to: to.to_owned(),
         text: body.text,
         subject: subject.map(str::to_owned),

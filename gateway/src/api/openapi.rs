@@ -347,7 +347,8 @@ fn schemas() -> Value {
             "properties": {
                 "to": { "type": "string", "maxLength": 256 }, "text": { "type": "string", "minLength": 1, "maxLength": 4096 },
                 "subject": { "type": "string", "minLength": 1, "maxLength": 998, "description": "channels with subjects (sim; e-mail)" },
-                "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies)" }
+                "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies; e-mail: threaded, `Re:` subject)" },
+                "html": { "type": "string", "minLength": 1, "maxLength": 262144, "description": "an HTML alternative to `text` (e-mail; 422 `not_supported` elsewhere)" }
             }
         },
         "Fault": {

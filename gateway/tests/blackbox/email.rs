@@ -265,7 +265,8 @@ Message-ID: <html-1@example.test>\r\nContent-Type: text/html; charset=utf-8\r\n\
             &format!("/v1/sessions/{id}/messages"),
             &[("x-api-key", &key), ("content-type", "application/json")],
             Some(
-                json!({ "to": "bob@example.test", "text": "Thanks, accepted.", "reply_to": original })
+                json!({ "to": "bob@example.test", "text": "Thanks, accepted.", "reply_to": original,
+                        "html": "<p>Thanks, <b>accepted</b>.</p>" })
                     .to_string()
                     .into_bytes(),
             ),
@@ -350,6 +351,10 @@ Message-ID: <html-1@example.test>\r\nContent-Type: text/html; charset=utf-8\r\n\
     assert_eq!(
         header(&reply, "Subject"),
         Some("Re: Quote for March"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("multipart/alternative") && reply.contains("<b>accepted</b>"),
         "{reply}"
     );
     let reply_id = header(&reply, "Message-ID").unwrap().to_owned();

@@ -126,6 +126,12 @@ pub fn reply_subject(subject: Option<&str>) -> String {
     }
 }
 
+/// A message's text: plain, or plain with an HTML alternative.
+enum Body {
+    Plain(SinglePart),
+    Alternative(MultiPart),
+}
+
 /// Composes `m` from `from`, threaded under `answered` when it is a reply.
 pub fn compose(
     m: &OutboundMessage,
@@ -177,11 +183,23 @@ pub fn compose(
         }
         b = b.in_reply_to(parent).references(refs.join(" "));
     }
-    let text = SinglePart::plain(m.text.clone());
+    let body = match &m.html {
+        Some(html) => Body::Alternative(MultiPart::alternative_plain_html(
+            m.text.clone(),
+            html.clone(),
+        )),
+        None => Body::Plain(SinglePart::plain(m.text.clone())),
+    };
     let message = if m.attachments.is_empty() {
-        b.singlepart(text)
+        match body {
+            Body::Plain(p) => b.singlepart(p),
+            Body::Alternative(a) => b.multipart(a),
+        }
     } else {
-        let mut parts = MultiPart::mixed().singlepart(text);
+        let mut parts = match body {
+            Body::Plain(p) => MultiPart::mixed().singlepart(p),
+            Body::Alternative(a) => MultiPart::mixed().multipart(a),
+        };
         for a in &m.attachments {
             let bytes = match &a.content {
                 AttachmentContent::Bytes(b) => b.clone(),
@@ -244,6 +262,24 @@ mod tests {
             parsed.thread_id,
             super::super::parse::thread_id("b0@example.com")
         );
+    }
+
+    #[test]
+    fn an_html_alternative_goes_with_the_text() {
+        let m = OutboundMessage {
+            id: "msg_03".into(),
+            to: "a@example.com".into(),
+            text: "Plain words".into(),
+            html: Some("<p>Rich <b>words</b></p>".into()),
+            subject: Some("H".into()),
+            ..Default::default()
+        };
+        let raw =
+            String::from_utf8(compose(&m, &from(), None).unwrap().message.formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        let parsed = super::super::parse::parse(raw.as_bytes()).unwrap();
+        assert_eq!(parsed.text.trim(), "Plain words");
+        assert!(!parsed.text_from_html);
     }
 
     #[test]
