@@ -477,7 +477,10 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let servers = mail_servers.insert(switchboard_actors::testkit::mail::MailServers::start_with(
-                switchboard_actors::testkit::mail::MailOptions { hibernate: true },
+                switchboard_actors::testkit::mail::MailOptions {
+                    hibernate: true,
+                    ..Default::default()
+                },
             )
             .context("starting Dovecot and the SMTP server (apt-get install dovecot-imapd python3-aiosmtpd)")?);
             start_gateway(&[

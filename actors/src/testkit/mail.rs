@@ -88,6 +88,9 @@ pub struct MailOptions {
     /// Hand IDLE connections to Dovecot's `imap-hibernate` after 5 s, so thousands
     /// of idle mailboxes cost one process, not one `imap` process each (the bench).
     pub hibernate: bool,
+    /// Leave IDLE (and CONDSTORE/QRESYNC) out of the capabilities, as some servers
+    /// do: clients must poll.
+    pub no_idle: bool,
 }
 
 impl MailServers {
@@ -170,6 +173,11 @@ username_attribute = username\nactive_attribute = active\nactive_value = true\n"
         } else {
             ("plain login", String::new())
         };
+        let capability = if self.options.no_idle {
+            "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE UIDPLUS\n"
+        } else {
+            ""
+        };
         let hibernate = if self.options.hibernate {
             "imap_hibernate_timeout = 5s\n\
 service imap-hibernate {\n  client_limit = 20000\n  unix_listener imap-hibernate {\n    mode = 0666\n  }\n}\n"
@@ -224,7 +232,7 @@ service imap {{
   }}
 }}
 default_client_limit = 20000
-{hibernate}"#,
+{capability}{hibernate}"#,
             uid = self.mail.0,
             gid = self.mail.1,
             port = self.imap_port,

@@ -785,3 +785,33 @@ async fn the_rag_actor_answers_mail_in_its_thread_with_the_subject_kept() {
     );
     assert!(answer.contains("10am"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_server_without_idle_is_polled() {
+    use switchboard_actors::testkit::mail::MailOptions;
+    let servers = MailServers::start_with(MailOptions {
+        no_idle: true,
+        ..MailOptions::default()
+    })
+    .unwrap();
+    servers.add_user("alice", ALICE_PW).unwrap();
+    let mut opts = options();
+    opts.env
+        .push(("SWITCHBOARD_EMAIL_POLL_INTERVAL".into(), "1s".into()));
+    let gw = Gateway::start_with(opts).await;
+    let (key, rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX"])).await;
+    let view = wait_status(&gw, &key, &id, "WORKING").await;
+    assert_eq!(view["network"]["imap"]["idle"], false, "{view}");
+    servers
+        .deliver("alice", &mail("p1@x", "polled", "found by polling"))
+        .unwrap();
+    servers
+        .deliver("alice", &mail("p2@x", "polled", "and another"))
+        .unwrap();
+    wait_received(&rx, &gw, &["p1@x", "p2@x"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counts = received_by_message_id(&rx);
+    assert_eq!(counts.get("p1@x"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("p2@x"), Some(&1), "{counts:?}");
+}
