@@ -22,6 +22,7 @@
 
 pub mod email;
 pub mod kind;
+pub mod linkedin;
 pub mod message;
 pub mod sim;
 pub mod whatsapp;

@@ -14,6 +14,7 @@
 //! Failure: every method returns [`StoreError`]; a unique-key clash surfaces as
 //! [`StoreError::Conflict`], everything else as [`StoreError::Database`].
 
+mod account_actions;
 mod api_keys;
 mod audit;
 mod events;

@@ -101,3 +101,84 @@ async fn folder_positions_are_saved_replaced_and_forgotten() {
         None
     );
 }
+
+#[tokio::test]
+async fn account_actions_count_once_per_ref_and_age_out_after_a_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (tenant, _) = store
+        .create_tenant(
+            "Acme",
+            &LimitOverrides::default(),
+            None,
+            &ApiKeyHash::of("sbk_acts"),
+            "sbk_ac",
+            &AuditEntry::new("test", "tenant.create"),
+        )
+        .await
+        .unwrap();
+    let session = SessionRow {
+        id: ids::new_id("ses"),
+        tenant_id: tenant.id.clone(),
+        channel: "sim".into(),
+        name: None,
+        status: "STOPPED".into(),
+        status_reason: None,
+        desired_state: "stopped".into(),
+        config: "{}".into(),
+        network: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store
+        .create_session(&session, &AuditEntry::new("test", "session.create"))
+        .await
+        .unwrap();
+    let day = 24 * 3600 * 1000;
+    let now = 100 * day;
+    let id = &session.id;
+    assert!(
+        store
+            .record_account_action(id, "invitation", Some("msg_1"), now - 9 * day)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_account_action(id, "invitation", Some("msg_2"), now - day)
+            .await
+            .unwrap()
+    );
+    // A retry of the same send keeps its first row.
+    assert!(
+        !store
+            .record_account_action(id, "invitation", Some("msg_2"), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_account_action(id, "profile_view", None, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_account_action(id, "profile_view", None, now)
+            .await
+            .unwrap()
+    );
+    // The one from nine days ago was pruned by the later writes.
+    let all = store.account_actions(id, 0).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            ("invitation".to_owned(), now - day),
+            ("profile_view".to_owned(), now),
+            ("profile_view".to_owned(), now),
+        ]
+    );
+    assert!(store.account_action_recorded(id, "msg_2").await.unwrap());
+    assert!(!store.account_action_recorded(id, "msg_1").await.unwrap());
+    assert_eq!(store.account_actions(id, now).await.unwrap().len(), 2);
+}

@@ -1,0 +1,75 @@
+//! What each LinkedIn account did that LinkedIn counts (`account_actions`), read by
+//! its safety caps. A row is written before the network call it counts; a retried
+//! action (the same `ref_id`) keeps its first row.
+
+use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
+
+/// Rows older than this are of no cap's concern (the longest window is a week).
+const KEEP_MS: i64 = 8 * 24 * 3600 * 1000;
+
+impl Store {
+    /// Records an action of `session_id` at `at` (unix ms); returns false when one
+    /// with this `ref_id` was already recorded (a retry), which is then left as it was.
+    pub async fn record_account_action(
+        &self,
+        session_id: &str,
+        kind: &str,
+        ref_id: Option<&str>,
+        at: i64,
+    ) -> Result<bool> {
+        let inserted = on_write_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let n = sqlx::query(
+                "INSERT INTO account_actions (session_id, kind, ref_id, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (session_id, ref_id) DO NOTHING",
+            )
+            .bind(session_id)
+            .bind(kind)
+            .bind(ref_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM account_actions WHERE session_id = $1 AND at < $2")
+                .bind(session_id)
+                .bind(at - KEEP_MS)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(inserted)
+    }
+
+    /// The actions of `session_id` since `since` (unix ms): (kind, at), oldest first.
+    pub async fn account_actions(
+        &self,
+        session_id: &str,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT kind, at FROM account_actions WHERE session_id = $1 AND at >= $2 ORDER BY at",
+            )
+            .bind(session_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Whether an action with our id `ref_id` was recorded for `session_id`.
+    pub async fn account_action_recorded(&self, session_id: &str, ref_id: &str) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM account_actions WHERE session_id = $1 AND ref_id = $2",
+            )
+            .bind(session_id)
+            .bind(ref_id)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n > 0)
+    }
+}
