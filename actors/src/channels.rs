@@ -14,6 +14,7 @@
 //! - [`sim`]: synthetic traffic for tests and the bench.
 //! - [`whatsapp`]: WhatsApp Web in the shared Chromium (its page contract inside).
 //! - [`email`]: an IMAP mailbox on IDLE, sending over SMTP.
+//! - [`linkedin`]: LinkedIn's web app in the shared Chromium, under safety caps.
 //!
 //! # Adding a channel
 //! A folder `channels/<name>.rs` + `channels/<name>/` implementing [`Channel`] (with
@@ -30,7 +31,7 @@ pub mod whatsapp;
 pub use kind::{Capabilities, ChannelKind, UnknownChannel};
 pub use message::{
     AckLevel, Attachment, AttachmentContent, Challenge, ChallengeKind, ChannelEvent,
-    InboundMessage, OutboundMessage, Party, ReceivedAttachment,
+    InboundMessage, OutboundMessage, Party, ReceivedAttachment, SendKind,
 };
 
 use crate::browser::BrowserPool;
@@ -47,6 +48,7 @@ use tokio::sync::mpsc;
 pub struct Settings {
     pub whatsapp: whatsapp::Settings,
     pub email: email::Settings,
+    pub linkedin: linkedin::Settings,
 }
 
 /// What a channel may use: storage (its saved login), the keyring (to seal it), the
@@ -120,6 +122,10 @@ pub enum ChannelError {
     Busy(String),
     #[error("{0}")]
     Failed(String),
+    /// Not now: the account's safety caps (or a cool-down) let this go at that time
+    /// (unix ms). The send waits in the queue; it is not an attempt that failed.
+    #[error("waits until {}", crate::clock::rfc3339(*.0))]
+    Later(i64),
 }
 
 /// The network side of a session.
@@ -176,6 +182,14 @@ pub trait Channel: Send + 'static {
         Box::pin(async {
             Err(ChannelError::Unsupported(
                 "this channel keeps no attachments to fetch".into(),
+            ))
+        })
+    }
+    /// A member's profile, by URN, profile URL or public id (LinkedIn).
+    fn profile(&mut self, _who: String) -> BoxFuture<'_, Result<serde_json::Value, ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel has no profiles to look up".into(),
             ))
         })
     }

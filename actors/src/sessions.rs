@@ -96,6 +96,8 @@ pub enum Query {
     /// The bytes of a received message's attachment: the message's network id and
     /// the attachment's index (`{filename, mime_type, size, bytes_base64}`).
     Attachment(String, usize),
+    /// A member's profile (LinkedIn), by URN, profile URL or public id.
+    Profile(String),
 }
 
 /// Settings for session supervision.
@@ -163,6 +165,9 @@ pub enum SessionError {
     Busy(String),
     #[error("{0}")]
     Failed(String),
+    /// Not before this time (unix ms): the account's caps or a cool-down.
+    #[error("waits until {}", crate::clock::rfc3339(*.0))]
+    Later(i64),
 }
 
 impl From<crate::channels::ChannelError> for SessionError {
@@ -172,6 +177,7 @@ impl From<crate::channels::ChannelError> for SessionError {
             C::Rejected(m) => Self::Rejected(m),
             C::Unsupported(m) => Self::Unsupported(m),
             C::Busy(m) => Self::Busy(m),
+            C::Later(at) => Self::Later(at),
             C::NotConnected => Self::Failed("not connected".into()),
             other => Self::Failed(other.to_string()),
         }

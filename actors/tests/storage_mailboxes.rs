@@ -143,6 +143,13 @@ async fn account_actions_count_once_per_ref_and_age_out_after_a_week() {
             .await
             .unwrap()
     );
+    // What was seen is kept far longer: a pending invitation is not news again.
+    assert!(
+        store
+            .record_account_action(id, "seen:invitation", Some("inv_1"), now - 30 * day)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .record_account_action(id, "invitation", Some("msg_2"), now - day)
@@ -173,12 +180,16 @@ async fn account_actions_count_once_per_ref_and_age_out_after_a_week() {
     assert_eq!(
         all,
         vec![
+            ("seen:invitation".to_owned(), now - 30 * day),
             ("invitation".to_owned(), now - day),
             ("profile_view".to_owned(), now),
             ("profile_view".to_owned(), now),
         ]
     );
-    assert!(store.account_action_recorded(id, "msg_2").await.unwrap());
-    assert!(!store.account_action_recorded(id, "msg_1").await.unwrap());
+    assert_eq!(
+        store.account_action_at(id, "msg_2").await.unwrap(),
+        Some(now - day)
+    );
+    assert_eq!(store.account_action_at(id, "msg_1").await.unwrap(), None);
     assert_eq!(store.account_actions(id, now).await.unwrap().len(), 2);
 }

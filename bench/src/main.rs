@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_actors::clock;
+use switchboard_actors::testkit::linkedin::{self as linkedin_standin, LinkedInStandin};
 use switchboard_actors::testkit::whatsapp::{StandinConfig, WhatsAppStandin};
 use switchboard_bench::api::{ApiParams, Mix};
 use switchboard_bench::browser::BrowserParams;
@@ -197,6 +198,24 @@ enum Standin {
         #[arg(long)]
         allow_robots: bool,
     },
+    /// Stand-in LinkedIn (Voyager API, realtime stream, login checkpoints): point
+    /// the gateway at it with `SWITCHBOARD_LINKEDIN_URL=http://ADDR/`.
+    Linkedin {
+        #[arg(long, default_value = "127.0.0.1:9872")]
+        listen: std::net::SocketAddr,
+        /// How often a realtime stream says `Heartbeat` (e.g. 5s).
+        #[arg(long, default_value = "5s")]
+        heartbeat: String,
+        /// API requests per minute past which an account gets 429.
+        #[arg(long, default_value_t = 300)]
+        requests_per_minute: u32,
+        /// Invitations per day past which an account gets 999.
+        #[arg(long, default_value_t = 25)]
+        invitations_per_day: u32,
+        /// Serve headless browsers too (LinkedIn answers them 999).
+        #[arg(long)]
+        allow_robots: bool,
+    },
 }
 
 /// What a scenario produced, ready for the report.
@@ -269,6 +288,45 @@ async fn standin(
     Ok(())
 }
 
+async fn linkedin(service: &Standin) -> anyhow::Result<()> {
+    let Standin::Linkedin {
+        listen,
+        heartbeat,
+        requests_per_minute,
+        invitations_per_day,
+        allow_robots,
+    } = service
+    else {
+        unreachable!("called for the LinkedIn stand-in only")
+    };
+    anyhow::ensure!(
+        *requests_per_minute > 0 && *invitations_per_day > 0,
+        "--requests-per-minute and --invitations-per-day must be at least 1"
+    );
+    let config = linkedin_standin::StandinConfig {
+        heartbeat: duration_arg("heartbeat", heartbeat, Duration::from_secs(3_600))?,
+        requests_per_minute: *requests_per_minute,
+        invitations_per_day: *invitations_per_day,
+        refuse_robots: !allow_robots,
+        ..linkedin_standin::StandinConfig::default()
+    };
+    let standin = LinkedInStandin::start(*listen, config).await?;
+    let url = standin.url();
+    println!("stand-in LinkedIn on {url}");
+    println!("  SWITCHBOARD_LINKEDIN_URL={url}");
+    println!(
+        "  account: curl -X POST {url}_standin/accounts -d '{{\"username\":\"ada@example.com\",\"password\":\"pw\",\"first\":\"Ada\",\"last\":\"Lovelace\"}}'"
+    );
+    println!(
+        "  cookies: curl -X POST {url}_standin/cookies -d '{{\"username\":\"ada@example.com\",\"user_agent\":\"<your browser's>\"}}'"
+    );
+    println!(
+        "  inbound: curl -X POST {url}_standin/inbound -d '{{\"username\":\"ada@example.com\",\"from\":\"grace-hopper\",\"text\":\"Hello\"}}'"
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
 /// The gateway under test: attached (`--url`) or spawned with `env`.
 async fn target(cli: &Cli, env: &[(&str, &str)]) -> anyhow::Result<(Gateway, String)> {
     if let Some(url) = &cli.url {
@@ -313,6 +371,12 @@ async fn main() -> anyhow::Result<()> {
     } = &cli.scenario
     {
         return standin(*listen, qr_interval, *allow_robots).await;
+    }
+    if let Scenario::Standin {
+        service: service @ Standin::Linkedin { .. },
+    } = &cli.scenario
+    {
+        return linkedin(service).await;
     }
     let started_at = clock::rfc3339(clock::now_ms());
     // The machine's loopback ceiling, measured once the gateway is up and idle (not

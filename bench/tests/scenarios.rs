@@ -305,3 +305,87 @@ fn the_binary_prints_json_and_writes_an_html_report() {
     assert!(!page.contains("<script") && !page.contains("NaN"));
     assert!(page.contains("Baseline"));
 }
+
+/// One HTTP/1.1 exchange on a fresh loopback connection: (status, body).
+fn http(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+fn post_json(addr: &str, path: &str, body: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn the_binary_serves_the_linkedin_standin() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-bench"))
+        .args([
+            "standin",
+            "linkedin",
+            "--listen",
+            &addr,
+            "--heartbeat",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, format!("stand-in LinkedIn on http://{addr}/"));
+    let (status, _) = post_json(
+        &addr,
+        "/_standin/accounts",
+        r#"{"username":"ada@example.com","password":"pw","first":"Ada","last":"Lovelace","public_id":"ada-lovelace"}"#,
+    );
+    assert!((200..300).contains(&status), "{status}");
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+    let (status, body) = post_json(
+        &addr,
+        "/_standin/cookies",
+        &format!(r#"{{"username":"ada@example.com","user_agent":"{ua}"}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let cookies: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (li_at, jsession) = (
+        cookies["li_at"].as_str().unwrap(),
+        cookies["jsessionid"].as_str().unwrap().trim_matches('"'),
+    );
+    let me = |csrf: &str| {
+        http(
+            &addr,
+            &format!(
+                "GET /voyager/api/me HTTP/1.1\r\nhost: {addr}\r\nuser-agent: {ua}\r\ncookie: li_at={li_at}; JSESSIONID=\"{jsession}\"\r\ncsrf-token: {csrf}\r\nx-restli-protocol-version: 2.0.0\r\nconnection: close\r\n\r\n"
+            ),
+        )
+    };
+    assert_eq!(me("ajax:0").0, 403, "the csrf check holds");
+    let (status, body) = me(jsession);
+    assert_eq!(status, 200, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        me["miniProfile"]["publicIdentifier"], "ada-lovelace",
+        "{me}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod kb;
 pub mod keys;
+pub mod linkedin;
 pub mod messages;
 pub mod openapi;
 pub mod rate_limit;
@@ -232,6 +233,10 @@ async fn dispatch_tenant(
         RouteId::SessionQr => sessions::qr(&ctx, &caller, req).await,
         RouteId::PairingCode => sessions::pairing_code(&ctx, &caller, req).await,
         RouteId::SubmitChallenge => sessions::challenge(&ctx, &caller, req).await,
+        RouteId::SendInvitation => linkedin::invite(&ctx, &caller, req).await,
+        RouteId::AcceptInvitation => linkedin::accept(&ctx, &caller, req).await,
+        RouteId::SessionProfile => linkedin::profile(&ctx, &caller).await,
+        RouteId::SessionLimits => linkedin::limits(&ctx, &caller).await,
         RouteId::TestConnection => sessions::test_connection(&ctx, &caller).await,
         RouteId::SessionGroups => sessions::parties(&ctx, &caller, Query::Groups).await,
         RouteId::SessionContacts => sessions::parties(&ctx, &caller, Query::Contacts).await,

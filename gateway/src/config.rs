@@ -41,6 +41,9 @@
 //! | `whatsapp.max_qr_refreshes`      | `SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES`     | 5 (then `FAILED`/`qr_timeout`) |
 //! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
 //! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
+//! | `linkedin.url`                   | `SWITCHBOARD_LINKEDIN_URL`                  | `https://www.linkedin.com/` |
+//! | `linkedin.cool_down`             | `SWITCHBOARD_LINKEDIN_COOL_DOWN`            | `30m` (after a 999 or 429) |
+//! | `linkedin.catch_up_every`        | `SWITCHBOARD_LINKEDIN_CATCH_UP_EVERY`       | `3m`                  |
 //! | `email.idle_renew`               | `SWITCHBOARD_EMAIL_IDLE_RENEW`              | `10m` (under 29m)     |
 //! | `email.poll_interval`            | `SWITCHBOARD_EMAIL_POLL_INTERVAL`           | `60s`                 |
 //! | `email.connects_per_second_per_host` | `SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST` | 10       |
@@ -71,7 +74,10 @@ use std::str::FromStr;
 use std::time::Duration;
 use switchboard_actors::browser::Isolation;
 use switchboard_actors::channels::email::Settings as EmailSettings;
-use switchboard_actors::channels::{self, whatsapp, whatsapp::Settings as WhatsAppSettings};
+use switchboard_actors::channels::{
+    self, linkedin, linkedin::Settings as LinkedInSettings, whatsapp,
+    whatsapp::Settings as WhatsAppSettings,
+};
 use switchboard_actors::storage::DatabaseTarget;
 use switchboard_actors::webhooks::schedule;
 use switchboard_crypto::{MasterKey, Secret};
@@ -289,7 +295,17 @@ struct FileConfig {
     #[serde(default)]
     email: FileEmail,
     #[serde(default)]
+    linkedin: FileLinkedIn,
+    #[serde(default)]
     rag: FileRag,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLinkedIn {
+    url: Option<String>,
+    cool_down: Option<String>,
+    catch_up_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,6 +433,9 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
     "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
     "SWITCHBOARD_WHATSAPP_HEARTBEAT",
+    "SWITCHBOARD_LINKEDIN_URL",
+    "SWITCHBOARD_LINKEDIN_COOL_DOWN",
+    "SWITCHBOARD_LINKEDIN_CATCH_UP_EVERY",
     "SWITCHBOARD_EMAIL_IDLE_RENEW",
     "SWITCHBOARD_EMAIL_POLL_INTERVAL",
     "SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST",
@@ -968,6 +987,41 @@ impl Config {
             )?,
         )?;
 
+        let fl = file.linkedin;
+        let (li_url, origin) = Layer::file(fl.url, p)
+            .env(env, "linkedin.url", "SWITCHBOARD_LINKEDIN_URL", |s| {
+                Ok(s.to_owned())
+            })?
+            .or(linkedin::contract::DEFAULT_URL.to_owned());
+        match url::Url::parse(&li_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "linkedin.url",
+                    origin,
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        let li_cool_down = positive(
+            "linkedin.cool_down",
+            duration(
+                "linkedin.cool_down",
+                fl.cool_down,
+                "SWITCHBOARD_LINKEDIN_COOL_DOWN",
+                "30m",
+            )?,
+        )?;
+        let li_catch_up = positive(
+            "linkedin.catch_up_every",
+            duration(
+                "linkedin.catch_up_every",
+                fl.catch_up_every,
+                "SWITCHBOARD_LINKEDIN_CATCH_UP_EVERY",
+                "3m",
+            )?,
+        )?;
+
         let fe = file.email;
         let idle_renew = positive(
             "email.idle_renew",
@@ -1125,6 +1179,12 @@ impl Config {
                     poll_interval,
                     connects_per_second_per_host,
                     max_message_bytes,
+                },
+                linkedin: LinkedInSettings {
+                    url: li_url,
+                    load_timeout,
+                    cool_down: li_cool_down,
+                    catch_up_every: li_catch_up,
                 },
             },
             sessions: SessionConfig {

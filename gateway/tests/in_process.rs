@@ -370,7 +370,7 @@ async fn fields_a_channel_cannot_carry_are_refused_and_nothing_is_queued() {
     assert_eq!(body["error"]["code"], "unknown_channel");
     assert_eq!(
         body["error"]["message"],
-        "unknown channel `telegram` (known: sim, whatsapp, email)"
+        "unknown channel `telegram` (known: sim, whatsapp, email, linkedin)"
     );
     gw.stop().await;
 }

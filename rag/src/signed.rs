@@ -96,8 +96,13 @@ pub struct InboundData {
 }
 
 impl InboundData {
-    /// Whether the message came from a group chat.
+    /// Whether the message came from a group chat: as the channel says (`meta.group`,
+    /// e.g. LinkedIn, whose 1:1 conversations have ids of their own), else guessed
+    /// from a chat that is not the sender.
     pub fn is_group(&self) -> bool {
+        if let Some(group) = self.meta.get("group").and_then(serde_json::Value::as_bool) {
+            return group;
+        }
         self.chat.as_deref().is_some_and(|c| c != self.from)
             || self.from.ends_with("@g.us")
             || self
@@ -217,5 +222,21 @@ mod tests {
         };
         assert!(d.is_group());
         assert_eq!(d.reply_to(), "1203@g.us");
+    }
+
+    #[test]
+    fn a_channel_that_names_one_to_one_conversations_is_answered_to_the_sender() {
+        // LinkedIn: every conversation has its own URN, a 1:1 one too.
+        let mut d = InboundData {
+            from: "urn:li:fsd_profile:ACoAAB1".into(),
+            chat: Some("urn:li:msg_conversation:(urn:li:fsd_profile:ACoAAA,2-abc)".into()),
+            text: "hi".into(),
+            meta: serde_json::json!({ "group": false, "sender": { "public_id": "grace" } }),
+        };
+        assert!(!d.is_group());
+        assert_eq!(d.reply_to(), "urn:li:fsd_profile:ACoAAB1");
+        d.meta["group"] = true.into();
+        assert!(d.is_group());
+        assert_eq!(d.reply_to(), d.chat.as_deref().unwrap());
     }
 }

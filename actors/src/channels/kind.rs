@@ -3,7 +3,7 @@
 //! building it all go through here, so a new channel is one variant (and the arms
 //! of this file), not string matches across the tree.
 
-use super::{Channel, ChannelError, Context, OutboundMessage, email, sim, whatsapp};
+use super::{Channel, ChannelError, Context, OutboundMessage, email, linkedin, sim, whatsapp};
 use crate::storage::SessionRow;
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +13,7 @@ pub enum ChannelKind {
     Sim,
     WhatsApp,
     Email,
+    Linkedin,
 }
 
 /// A session's configuration as stored: what may be shown (`config`), and, for a
@@ -34,12 +35,18 @@ pub struct Capabilities {
     /// Conversations are threads a reply must join (e-mail): automatic answers are
     /// sent as replies to the message they answer.
     pub threads: bool,
+    /// Invitations to connect, sent and accepted (LinkedIn).
+    pub invitations: bool,
 }
 
 impl ChannelKind {
     /// Every channel, in the order the API lists them.
-    pub const ALL: &'static [ChannelKind] =
-        &[ChannelKind::Sim, ChannelKind::WhatsApp, ChannelKind::Email];
+    pub const ALL: &'static [ChannelKind] = &[
+        ChannelKind::Sim,
+        ChannelKind::WhatsApp,
+        ChannelKind::Email,
+        ChannelKind::Linkedin,
+    ];
 
     /// The stable name (`channel` of a session, of events).
     pub const fn as_str(self) -> &'static str {
@@ -47,6 +54,7 @@ impl ChannelKind {
             Self::Sim => "sim",
             Self::WhatsApp => "whatsapp",
             Self::Email => "email",
+            Self::Linkedin => "linkedin",
         }
     }
 
@@ -67,12 +75,13 @@ impl ChannelKind {
             Self::Email => email::config::EmailConfig::parse(config)
                 .map(|_| ())
                 .map_err(ChannelError::Config),
+            Self::Linkedin => linkedin::LinkedInConfig::parse(config).map(|_| ()),
         }
     }
 
     /// Validates a new session's configuration and splits it into what is stored in
     /// the clear and shown (`config`) and what is sealed (secrets: passwords, OAuth2
-    /// tokens). Only e-mail sessions have secrets.
+    /// tokens, LinkedIn cookies). E-mail and LinkedIn sessions have secrets.
     pub fn prepare(self, config: &serde_json::Value) -> Result<Prepared, ChannelError> {
         self.validate(config)?;
         let config = if config.is_null() {
@@ -85,6 +94,10 @@ impl ChannelKind {
                 shown: email::config::EmailConfig::parse(&config)
                     .map_err(ChannelError::Config)?
                     .redacted(),
+                secret: Some(config),
+            },
+            Self::Linkedin => Prepared {
+                shown: linkedin::LinkedInConfig::parse(&config)?.redacted(),
                 secret: Some(config),
             },
             Self::Sim | Self::WhatsApp => Prepared {
@@ -104,6 +117,7 @@ impl ChannelKind {
                 attachments: true,
                 html: true,
                 threads: false,
+                invitations: true,
             },
             Self::WhatsApp => Capabilities {
                 subject: false,
@@ -111,6 +125,7 @@ impl ChannelKind {
                 attachments: false,
                 html: false,
                 threads: false,
+                invitations: false,
             },
             Self::Email => Capabilities {
                 subject: true,
@@ -118,6 +133,16 @@ impl ChannelKind {
                 attachments: true,
                 html: true,
                 threads: true,
+                invitations: false,
+            },
+            // Text messages into a conversation or to a member; invitations.
+            Self::Linkedin => Capabilities {
+                subject: false,
+                reply_to: false,
+                attachments: false,
+                html: false,
+                threads: false,
+                invitations: true,
             },
         }
     }
@@ -148,6 +173,11 @@ impl ChannelKind {
                 email::config::EmailConfig::parse(config).map_err(ChannelError::Config)?,
                 ctx.clone(),
             ))),
+            Self::Linkedin => Ok(Box::new(linkedin::LinkedIn::new(
+                row,
+                linkedin::LinkedInConfig::parse(config)?,
+                ctx.clone(),
+            )?)),
         }
     }
 }
@@ -243,7 +273,7 @@ mod tests {
         }
         assert_eq!("sim".parse(), Ok(ChannelKind::Sim));
         assert_eq!("whatsapp".parse(), Ok(ChannelKind::WhatsApp));
-        assert_eq!(ChannelKind::names(), "sim, whatsapp, email");
+        assert_eq!(ChannelKind::names(), "sim, whatsapp, email, linkedin");
     }
 
     #[test]
@@ -253,7 +283,7 @@ mod tests {
             assert_eq!(e, UnknownChannel(bad.to_owned()));
             assert_eq!(
                 e.to_string(),
-                format!("unknown channel `{bad}` (known: sim, whatsapp, email)")
+                format!("unknown channel `{bad}` (known: sim, whatsapp, email, linkedin)")
             );
         }
     }

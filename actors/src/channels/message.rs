@@ -63,6 +63,36 @@ pub struct OutboundMessage {
     pub reply_to: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// What the send asks for: a message, or (LinkedIn) an invitation to connect
+    /// (`text` is its note) or accepting a received one (`to` is the invitation).
+    #[serde(default, skip_serializing_if = "SendKind::is_message")]
+    pub kind: SendKind,
+}
+
+/// What a send asks the network to do.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SendKind {
+    #[default]
+    Message,
+    /// An invitation to connect (LinkedIn), with `text` as its note.
+    Invitation,
+    /// Accepting an invitation the account received (LinkedIn).
+    Accept,
+}
+
+impl SendKind {
+    pub fn is_message(&self) -> bool {
+        *self == Self::Message
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Invitation => "invitation",
+            Self::Accept => "accept",
+        }
+    }
 }
 
 /// A file sent with a message.
@@ -182,6 +212,17 @@ pub enum ChannelEvent {
     /// The mailbox's numbering was reset (a new IMAP UIDVALIDITY): what it held was
     /// not reported again (`mailbox.reset`, with this data).
     MailboxReset(serde_json::Value),
+    /// The network pushed back (LinkedIn's 999 or 429): the session stays `WORKING`
+    /// with reason `throttled_by_network: …` and sends wait out the cool-down.
+    Throttled(String),
+    /// Back from a cool-down.
+    Resumed,
+    /// Something the network reported that is not a message (`invitation.received`,
+    /// `invitation.accepted`): published as an event of that type with `data`.
+    Notice {
+        event: &'static str,
+        data: serde_json::Value,
+    },
 }
 
 /// A group or contact as a network lists it.
@@ -217,6 +258,7 @@ mod tests {
                     content: AttachmentContent::Media("med_1".into()),
                 },
             ],
+            kind: SendKind::Message,
         };
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["attachments"][0]["content"]["bytes"], "AAEC/w==");

@@ -11,7 +11,7 @@
 
 use super::limits::{DefaultLimits, EffectiveLimits};
 use super::sender::Outbound;
-use crate::channels::{Attachment, ChannelKind};
+use crate::channels::{Attachment, ChannelKind, SendKind};
 use crate::events::{Events, Publish};
 use crate::ids;
 use crate::sessions::MESSAGE_QUEUED;
@@ -32,6 +32,8 @@ pub struct NewSend {
     /// Our id (`msg_…`) of the message this one answers, in the same session.
     pub reply_to: Option<String>,
     pub attachments: Vec<Attachment>,
+    /// A message, or (LinkedIn) an invitation or an accept.
+    pub kind: SendKind,
     pub idempotency: Option<Idempotency>,
 }
 
@@ -157,6 +159,11 @@ impl SendQueue {
         if let Err(crate::channels::ChannelError::Unsupported(why)) = carried {
             return Err(QueueError::NotSupported(why));
         }
+        if !send.kind.is_message() && !kind.capabilities().invitations {
+            return Err(QueueError::NotSupported(format!(
+                "{kind} sessions have no invitations"
+            )));
+        }
         if session.desired_state != "running" {
             return Err(QueueError::SessionNotRunning {
                 status: session.status.clone(),
@@ -180,6 +187,7 @@ impl SendQueue {
             subject: send.subject.clone(),
             html: send.html.clone(),
             attachments: send.attachments.clone(),
+            kind: send.kind,
         };
         let mut row =
             MessageRow::outbound(&self.inner.keyring, session, &send.to, &send.text, &extras)
@@ -189,7 +197,11 @@ impl SendQueue {
         row.idempotency_key = send.idempotency.map(|i| i.key);
         let limits = self.limits(tenant);
         // The send and its `message.queued` event are stored together, or neither is.
-        let data = serde_json::json!({ "message_id": row.id, "status": "queued", "to": row.peer });
+        let mut data =
+            serde_json::json!({ "message_id": row.id, "status": "queued", "to": row.peer });
+        if !send.kind.is_message() {
+            data["kind"] = send.kind.as_str().into();
+        }
         let mut event = Publish::new(&tenant.id, MESSAGE_QUEUED, data);
         event.session_id = Some(session.id.clone());
         event.channel = Some(session.channel.clone());

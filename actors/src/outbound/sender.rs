@@ -223,6 +223,15 @@ async fn send(inner: &Inner, row: MessageRow) -> bool {
                 true
             }
         }
+        Err(SessionError::Later(at)) => {
+            // The account's caps (or a cool-down) give it a later slot: it waits, and
+            // the wait is not a failed attempt.
+            tracing::debug!(message_id = %row.id, at = %clock::rfc3339(at), "waits for its slot");
+            if let Err(e) = inner.store.defer_message(&row.id, at).await {
+                tracing::error!(message_id = %row.id, error = %e, "could not requeue; it is recovered at the next start");
+            }
+            true
+        }
         Err(SessionError::Rejected(e) | SessionError::Unsupported(e)) => {
             finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(e)).await;
             false
@@ -272,6 +281,7 @@ async fn message_of(inner: &Inner, row: &MessageRow) -> Result<OutboundMessage, 
         html: extras.html,
         reply_to,
         attachments: extras.attachments,
+        kind: extras.kind,
     })
 }
 

@@ -356,6 +356,18 @@ async fn process(
             ChannelEvent::MailboxReset(data) => {
                 publish(&state.deps.events, state.event(MAILBOX_RESET, data)).await;
             }
+            ChannelEvent::Throttled(why) => {
+                tracing::warn!(reason = %why, "the network pushed back; cooling down");
+                state.row.status = status::WORKING.into();
+                state.report(status::WORKING, &format!("throttled_by_network: {why}"));
+            }
+            ChannelEvent::Resumed => {
+                state.row.status = status::WORKING.into();
+                state.report(status::WORKING, "connected");
+            }
+            ChannelEvent::Notice { event, data } => {
+                publish(&state.deps.events, state.event(event, data)).await;
+            }
         },
         SessionMsg::Ping(reply) => {
             let _ = reply.send(());
@@ -412,6 +424,7 @@ async fn process(
                             "bytes_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
                         })
                     }),
+                Query::Profile(who) => state.channel.profile(who).await,
                 Query::SubmitCode(code) => state
                     .channel
                     .submit_code(code)

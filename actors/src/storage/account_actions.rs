@@ -6,6 +6,9 @@ use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
 
 /// Rows older than this are of no cap's concern (the longest window is a week).
 const KEEP_MS: i64 = 8 * 24 * 3600 * 1000;
+/// What was seen (`seen:*`: invitations reported) is kept longer: an invitation can
+/// stay pending for months and must not be reported again.
+const KEEP_SEEN_MS: i64 = 180 * 24 * 3600 * 1000;
 
 impl Store {
     /// Records an action of `session_id` at `at` (unix ms); returns false when one
@@ -30,11 +33,15 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("DELETE FROM account_actions WHERE session_id = $1 AND at < $2")
-                .bind(session_id)
-                .bind(at - KEEP_MS)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM account_actions WHERE session_id = $1 \
+                 AND ((at < $2 AND kind NOT LIKE 'seen:%') OR at < $3)",
+            )
+            .bind(session_id)
+            .bind(at - KEEP_MS)
+            .bind(at - KEEP_SEEN_MS)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             n == 1
         });
@@ -59,17 +66,31 @@ impl Store {
         Ok(rows)
     }
 
-    /// Whether an action with our id `ref_id` was recorded for `session_id`.
-    pub async fn account_action_recorded(&self, session_id: &str, ref_id: &str) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
+    /// Moves a recorded action's time to when the network took it (spacing counts
+    /// from there, not from when it was first tried).
+    pub async fn account_action_done(&self, session_id: &str, ref_id: &str, at: i64) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            sqlx::query("UPDATE account_actions SET at = $1 WHERE session_id = $2 AND ref_id = $3")
+                .bind(at)
+                .bind(session_id)
+                .bind(ref_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// When the action with our id `ref_id` was recorded for `session_id`, if it was.
+    pub async fn account_action_at(&self, session_id: &str, ref_id: &str) -> Result<Option<i64>> {
+        let at = on_pool!(self, |pool| {
             sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM account_actions WHERE session_id = $1 AND ref_id = $2",
+                "SELECT at FROM account_actions WHERE session_id = $1 AND ref_id = $2",
             )
             .bind(session_id)
             .bind(ref_id)
-            .fetch_one(pool)
+            .fetch_optional(pool)
             .await?
         });
-        Ok(n > 0)
+        Ok(at)
     }
 }

@@ -7,7 +7,7 @@
 //! event cannot disagree after a crash.
 
 use super::{Result, Store, on_pool, on_write_pool};
-use crate::channels::Attachment;
+use crate::channels::{Attachment, SendKind};
 use crate::clock;
 use serde::{Deserialize, Serialize};
 use switchboard_crypto::{Binding, Keyring, Sealed};
@@ -52,11 +52,17 @@ pub struct MessageExtras {
     pub html: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// An invitation or an accept rather than a message (LinkedIn).
+    #[serde(default, skip_serializing_if = "SendKind::is_message")]
+    pub kind: SendKind,
 }
 
 impl MessageExtras {
     pub fn is_empty(&self) -> bool {
-        self.subject.is_none() && self.html.is_none() && self.attachments.is_empty()
+        self.subject.is_none()
+            && self.html.is_none()
+            && self.attachments.is_empty()
+            && self.kind.is_message()
     }
 }
 
@@ -299,6 +305,38 @@ impl Store {
                 .await?;
         });
         Ok(())
+    }
+
+    /// Puts a claimed message back in the queue, due at `at`, without counting the
+    /// claim as an attempt: the channel said "not before then" (a LinkedIn account's
+    /// caps), nothing failed.
+    pub async fn defer_message(&self, id: &str, at: i64) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE messages SET status = 'queued', next_attempt_at = $1, updated_at = $2, \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = $3",
+            )
+            .bind(at)
+            .bind(clock::now_ms())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// How many sends of a session wait in the queue (or are being sent).
+    pub async fn queued_sends_of_session(&self, session_id: &str) -> Result<i64> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM messages WHERE session_id = $1 AND direction = 'outbound' \
+                 AND status IN ('queued', 'sending')",
+            )
+            .bind(session_id)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n)
     }
 
     /// After a crash: sends that were in progress are queued again.

@@ -376,6 +376,11 @@ impl LinkedInStandin {
         member
     }
 
+    /// A member of the network (not an account here) with this public id; its id.
+    pub fn add_member(&self, public_id: &str, first: &str, last: &str) -> String {
+        self.world().member(public_id, Some(first), Some(last))
+    }
+
     /// Logs the member in from their own browser (`user_agent`): `(li_at, JSESSIONID)`.
     pub fn cookies(&self, username: &str, user_agent: &str) -> Option<(String, String)> {
         let mut w = self.world();
@@ -655,7 +660,7 @@ impl LinkedInStandin {
             "originToken": m.origin_token,
             "body": { "_type": "com.linkedin.pemberly.text.AttributedText", "text": m.text, "attributes": [] },
             "sender": self.participant(w, if m.from_me { me } else { &m.sender }),
-            "conversation": { "entityUrn": conversation_urn(me, &conv.id) },
+            "conversation": { "entityUrn": conversation_urn(me, &conv.id), "groupChat": false },
             "renderContentUnions": [],
         })
     }
@@ -682,6 +687,7 @@ impl LinkedInStandin {
             "_type": "com.linkedin.messenger.Conversation",
             "entityUrn": conversation_urn(me, &c.id),
             "backendUrn": format!("urn:li:messagingThread:{}", c.id),
+            "groupChat": false,
             "lastActivityAt": c.messages.last().map_or(0, |m| m.at_ms),
             "conversationParticipants": [self.participant(w, me), self.participant(w, &c.peer)],
             "messages": { "elements": last },
@@ -889,7 +895,14 @@ impl LinkedInStandin {
 
     fn graphql(&self, username: &str, call: &Call) -> Response<Body> {
         let qid = call.query.get("queryId").cloned().unwrap_or_default();
-        let vars = call.query.get("variables").cloned().unwrap_or_default();
+        // Rest.li reads `variables` from the raw query: its structure is literal, its
+        // values are encoded inside it.
+        let vars = call
+            .raw_query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("variables="))
+            .unwrap_or_default()
+            .to_owned();
         let w = self.world();
         let (conversations_id, messages_id) = w.query_ids();
         let Some(a) = w.accounts.get(username) else {
@@ -1658,7 +1671,6 @@ struct Call {
     user_agent: String,
     headers: http::HeaderMap,
     query: HashMap<String, String>,
-    #[allow(dead_code)]
     raw_query: String,
     body: Bytes,
 }

@@ -177,6 +177,7 @@ pub async fn approve(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> 
     let send = NewSend {
         to: draft.peer.clone(),
         text: text.clone(),
+        kind: Default::default(),
         idempotency: Some(Idempotency {
             key: format!("draft:{}", draft.id),
             scope: KeyScope::Recipient,

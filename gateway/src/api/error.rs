@@ -148,6 +148,20 @@ impl From<SessionError> for ApiError {
             }
             SessionError::Busy(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "session_busy", m),
             SessionError::Failed(m) => Self::new(StatusCode::CONFLICT, "session_failed", m),
+            SessionError::Later(at) => {
+                let wait = (at - switchboard_actors::clock::now_ms()).max(0) as u64;
+                Self {
+                    retry_after: Some(wait.div_ceil(1000).max(1)),
+                    ..Self::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "cap_reached",
+                        format!(
+                            "the account's safety caps allow this at {}",
+                            switchboard_actors::clock::rfc3339(at)
+                        ),
+                    )
+                }
+            }
         }
     }
 }

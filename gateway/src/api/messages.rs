@@ -92,20 +92,7 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
     if !ids::is_valid(super::sessions::SESSION_PREFIX, session_id) {
         return Err(ApiError::not_found("session"));
     }
-    let key = req
-        .headers()
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?;
-    if key
-        .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_CHARS)
-    {
-        return Err(ApiError::validation(format!(
-            "Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters"
-        )));
-    }
+    let key = idempotency_key(&req)?;
     let body: SendMessage = read_json(req, ctx.app.config.max_body_bytes, false).await?;
     let to = body.to.trim();
     if to.is_empty() || to.chars().count() > MAX_TO_CHARS {
@@ -149,15 +136,39 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         subject: subject.map(str::to_owned),
         reply_to: body.reply_to,
         attachments: Vec::new(),
+        kind: Default::default(),
         idempotency: key.map(|key| Idempotency {
             key,
             scope: KeyScope::Request,
         }),
     };
-    let queued = ctx.app.sends.queue(&caller.tenant, &session, send).await?;
-    let (row, replayed) = (queued.message, queued.replayed);
-    let mut res = json(StatusCode::ACCEPTED, &view(ctx, &row))?;
-    if replayed {
+    let q = ctx.app.sends.queue(&caller.tenant, &session, send).await?;
+    queued(ctx, q)
+}
+
+/// The request's `Idempotency-Key`, checked.
+pub(crate) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?;
+    if key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_CHARS)
+    {
+        return Err(ApiError::validation(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters"
+        )));
+    }
+    Ok(key)
+}
+
+/// A queued send as the API answers it (202), marked when replayed.
+pub(crate) fn queued(ctx: &Ctx<'_>, q: switchboard_actors::outbound::Queued) -> ApiResult {
+    let mut res = json(StatusCode::ACCEPTED, &view(ctx, &q.message))?;
+    if q.replayed {
         res.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }

@@ -129,6 +129,7 @@ fn build() -> Value {
             "description": "Multi-tenant messaging gateway. Errors are always {\"error\":{\"code\",\"message\"}}; every response carries X-Request-Id."
         },
         "paths": paths,
+        "webhooks": webhooks(),
         "components": {
             "securitySchemes": {
                 "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token (SWITCHBOARD_ADMIN_TOKEN or data_dir/admin.token)." },
@@ -138,6 +139,89 @@ fn build() -> Value {
             "schemas": schemas()
         }
     })
+}
+
+/// Every event type, as delivered to webhooks (an `Event` whose `data` is shown) and
+/// listed by `GET /v1/events`.
+fn webhooks() -> Value {
+    let s = |props: Value| json!({ "type": "object", "properties": props });
+    let str_ = json!({ "type": "string" });
+    let opt = json!({ "type": ["string", "null"] });
+    let events: [(&str, &str, Value); 9] = [
+        (
+            "session.status",
+            "A session changed status (STARTING, SCAN_QR, CHALLENGE, WORKING, STOPPED, LOGGED_OUT, FAILED) or kept it with a new reason, such as `throttled_by_network: …` while LinkedIn asks the account to rest.",
+            s(json!({ "status": str_, "reason": opt })),
+        ),
+        (
+            "session.challenge",
+            "A login checkpoint waits for the account's owner: answer it with `POST /v1/sessions/{id}/challenge {\"code\"}` before `expires_at` (nothing to type for `app_approval`: it is waited for, up to 5 minutes).",
+            s(json!({
+                "kind": { "enum": ["two_factor", "sms", "email", "app_approval", "captcha"] },
+                "hint": opt,
+                "expires_at": { "type": "string", "format": "date-time" }
+            })),
+        ),
+        (
+            "message.received",
+            "An inbound message. On LinkedIn `from` is the sender's profile URN, `chat` the conversation URN, and `meta.sender` holds `public_id` and `name`.",
+            s(
+                json!({ "external_id": str_, "from": str_, "chat": str_, "text": opt, "meta": { "type": "object" } }),
+            ),
+        ),
+        (
+            "message.sent",
+            "The network took an outbound message (or invitation, or accept).",
+            s(
+                json!({ "message_id": str_, "status": { "const": "sent" }, "to": str_, "external_id": opt, "error": { "type": "null" } }),
+            ),
+        ),
+        (
+            "message.failed",
+            "An outbound message failed for good, with the reason.",
+            s(
+                json!({ "message_id": str_, "status": { "const": "failed" }, "to": str_, "external_id": { "type": "null" }, "error": str_ }),
+            ),
+        ),
+        (
+            "invitation.received",
+            "LinkedIn: a member invited the account to connect. Accept it with `POST /v1/sessions/{id}/invitations/{invitation_id}/accept`.",
+            s(json!({
+                "invitation_id": str_, "from": str_, "from_public_id": str_, "from_name": str_,
+                "message": opt, "sent_at": { "type": ["string", "null"], "format": "date-time" }
+            })),
+        ),
+        (
+            "invitation.accepted",
+            "LinkedIn: a member accepted an invitation the account sent.",
+            s(json!({ "invitation_id": str_, "member": str_, "public_id": str_, "name": str_ })),
+        ),
+        (
+            "session.qr",
+            "WhatsApp: a new QR code to scan.",
+            s(json!({ "value": str_, "png_base64": str_ })),
+        ),
+        (
+            "session.pairing_code",
+            "WhatsApp: a pairing code to type on the phone.",
+            s(json!({ "code": str_ })),
+        ),
+    ];
+    let mut out = Map::new();
+    for (ty, description, data) in events {
+        out.insert(
+            ty.to_owned(),
+            json!({ "post": {
+                "summary": ty,
+                "description": description,
+                "requestBody": { "content": { "application/json": { "schema": {
+                    "allOf": [schema_ref("Event"), { "type": "object", "properties": { "type": { "const": ty }, "data": data } }]
+                } } } },
+                "responses": { "2XX": { "description": "Delivered (anything else is retried)." } }
+            } }),
+        );
+    }
+    Value::Object(out)
 }
 
 fn schemas() -> Value {
@@ -321,7 +405,7 @@ fn schemas() -> Value {
             "properties": {
                 "channel": { "enum": channels },
                 "name": { "type": "string" },
-                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N, \"read_receipts\"?: bool, \"login_code\"?: \"…\"}; whatsapp: {}; email: {\"imap\": {host, port, security: tls|starttls|none, username, password | oauth2: {provider: google|microsoft | token_url, client_id, client_secret?, refresh_token, access_token?}}, \"smtp\": {same}, \"from\": {address, name?}, \"folders\"?: [\"INBOX\"], \"sent_folder\"?: \"Sent\" | null, \"backfill\"?: \"none\" | \"N days\"} (secrets are sealed at rest and never shown: `password_set` instead)" },
+                "config": { "type": "object", "description": "sim: {\"inbound_per_second\": R, \"payload_bytes\": N, \"read_receipts\"?: bool, \"login_code\"?: \"…\"}; whatsapp: {}; email: {\"imap\": {host, port, security: tls|starttls|none, username, password | oauth2: {provider: google|microsoft | token_url, client_id, client_secret?, refresh_token, access_token?}}, \"smtp\": {same}, \"from\": {address, name?}, \"folders\"?: [\"INBOX\"], \"sent_folder\"?: \"Sent\" | null, \"backfill\"?: \"none\" | \"N days\"}; linkedin: {\"login\": \"cookies\", \"li_at\", \"jsessionid\", \"user_agent\"?} | {\"login\": \"password\", \"username\", \"password\"}, \"caps\"?: {invitations_per_day ≤ 100 (15), invitations_per_week ≤ 200 (80), messages_per_day ≤ 150 (50), profile_views_per_day ≤ 100 (80), accepts_per_day ≤ 100 (50), message_spacing (\"10s-60s\", never under 10 s), action_spacing (\"45s-90s\"), working_hours (\"08:00-20:00\"), time_zone (IANA, UTC), new_account, warm_up_from} (secrets are sealed at rest and never shown: `password_set` instead)" },
                 "start": { "type": "boolean", "default": true }
             }
         },
@@ -349,6 +433,36 @@ fn schemas() -> Value {
                 "subject": { "type": "string", "minLength": 1, "maxLength": 998, "description": "channels with subjects (sim; e-mail)" },
                 "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies; e-mail: threaded, `Re:` subject)" },
                 "html": { "type": "string", "minLength": 1, "maxLength": 262144, "description": "an HTML alternative to `text` (e-mail; 422 `not_supported` elsewhere)" }
+            }
+        },
+        "SendInvitation": {
+            "type": "object", "required": ["to"], "additionalProperties": false,
+            "properties": {
+                "to": { "type": "string", "description": "a profile URL (https://www.linkedin.com/in/<id>/), public id or member URN (urn:li:fsd_profile:…); else 422 `invalid_profile`" },
+                "note": { "type": "string", "maxLength": 300, "description": "the invitation's note; longer: 422 `note_too_long`" }
+            }
+        },
+        "Profile": {
+            "type": "object",
+            "properties": {
+                "urn": { "type": "string" }, "public_id": { "type": "string" }, "first_name": { "type": "string" },
+                "last_name": { "type": "string" }, "headline": { "type": ["string", "null"] }, "profile_url": { "type": "string" }
+            }
+        },
+        "SessionLimits": {
+            "type": "object",
+            "properties": {
+                "session_id": { "type": "string" },
+                "caps": { "type": "object", "description": "per cap (`invitations_per_day`, `invitations_per_week`, `messages_per_day`, `accepts_per_day`, `profile_views_per_day`): {limit, used, remaining} over rolling 24 h / 7 d windows, ramp-up applied",
+                    "additionalProperties": { "type": "object", "properties": { "limit": { "type": "integer" }, "used": { "type": "integer" }, "remaining": { "type": "integer" } } } },
+                "next_slot": { "type": "object", "description": "per action (`message`, `invitation`, `accept`, `profile_view`): {at, reason} — when the next one may go and what holds it back (null reason: now)",
+                    "additionalProperties": { "type": "object", "properties": { "at": { "type": ["string", "null"] }, "reason": { "type": ["string", "null"] } } } },
+                "message_spacing": { "type": "string", "example": "10s-60s" },
+                "action_spacing": { "type": "string", "example": "45s-90s" },
+                "working_hours": { "type": "string", "example": "08:00-20:00" },
+                "time_zone": { "type": "string" },
+                "ramp_up": { "type": ["object", "null"], "properties": { "from": ts, "days": { "type": "integer" }, "share": { "type": "number" } } },
+                "queued": { "type": "integer", "description": "sends of this session waiting in the queue" }
             }
         },
         "Fault": {
@@ -474,6 +588,16 @@ mod tests {
         for r in ROUTES {
             let op = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{} {} missing", r.method, r.path);
+        }
+        for ty in [
+            switchboard_actors::sessions::SESSION_CHALLENGE,
+            switchboard_actors::channels::linkedin::INVITATION_RECEIVED,
+            switchboard_actors::channels::linkedin::INVITATION_ACCEPTED,
+        ] {
+            assert!(
+                doc["webhooks"][ty]["post"].is_object(),
+                "event {ty} missing"
+            );
         }
         let text = doc.to_string();
         for part in text.split("#/components/schemas/").skip(1) {

@@ -48,6 +48,10 @@ pub enum RouteId {
     SessionQr,
     PairingCode,
     SubmitChallenge,
+    SendInvitation,
+    AcceptInvitation,
+    SessionProfile,
+    SessionLimits,
     TestConnection,
     MessageAttachment,
     SessionGroups,
@@ -595,6 +599,50 @@ pub static ROUTES: &[Route] = &[
         ),
         Some("ChallengeCode"),
         (202, Some("ChallengeAccepted")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/invitations",
+            SendInvitation,
+            Tenant,
+            "Queue a LinkedIn invitation to connect (Idempotency-Key honoured): `to` a profile URL, public id or member URN, `note` at most 300 characters (else 422 `invalid_profile` / `note_too_long`). Sent when the account's safety caps give it a slot (see `/limits`); it waits in the queue until then.",
+        ),
+        Some("SendInvitation"),
+        (202, Some("Message")),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/sessions/{id}/invitations/{invitation_id}/accept",
+            AcceptInvitation,
+            Tenant,
+            "Queue accepting a received LinkedIn invitation (`invitation_id` of `invitation.received`), under the account's caps.",
+        ),
+        None,
+        (202, Some("Message")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}/profiles/{id_or_url}",
+            SessionProfile,
+            Tenant,
+            "Look up a LinkedIn member by public id, member URN or profile URL (percent-encoded). Counts as a profile view against the caps: 429 `cap_reached` with Retry-After when none is left; 404 `profile_not_found`.",
+        ),
+        None,
+        (200, Some("Profile")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/sessions/{id}/limits",
+            SessionLimits,
+            Tenant,
+            "A LinkedIn session's safety caps: per cap its limit, use and what remains (rolling 24 h / 7 d), each action's next slot and why, spacing, working hours, time zone, ramp-up, and how many sends wait.",
+        ),
+        None,
+        (200, Some("SessionLimits")),
     ),
     with(
         route(

@@ -272,3 +272,155 @@ async fn the_dashboard_adds_a_mailbox_after_testing_its_connection() {
     pump.abort();
     drop(profile);
 }
+
+#[tokio::test]
+async fn the_dashboard_connects_linkedin_both_ways_answers_a_challenge_and_shows_the_caps() {
+    use switchboard_actors::testkit::linkedin::{self, LinkedInStandin};
+    const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+    let standin = LinkedInStandin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        linkedin::StandinConfig::default(),
+    )
+    .await
+    .unwrap();
+    standin.add_account(
+        "totp@example.com",
+        "s3cret",
+        "totp-user",
+        Some("two_factor"),
+    );
+    standin.add_account("ada@example.com", "pw", "ada-lovelace", None);
+    standin.add_member("linus-t", "Linus", "Torvalds");
+    let gw = Gateway::start_with(Options {
+        env: vec![
+            ("SWITCHBOARD_LINKEDIN_URL".into(), standin.url()),
+            ("SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT".into(), "20s".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let (_, key) = gw.create_tenant("Outreach Co").await;
+    let (profile, mut browser, pump, page) = open(&gw, &key).await;
+    let click = |sel: &'static str| {
+        let page = page.clone();
+        async move {
+            page.find_element(sel).await.unwrap().click().await.unwrap();
+        }
+    };
+
+    // Password login: the authenticator code is asked for and answered on the page.
+    click("#new-linkedin").await;
+    fill(&page, "li-login", "password").await;
+    eval(
+        &page,
+        "(() => { document.getElementById('li-login').dispatchEvent(new Event('change')); return true; })()",
+    )
+    .await;
+    fill(&page, "li-username", "totp@example.com").await;
+    fill(&page, "li-password", "s3cret").await;
+    click("#li-add").await;
+    let title = wait_until(
+        &page,
+        "the challenge",
+        "(() => { const b = document.getElementById('challenge-box'); return b.classList.contains('hidden') ? '' : document.getElementById('challenge-title').textContent; })()",
+    )
+    .await;
+    assert!(title.contains("authenticator"), "{title}");
+    wait_until(
+        &page,
+        "CHALLENGE",
+        "document.getElementById('status').textContent === 'CHALLENGE'",
+    )
+    .await;
+    fill(&page, "challenge-code", "000000").await;
+    click("#challenge-send").await;
+    let err = wait_until(
+        &page,
+        "the wrong code refused",
+        "document.getElementById('challenge-error').textContent",
+    )
+    .await;
+    assert!(!err.is_empty());
+    let code = standin.code("totp@example.com").unwrap();
+    fill(&page, "challenge-code", &code).await;
+    click("#challenge-send").await;
+    wait_until(
+        &page,
+        "the password session WORKING",
+        "document.getElementById('status').textContent === 'WORKING' && document.getElementById('challenge-box').classList.contains('hidden')",
+    )
+    .await;
+
+    // Cookie login, with the member's own browser identity.
+    let (li_at, jsessionid) = standin.cookies("ada@example.com", UA).unwrap();
+    click("#new-linkedin").await;
+    fill(&page, "li-login", "cookies").await;
+    eval(
+        &page,
+        "(() => { document.getElementById('li-login').dispatchEvent(new Event('change')); return true; })()",
+    )
+    .await;
+    fill(&page, "li-at", &li_at).await;
+    fill(&page, "li-jsessionid", &jsessionid).await;
+    fill(&page, "li-user-agent", UA).await;
+    fill(&page, "li-zone", "Europe/Paris").await;
+    // Any hour of the day, so the test runs whenever CI does.
+    fill(&page, "li-hours", "00:00-24:00").await;
+    click("#li-add").await;
+    wait_until(
+        &page,
+        "the cookie session WORKING",
+        "document.getElementById('detail-title').textContent.startsWith('LinkedIn ') && document.getElementById('status').textContent === 'WORKING' && !document.getElementById('limits-box').classList.contains('hidden')",
+    )
+    .await;
+    let sessions = gw
+        .tenant(&key, http::Method::GET, "/v1/sessions", None)
+        .await;
+    let cookie_session = sessions.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] != "totp@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The caps as the page shows them: a profile view counts.
+    let view = gw
+        .tenant(
+            &key,
+            http::Method::GET,
+            &format!("/v1/sessions/{cookie_session}/profiles/linus-t"),
+            None,
+        )
+        .await;
+    assert_eq!(view.status, http::StatusCode::OK, "{}", view.text);
+    let row = wait_until(
+        &page,
+        "one profile view used",
+        "(() => { const r = document.querySelector('#caps tr[data-cap=profile_views_per_day]'); return r && r.children[1].textContent === '1' ? r.textContent : ''; })()",
+    )
+    .await;
+    assert!(row.contains("80"), "the default cap of 80 a day: {row}");
+    let invitations = eval(
+        &page,
+        "document.querySelector('#caps tr[data-cap=invitations_per_day]').textContent",
+    )
+    .await;
+    assert!(invitations.contains("15"), "{invitations}");
+    let note = eval(&page, "document.getElementById('limits-note').textContent").await;
+    assert!(
+        note.contains("0 waiting") && note.contains("Europe/Paris"),
+        "{note}"
+    );
+    assert!(
+        eval(&page, "document.querySelectorAll('#slots tr').length").await != "0",
+        "next slots are shown"
+    );
+    screenshot(&page, "dashboard-linkedin.png").await;
+    browser.close().await.unwrap();
+    let _ = browser.wait().await;
+    pump.abort();
+    drop(profile);
+}

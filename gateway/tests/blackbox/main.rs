@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod dashboard;
 mod email;
+mod linkedin;
 mod messages;
 mod process;
 mod rag;

@@ -416,6 +416,29 @@ impl Caps {
         }
     }
 
+    /// The spacing after the last action of `action`'s pace: drawn at random between
+    /// the configured bounds, but from that action's own time and `seed` (the
+    /// session), so the channel and the limits view agree, across restarts too.
+    pub fn gap(&self, action: Action, history: &[(Action, i64)], seed: &str) -> Duration {
+        let pace = action.pace();
+        let last = history
+            .iter()
+            .filter(|(a, _)| a.pace() == pace)
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or(0);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in seed.bytes().chain(last.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let unit = (h >> 11) as f64 / (1u64 << 53) as f64;
+        match pace {
+            Pace::Messages => self.message_spacing.draw(unit),
+            Pace::Actions => self.action_spacing.draw(unit),
+        }
+    }
+
     /// What the limits view shows: per cap, its limit, use and what remains, and for
     /// each action its next slot.
     pub fn usage(
