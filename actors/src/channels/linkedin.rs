@@ -1547,68 +1547,63 @@ impl Pump {
     }
 
     async fn invitation_received(&mut self, inv: &Value) {
-        let Some(urn) = inv["entityUrn"].as_str() else {
-            return;
-        };
-        if !self.first_sight(SEEN_INVITATION, urn).await {
-            return;
-        }
         let from = &inv["fromMember"];
         let data = json!({
-            "invitation_id": urn,
+            "invitation_id": inv["entityUrn"],
             "from": from["entityUrn"],
             "from_public_id": from["publicIdentifier"],
-            "from_name": format!("{} {}", from["firstName"].as_str().unwrap_or_default(), from["lastName"].as_str().unwrap_or_default()).trim(),
+            "from_name": full_name(from),
             "message": inv["message"],
             "sent_at": inv["sentTime"].as_i64().map(clock::rfc3339),
         });
-        self.link
-            .emit(ChannelEvent::Notice {
-                event: INVITATION_RECEIVED,
-                data,
-            })
+        self.report_once(inv, SEEN_INVITATION, INVITATION_RECEIVED, data)
             .await;
     }
 
     async fn invitation_accepted(&mut self, inv: &Value) {
-        let Some(urn) = inv["entityUrn"].as_str() else {
-            return;
-        };
-        if !self.first_sight(SEEN_ACCEPTED, urn).await {
-            return;
-        }
         let who = &inv["invitee"];
         let data = json!({
-            "invitation_id": urn,
+            "invitation_id": inv["entityUrn"],
             "member": who["entityUrn"],
             "public_id": who["publicIdentifier"],
-            "name": format!("{} {}", who["firstName"].as_str().unwrap_or_default(), who["lastName"].as_str().unwrap_or_default()).trim(),
+            "name": full_name(who),
         });
-        self.link
-            .emit(ChannelEvent::Notice {
-                event: INVITATION_ACCEPTED,
-                data,
-            })
+        self.report_once(inv, SEEN_ACCEPTED, INVITATION_ACCEPTED, data)
             .await;
     }
 
-    /// Records a sighting once (across restarts); whether it is the first.
-    async fn first_sight(&self, kind: &str, urn: &str) -> bool {
+    /// Reports `event` about invitation `inv` once across restarts: reported, then
+    /// recorded as seen (a crash in between reports it again rather than never).
+    async fn report_once(&self, inv: &Value, kind: &str, event: &'static str, data: Value) {
+        let Some(urn) = inv["entityUrn"].as_str() else {
+            return;
+        };
         let r = format!("{kind}:{urn}");
-        match self
-            .link
-            .ctx
-            .store
+        let store = &self.link.ctx.store;
+        match store.account_action_at(&self.link.session_id, &r).await {
+            Ok(Some(_)) => return,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "sightings unreadable; reporting it"),
+        }
+        self.link.emit(ChannelEvent::Notice { event, data }).await;
+        if let Err(e) = store
             .record_account_action(&self.link.session_id, kind, Some(&r), clock::now_ms())
             .await
         {
-            Ok(first) => first,
-            Err(e) => {
-                tracing::warn!(error = %e, "sighting not recorded; reporting it");
-                true
-            }
+            tracing::warn!(error = %e, "sighting not recorded");
         }
     }
+}
+
+/// "First Last" of a member in LinkedIn's JSON.
+fn full_name(m: &Value) -> String {
+    format!(
+        "{} {}",
+        m["firstName"].as_str().unwrap_or_default(),
+        m["lastName"].as_str().unwrap_or_default()
+    )
+    .trim()
+    .to_owned()
 }
 
 /// `invitation.received`: a member invited the account.

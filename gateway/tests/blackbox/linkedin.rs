@@ -75,37 +75,6 @@ async fn wait_verified(
     }
 }
 
-async fn wait_status(gw: &Gateway, key: &str, id: &str, want: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = gw
-            .tenant(key, Method::GET, &format!("/v1/sessions/{id}"), None)
-            .await;
-        if r.json["status"] == want {
-            return r.json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "session never reached {want}: {}\n--- gateway log ---\n{}",
-            r.text,
-            gw.output.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn events_of(gw: &Gateway, key: &str, ty: &str) -> Vec<Value> {
-    let r = gw
-        .tenant(
-            key,
-            Method::GET,
-            &format!("/v1/events?type={ty}&limit=200"),
-            None,
-        )
-        .await;
-    r.json["data"].as_array().unwrap().clone()
-}
-
 async fn webhook(gw: &Gateway, key: &str, rx: &Receiver) {
     let r = gw
         .tenant(
@@ -181,7 +150,7 @@ async fn lookup(gw: &Gateway, key: &str, id: &str, who: &str) -> super::support:
 }
 
 async fn received_count(gw: &Gateway, key: &str, text: &str) -> usize {
-    events_of(gw, key, "message.received")
+    gw.events_of(key, "message.received")
         .await
         .iter()
         .filter(|e| e["data"]["text"] == text)
@@ -202,7 +171,9 @@ async fn linkedin_cookie_login_carries_messages_and_invitations_and_catches_up()
     let rx = Receiver::start(Behaviour::default()).await;
     webhook(&gw, &key, &rx).await;
     let id = create(&gw, &key, cookie_config(&standin, USER, test_caps())).await;
-    let s = wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(60)).await;
+    let s = gw
+        .wait_status(&key, &id, "WORKING", Duration::from_secs(60))
+        .await;
     assert_eq!(s["network"]["me"]["public_id"], "ada-lovelace", "{s}");
 
     // Inbound: a verified webhook with the sender's URN, public id and name.
@@ -437,7 +408,9 @@ async fn linkedin_cookie_login_carries_messages_and_invitations_and_catches_up()
         json!({ "login": "cookies", "li_at": "AQEDAnot-a-cookie", "jsessionid": "ajax:1", "user_agent": MEMBER_UA }),
     )
     .await;
-    let s = wait_status(&gw, &key, &bad, "FAILED", Duration::from_secs(60)).await;
+    let s = gw
+        .wait_status(&key, &bad, "FAILED", Duration::from_secs(60))
+        .await;
     assert!(
         s["status_reason"]
             .as_str()
@@ -446,7 +419,8 @@ async fn linkedin_cookie_login_carries_messages_and_invitations_and_catches_up()
         "{s}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let failed: Vec<Value> = events_of(&gw, &key, "session.status")
+    let failed: Vec<Value> = gw
+        .events_of(&key, "session.status")
         .await
         .into_iter()
         .filter(|e| e["session_id"] == bad.as_str() && e["data"]["status"] == "FAILED")
@@ -483,7 +457,9 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
         json!({ "login": "password", "username": "wrong@example.com", "password": "nope" }),
     )
     .await;
-    let s = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(60)).await;
+    let s = gw
+        .wait_status(&key, &id, "FAILED", Duration::from_secs(60))
+        .await;
     assert!(
         s["status_reason"]
             .as_str()
@@ -510,7 +486,8 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
             }),
         );
         let id = create(&gw, &key, json!({ "login": "password", "username": user, "password": "s3cret", "caps": test_caps() })).await;
-        wait_status(&gw, &key, &id, "CHALLENGE", Duration::from_secs(60)).await;
+        gw.wait_status(&key, &id, "CHALLENGE", Duration::from_secs(60))
+            .await;
         let c = wait_verified(&rx, &gw, "session.challenge", |v| v["kind"] == kind).await;
         assert!(c["expires_at"].as_str().is_some(), "{c}");
         let r = post(
@@ -535,7 +512,8 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
         )
         .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-        wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+        gw.wait_status(&key, &id, "WORKING", Duration::from_secs(30))
+            .await;
         if kind == "two_factor" {
             mfa_session = id;
         } else {
@@ -559,11 +537,13 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
     })
     .await;
     assert_eq!(
-        wait_status(&gw, &key, &id, "CHALLENGE", Duration::from_secs(10)).await["status"],
+        gw.wait_status(&key, &id, "CHALLENGE", Duration::from_secs(10))
+            .await["status"],
         "CHALLENGE"
     );
     assert!(standin.approve("app@example.com"));
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(30))
+        .await;
     let r = gw
         .tenant(&key, Method::DELETE, &format!("/v1/sessions/{id}"), None)
         .await;
@@ -577,7 +557,8 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
         json!({ "login": "password", "username": "sms@example.com", "password": "s3cret" }),
     )
     .await;
-    wait_status(&gw, &key, &id, "CHALLENGE", Duration::from_secs(60)).await;
+    gw.wait_status(&key, &id, "CHALLENGE", Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_secs(16)).await;
     let code = standin.code("sms@example.com").unwrap();
     let r = post(
@@ -588,7 +569,9 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    let s = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(30)).await;
+    let s = gw
+        .wait_status(&key, &id, "FAILED", Duration::from_secs(30))
+        .await;
     assert!(
         s["status_reason"]
             .as_str()
@@ -601,7 +584,8 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
     // no new challenge; it still receives.
     let challenges = verified(&rx, "session.challenge").len();
     let gw = gw.restart().await;
-    wait_status(&gw, &key, &mfa_session, "WORKING", Duration::from_secs(60)).await;
+    gw.wait_status(&key, &mfa_session, "WORKING", Duration::from_secs(60))
+        .await;
     standin
         .inbound("totp@example.com", "grace-hopper", "After the restart")
         .unwrap();
@@ -610,6 +594,43 @@ async fn linkedin_password_login_relays_each_checkpoint_and_restores_without_log
     })
     .await;
     assert_eq!(verified(&rx, "session.challenge").len(), challenges);
+
+    // The RAG actor answers a 1:1 conversation here too: to the sender, through the
+    // queue and the caps.
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/kb/documents",
+            Some(json!({ "title": "Hours", "text": "Our shop is open Monday to Friday from 9am to 6pm. On Saturdays we open from 10am to 2pm." })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = gw
+        .tenant(
+            &key,
+            Method::PUT,
+            &format!("/v1/sessions/{mfa_session}/reply-settings"),
+            Some(json!({ "mode": "auto" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    standin
+        .inbound(
+            "totp@example.com",
+            "grace-hopper",
+            "What time do you open on Saturday?",
+        )
+        .unwrap();
+    until(
+        "the answer reaches LinkedIn",
+        Duration::from_secs(60),
+        || !standin.sent("totp@example.com").is_empty(),
+    )
+    .await;
+    let answer = &standin.sent("totp@example.com")[0];
+    assert_eq!(answer.to, "grace-hopper");
+    assert!(answer.text.contains("10am"), "{}", answer.text);
     assert!(standin.refused().is_empty(), "{:?}", standin.refused());
 }
 
@@ -623,7 +644,8 @@ async fn linkedin_caps_hold_back_invitations_across_a_sigkill_and_999_pauses_the
     let mut gw = Gateway::start_with(options(&standin)).await;
     let (_, key) = gw.create_tenant("linkedin-caps").await;
     let id = create(&gw, &key, cookie_config(&standin, USER, test_caps())).await;
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(60)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(60))
+        .await;
 
     // Forty invitations in one day: fifteen go (the default cap), the rest wait.
     for i in 0..40 {
@@ -643,7 +665,8 @@ async fn linkedin_caps_hold_back_invitations_across_a_sigkill_and_999_pauses_the
     .await;
     gw.kill();
     let mut gw = gw.restart().await;
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(60)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(60))
+        .await;
     until("fifteen invitations", Duration::from_secs(120), || {
         standin.invitations(USER).len() >= 15
     })
@@ -734,7 +757,7 @@ async fn linkedin_caps_hold_back_invitations_across_a_sigkill_and_999_pauses_the
         .await;
     assert_eq!(m.json["status"], "queued", "{}", m.text);
     assert!(standin.sent(USER).is_empty());
-    let statuses = events_of(&gw, &key, "session.status").await;
+    let statuses = gw.events_of(&key, "session.status").await;
     assert!(
         statuses.iter().any(|e| e["data"]["reason"]
             .as_str()

@@ -188,6 +188,40 @@ impl Resp {
 }
 
 impl Gateway {
+    /// Polls the session until its status is `want`; panics with the gateway's log
+    /// after `within`.
+    pub async fn wait_status(&self, key: &str, id: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self
+                .tenant(key, Method::GET, &format!("/v1/sessions/{id}"), None)
+                .await;
+            if r.json["status"] == want {
+                return r.json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session never reached {want}: {}\n--- gateway log ---\n{}",
+                r.text,
+                self.output.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The tenant's stored events of type `ty` (the latest 200).
+    pub async fn events_of(&self, key: &str, ty: &str) -> Vec<Value> {
+        let r = self
+            .tenant(
+                key,
+                Method::GET,
+                &format!("/v1/events?type={ty}&limit=200"),
+                None,
+            )
+            .await;
+        r.json["data"].as_array().unwrap().clone()
+    }
+
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
     }

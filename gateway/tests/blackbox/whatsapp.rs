@@ -101,37 +101,6 @@ fn decode_qr_png(png: &[u8]) -> String {
     grids[0].decode().unwrap().1
 }
 
-async fn wait_status(gw: &Gateway, key: &str, id: &str, want: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = gw
-            .tenant(key, Method::GET, &format!("/v1/sessions/{id}"), None)
-            .await;
-        if r.json["status"] == want {
-            return r.json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "session never reached {want}: {}\n--- gateway log ---\n{}",
-            r.text,
-            gw.output.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn events_of(gw: &Gateway, key: &str, ty: &str) -> Vec<Value> {
-    let r = gw
-        .tenant(
-            key,
-            Method::GET,
-            &format!("/v1/events?type={ty}&limit=200"),
-            None,
-        )
-        .await;
-    r.json["data"].as_array().unwrap().clone()
-}
-
 /// Scans whatever QR the gateway shows now (retrying if it rotates in between).
 async fn scan_current(gw: &Gateway, key: &str, id: &str, standin: &WhatsAppStandin) {
     for _ in 0..10 {
@@ -197,7 +166,7 @@ fn chromium_pid(gw: &Gateway, session: &str) -> u32 {
 
 /// How many `message.received` events carry `text`.
 async fn received_count(gw: &Gateway, key: &str, text: &str) -> usize {
-    events_of(gw, key, "message.received")
+    gw.events_of(key, "message.received")
         .await
         .iter()
         .filter(|e| e["data"]["text"] == text)
@@ -277,7 +246,8 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     let second = sse.next_of("session.qr").await;
     let rotated = second["value"].as_str().unwrap().to_owned();
     assert_ne!(rotated, value, "the QR code rotates");
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(10)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(10))
+        .await;
     let png = gw
         .request(
             Method::GET,
@@ -320,7 +290,8 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         "a stale QR must not link"
     );
     scan_current(&gw, &key, &id, &standin).await;
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(20))
+        .await;
     let no_qr = gw
         .tenant(&key, Method::GET, &format!("/v1/sessions/{id}/qr"), None)
         .await;
@@ -374,7 +345,7 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while events_of(&gw, &key, "message.read").await.is_empty() {
+    while gw.events_of(&key, "message.read").await.is_empty() {
         assert!(Instant::now() < deadline, "no message.read");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -439,7 +410,9 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     // The page saw a desktop browser, never a robot.
     assert!(standin.refused().is_empty(), "{:?}", standin.refused());
     // Session details report memory.
-    let details = wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(5)).await;
+    let details = gw
+        .wait_status(&key, &id, "WORKING", Duration::from_secs(5))
+        .await;
     assert!(
         details["memory"]["browser_pss_bytes"].as_u64().unwrap() > 0,
         "{details}"
@@ -448,7 +421,7 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     // SIGKILL the gateway: Chromium dies with it; the restart restores the login
     // from the database without a scan.
     let old_browser = chromium_pid(&gw, &id);
-    let qrs_before = events_of(&gw, &key, "session.qr").await.len();
+    let qrs_before = gw.events_of(&key, "session.qr").await.len();
     gw.kill();
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(old_browser) {
@@ -464,10 +437,11 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         .inbound(PHONE, "15550100", "written while you were down", None)
         .expect("the phone still has the device");
     let gw = gw.restart().await;
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(30))
+        .await;
     received_once(&gw, &key, "written while you were down").await;
     assert_eq!(
-        events_of(&gw, &key, "session.qr").await.len(),
+        gw.events_of(&key, "session.qr").await.len(),
         qrs_before,
         "no new QR code after the restart"
     );
@@ -512,7 +486,7 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     wait_sent(&standin, "after browser crash").await;
     received_once(&gw, &key, "written while the browser was dead").await;
     assert_eq!(
-        events_of(&gw, &key, "session.qr").await.len(),
+        gw.events_of(&key, "session.qr").await.len(),
         qrs_before,
         "no new QR code after the browser crash"
     );
@@ -527,9 +501,10 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     // The phone goes offline for 10 s: the page says TIMEOUT and gets its connection
     // back by itself; the session waits (STARTING, reconnecting) instead of tearing
     // the page down, and what arrived meanwhile is delivered once.
-    let qrs_before = events_of(&gw, &key, "session.qr").await.len();
+    let qrs_before = gw.events_of(&key, "session.qr").await.len();
     standin.offline(PHONE, 10);
-    wait_status(&gw, &key, &id, "STARTING", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "STARTING", Duration::from_secs(20))
+        .await;
     standin
         .inbound(
             PHONE,
@@ -538,12 +513,13 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
             None,
         )
         .expect("linked");
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(40)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(40))
+        .await;
     received_once(&gw, &key, "written while the phone was offline").await;
     send(&gw, &key, &id, "15550100", "after going offline").await;
     wait_sent(&standin, "after going offline").await;
     assert_eq!(
-        events_of(&gw, &key, "session.qr").await.len(),
+        gw.events_of(&key, "session.qr").await.len(),
         qrs_before,
         "no new QR code after the phone was offline"
     );
@@ -574,9 +550,10 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(30))
+        .await;
     assert_eq!(
-        events_of(&gw, &key, "session.qr").await.len(),
+        gw.events_of(&key, "session.qr").await.len(),
         qrs_before,
         "no new QR code after a stop and start"
     );
@@ -584,7 +561,9 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
     // The phone unlinks the device: LOGGED_OUT, and the saved login is gone
     // (starting again asks for a new scan).
     assert_eq!(standin.logout_phone(PHONE), 1);
-    let out = wait_status(&gw, &key, &id, "LOGGED_OUT", Duration::from_secs(20)).await;
+    let out = gw
+        .wait_status(&key, &id, "LOGGED_OUT", Duration::from_secs(20))
+        .await;
     assert_eq!(out["running"], false);
     let r = gw
         .tenant(
@@ -595,7 +574,8 @@ async fn whatsapp_pairs_by_qr_works_survives_restarts_and_logs_out() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(20))
+        .await;
     let r = gw
         .tenant(&key, Method::POST, &format!("/v1/sessions/{id}/stop"), None)
         .await;
@@ -617,15 +597,18 @@ async fn an_unscanned_session_fails_with_qr_timeout() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.json["id"].as_str().unwrap().to_owned();
-    let failed = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(30)).await;
+    let failed = gw
+        .wait_status(&key, &id, "FAILED", Duration::from_secs(30))
+        .await;
     assert_eq!(failed["status_reason"], "qr_timeout");
     assert_eq!(
         failed["running"], false,
         "never a zombie: it stops wanting to run"
     );
     // The first code and two refreshes were shown, no more.
-    assert_eq!(events_of(&gw, &key, "session.qr").await.len(), 3);
-    let statuses: Vec<Value> = events_of(&gw, &key, "session.status")
+    assert_eq!(gw.events_of(&key, "session.qr").await.len(), 3);
+    let statuses: Vec<Value> = gw
+        .events_of(&key, "session.status")
         .await
         .into_iter()
         .map(|e| e["data"]["reason"].clone())
@@ -708,7 +691,8 @@ async fn whatsapp_requests_are_validated() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(20))
+        .await;
     let r = gw
         .tenant(
             &key,
@@ -722,8 +706,9 @@ async fn whatsapp_requests_are_validated() {
     assert_eq!(code.len(), 9, "ABCD-EFGH: {code}");
     assert!(standin.scan_code("WRNG-CODE", "15550002").is_err());
     standin.scan_code(&code, "15550002").unwrap();
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
-    assert_eq!(events_of(&gw, &key, "session.pairing_code").await.len(), 1);
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(20))
+        .await;
+    assert_eq!(gw.events_of(&key, "session.pairing_code").await.len(), 1);
 }
 
 #[tokio::test]
@@ -749,7 +734,8 @@ async fn older_pages_are_read_through_the_dom_markers() {
         )
         .await;
     let id = r.json["id"].as_str().unwrap().to_owned();
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(20))
+        .await;
     let raw = gw
         .tenant(
             &key,
@@ -764,7 +750,8 @@ async fn older_pages_are_read_through_the_dom_markers() {
         raw.text
     );
     scan_current(&gw, &key, &id, &standin).await;
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(20))
+        .await;
 }
 
 #[tokio::test]
@@ -786,9 +773,11 @@ async fn a_frozen_browser_is_replaced_and_its_sessions_come_back() {
         )
         .await;
     let id = r.json["id"].as_str().unwrap().to_owned();
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(20))
+        .await;
     scan_current(&gw, &key, &id, &standin).await;
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(20))
+        .await;
 
     // The browser stops answering but does not exit: the heartbeat notices, the
     // pool gives up on it, kills it and starts a new one; the session comes back.
@@ -830,9 +819,11 @@ async fn paired_session(gw: &Gateway, key: &str, standin: &WhatsAppStandin) -> S
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.json["id"].as_str().unwrap().to_owned();
-    wait_status(gw, key, &id, "SCAN_QR", Duration::from_secs(30)).await;
+    gw.wait_status(key, &id, "SCAN_QR", Duration::from_secs(30))
+        .await;
     scan_current(gw, key, &id, standin).await;
-    wait_status(gw, key, &id, "WORKING", Duration::from_secs(30)).await;
+    gw.wait_status(key, &id, "WORKING", Duration::from_secs(30))
+        .await;
     id
 }
 
@@ -869,7 +860,8 @@ async fn the_real_pages_traps_are_handled() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let sent = loop {
-        let found = events_of(&gw, &key, "message.sent")
+        let found = gw
+            .events_of(&key, "message.sent")
             .await
             .into_iter()
             .find(|e| e["data"]["text"] == "typed on the phone");
@@ -944,7 +936,7 @@ async fn the_real_pages_traps_are_handled() {
         )
         .unwrap();
     received_once(&gw, &key, "the receipt").await;
-    let all = events_of(&gw, &key, "message.received").await;
+    let all = gw.events_of(&key, "message.received").await;
     assert!(
         all.iter().all(|e| !e["data"]["text"]
             .as_str()
@@ -978,11 +970,14 @@ async fn the_real_pages_traps_are_handled() {
         ),
         "the deaf listener is counted"
     );
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(30))
+        .await;
 
     // TIMEOUT is waited out, not treated as a lost page.
     assert!(standin.set_state(PHONE, "TIMEOUT", Some(3)));
-    let waiting = wait_status(&gw, &key, &id, "STARTING", Duration::from_secs(10)).await;
+    let waiting = gw
+        .wait_status(&key, &id, "STARTING", Duration::from_secs(10))
+        .await;
     assert!(
         waiting["status_reason"]
             .as_str()
@@ -990,11 +985,14 @@ async fn the_real_pages_traps_are_handled() {
             .contains("TIMEOUT"),
         "{waiting}"
     );
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(20))
+        .await;
 
     // CONFLICT (WhatsApp Web opened elsewhere) needs a person: FAILED, no reconnect loop.
     assert!(standin.set_state(PHONE, "CONFLICT", None));
-    let failed = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(20)).await;
+    let failed = gw
+        .wait_status(&key, &id, "FAILED", Duration::from_secs(20))
+        .await;
     assert!(
         failed["status_reason"]
             .as_str()
@@ -1014,9 +1012,11 @@ async fn the_real_pages_traps_are_handled() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    wait_status(&gw, &key, &id, "WORKING", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(30))
+        .await;
     assert_eq!(standin.logout_phone_via(PHONE, true), 1);
-    wait_status(&gw, &key, &id, "LOGGED_OUT", Duration::from_secs(20)).await;
+    gw.wait_status(&key, &id, "LOGGED_OUT", Duration::from_secs(20))
+        .await;
 }
 
 #[tokio::test]
@@ -1042,7 +1042,9 @@ async fn a_missing_module_is_named_and_optional_ones_fall_back() {
         )
         .await;
     let id = r.json["id"].as_str().unwrap().to_owned();
-    let failed = wait_status(&gw, &key, &id, "FAILED", Duration::from_secs(40)).await;
+    let failed = gw
+        .wait_status(&key, &id, "FAILED", Duration::from_secs(40))
+        .await;
     assert!(
         failed["status_reason"]
             .as_str()
@@ -1126,11 +1128,14 @@ async fn a_passkey_step_is_reported_as_a_challenge() {
         )
         .await;
     let id = r.json["id"].as_str().unwrap().to_owned();
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(30))
+        .await;
     scan_current(&gw, &key, &id, &standin).await;
-    let waiting = wait_status(&gw, &key, &id, "CHALLENGE", Duration::from_secs(20)).await;
+    let waiting = gw
+        .wait_status(&key, &id, "CHALLENGE", Duration::from_secs(20))
+        .await;
     assert_eq!(waiting["running"], true, "{waiting}");
-    let challenges = events_of(&gw, &key, "session.challenge").await;
+    let challenges = gw.events_of(&key, "session.challenge").await;
     assert_eq!(challenges.len(), 1, "{challenges:?}");
     assert_eq!(challenges[0]["data"]["kind"], "app_approval");
     assert!(
@@ -1140,5 +1145,6 @@ async fn a_passkey_step_is_reported_as_a_challenge() {
             .contains("passkey")
     );
     // This headless browser has no passkey: the link fails and a new QR code follows.
-    wait_status(&gw, &key, &id, "SCAN_QR", Duration::from_secs(30)).await;
+    gw.wait_status(&key, &id, "SCAN_QR", Duration::from_secs(30))
+        .await;
 }
