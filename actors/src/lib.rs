@@ -7,6 +7,8 @@
 //!   start-up). Every other component reads and writes through it.
 //! - [`ids`]: prefixed ULID identifiers (`ten_…`, `key_…`).
 //! - [`clock`]: wall-clock milliseconds, the unit every timestamp is stored in.
+//! - [`media`]: the media store (files sealed at rest, content-addressed per tenant,
+//!   streamed in and out).
 //! - [`events`]: publishing events durably (group commit of event + outbox rows).
 //! - [`webhooks`]: SSRF rules, retry schedule and the webhook dispatcher.
 //! - [`rotation`]: re-sealing every encrypted column after a master-key rotation.
@@ -28,6 +30,7 @@ pub mod channels;
 pub mod clock;
 pub mod events;
 pub mod ids;
+pub mod media;
 pub mod outbound;
 pub mod qr;
 pub mod rag_feed;

@@ -19,6 +19,7 @@ mod api_keys;
 mod audit;
 mod events;
 mod mailboxes;
+mod media;
 pub(crate) mod messages;
 mod outbox;
 mod rag;
@@ -31,6 +32,7 @@ pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
 pub use mailboxes::FolderPosition;
+pub use media::MediaRow;
 pub use messages::{
     BODY_PURPOSE as MESSAGE_BODY_PURPOSE, EXTRAS_PURPOSE as MESSAGE_EXTRAS_PURPOSE, Enqueued,
     MessageExtras, MessageRow, MessageWrite,

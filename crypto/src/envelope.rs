@@ -36,7 +36,7 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
-    fn aad(&self) -> Vec<u8> {
+    pub(crate) fn aad(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(
             self.tenant_id.len() + self.record_id.len() + self.purpose.len() + 3,
         );
@@ -99,6 +99,14 @@ impl Keyring {
     }
 
     /// The id of the key that seals.
+    pub(crate) fn current_key(&self) -> &MasterKey {
+        &self.current
+    }
+
+    pub(crate) fn key(&self, key_id: &str) -> Option<&MasterKey> {
+        self.by_id.get(key_id)
+    }
+
     pub fn current_id(&self) -> &str {
         &self.current_id
     }

@@ -8,6 +8,8 @@
 //! - [`api_key`]: API-key generation and the hash that is stored instead of the key.
 //! - [`master_key`]: the 256-bit master key that encrypts data at rest, and its key id.
 //! - [`envelope`]: AES-256-GCM envelope encryption bound to a row, with a keyring for rotation.
+//! - [`stream`]: the same for large blobs (media), a 64 KiB segment at a time, with
+//!   random access for range reads.
 //! - [`webhook`]: Standard Webhooks signatures (`whsec_` secrets, `v1,` HMAC-SHA256).
 //!
 //! Everything here is synchronous and cheap except where a doc comment says otherwise;
@@ -17,6 +19,7 @@ pub mod api_key;
 pub mod envelope;
 pub mod master_key;
 pub mod secret;
+pub mod stream;
 pub mod token;
 pub mod webhook;
 

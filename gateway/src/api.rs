@@ -24,6 +24,7 @@ pub mod events;
 pub mod kb;
 pub mod keys;
 pub mod linkedin;
+pub mod media;
 pub mod messages;
 pub mod openapi;
 pub mod rate_limit;
@@ -245,6 +246,8 @@ async fn dispatch_tenant(
         RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
         RouteId::GetMessage => messages::get(&ctx, &caller).await,
         RouteId::MessageAttachment => messages::attachment(&ctx, &caller).await,
+        RouteId::UploadMedia => media::upload(&ctx, &caller, req).await,
+        RouteId::GetMedia => media::download(&ctx, &caller, req).await,
         RouteId::SimInbound => sessions::sim_inbound(&ctx, &caller, req).await,
         RouteId::GetReplySettings => reply_settings::get(&ctx, &caller).await,
         RouteId::PutReplySettings => reply_settings::put(&ctx, &caller, req).await,

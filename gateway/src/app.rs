@@ -33,6 +33,8 @@ pub struct App {
     pub limiters: KeyLimiters,
     /// Renders `/metrics`; `None` when no recorder is installed (e.g. in unit tests).
     pub metrics: Option<PrometheusHandle>,
+    /// Files tenants send and receive (`data_dir/media`).
+    pub media: switchboard_actors::media::MediaStore,
     /// The tenants' knowledge bases (opened on first use).
     pub knowledge: Arc<switchboard_rag::kb::Knowledge>,
     /// The RAG actor's counters.

@@ -51,6 +51,9 @@
 //! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
 //! | `browser.isolation`              | `SWITCHBOARD_BROWSER_ISOLATION`             | `process` (or `context`) |
 //! | `browser.single_process`         | `SWITCHBOARD_BROWSER_SINGLE_PROCESS`        | true (own browsers)   |
+//! | `media.max_file_bytes`           | `SWITCHBOARD_MEDIA_MAX_FILE_BYTES`          | 104857600 (100 MiB)   |
+//! | `media.max_tenant_bytes`         | `SWITCHBOARD_MEDIA_MAX_TENANT_BYTES`        | 10737418240 (10 GiB)  |
+//! | `media.retention`                | `SWITCHBOARD_MEDIA_RETENTION`               | `30d` (older media is deleted) |
 //! | `rag.model_dir`                  | `SWITCHBOARD_MODEL_DIR`                     | `models/all-MiniLM-L6-v2` |
 //! | `rag.embeddings_url`             | `SWITCHBOARD_EMBEDDINGS_URL`                | none (local model)    |
 //! | `rag.embeddings_model`           | `SWITCHBOARD_EMBEDDINGS_MODEL`              | `text-embedding-3-small` |
@@ -266,6 +269,16 @@ pub struct Config {
     /// Every channel's settings, each the channel's own type (`whatsapp.*`, …).
     pub channels: channels::Settings,
     pub rag: RagConfig,
+    pub media: MediaConfig,
+}
+
+/// The media store (`data_dir/media`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    pub max_file_bytes: u64,
+    pub max_tenant_bytes: u64,
+    /// Media older than this is deleted with its rows.
+    pub retention: Duration,
 }
 
 /// The file's shape. Every key optional; unknown keys are errors.
@@ -298,6 +311,16 @@ struct FileConfig {
     linkedin: FileLinkedIn,
     #[serde(default)]
     rag: FileRag,
+    #[serde(default)]
+    media: FileMedia,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMedia {
+    max_file_bytes: Option<u64>,
+    max_tenant_bytes: Option<u64>,
+    retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -440,6 +463,9 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_EMAIL_POLL_INTERVAL",
     "SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST",
     "SWITCHBOARD_EMAIL_MAX_MESSAGE_BYTES",
+    "SWITCHBOARD_MEDIA_MAX_FILE_BYTES",
+    "SWITCHBOARD_MEDIA_MAX_TENANT_BYTES",
+    "SWITCHBOARD_MEDIA_RETENTION",
     "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
     "SWITCHBOARD_BROWSER_ISOLATION",
     "SWITCHBOARD_BROWSER_SINGLE_PROCESS",
@@ -1081,6 +1107,41 @@ impl Config {
             1 << 30,
         )?;
 
+        let fm = file.media;
+        let media_bytes = |key: &str, v: Option<u64>, var: &'static str, default: u64, max: u64| {
+            let (n, origin) = Layer::file(v, p)
+                .env(env, key, var, parse_from_str("a whole number of bytes"))?
+                .or(default);
+            check_range(key, &origin, n, 1024, max)
+        };
+        let max_file_bytes = media_bytes(
+            "media.max_file_bytes",
+            fm.max_file_bytes,
+            "SWITCHBOARD_MEDIA_MAX_FILE_BYTES",
+            100 << 20,
+            4 << 30,
+        )?;
+        let max_tenant_bytes = media_bytes(
+            "media.max_tenant_bytes",
+            fm.max_tenant_bytes,
+            "SWITCHBOARD_MEDIA_MAX_TENANT_BYTES",
+            10 << 30,
+            1 << 50,
+        )?;
+        let media = MediaConfig {
+            max_file_bytes,
+            max_tenant_bytes,
+            retention: positive(
+                "media.retention",
+                duration(
+                    "media.retention",
+                    fm.retention,
+                    "SWITCHBOARD_MEDIA_RETENTION",
+                    "30d",
+                )?,
+            )?,
+        };
+
         let fr = file.rag;
         let text = |key: &str,
                     v: Option<String>,
@@ -1160,6 +1221,7 @@ impl Config {
 
         Ok(Config {
             rag,
+            media,
             browser: BrowserConfig {
                 chromium_path,
                 args: browser_args,

@@ -23,12 +23,14 @@ use std::time::Duration;
 use switchboard_actors::Store;
 use switchboard_actors::browser::{BrowserPool, BrowserSettings};
 use switchboard_actors::events::Events;
+use switchboard_actors::media::{LocalBackend, MediaLimits, MediaStore};
 use switchboard_actors::outbound::{Outbound, SendQueue};
 use switchboard_actors::rag_host::RagHost;
 use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
 use switchboard_actors::storage::Backend;
 use switchboard_actors::supervision::RestartPolicy;
 use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
+use switchboard_crypto::Keyring;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -191,8 +193,13 @@ pub async fn start(
             stats: rag_stats.clone(),
         })
         .step("starting the RAG actor")?;
+    let media = media_store(&config, &store, &keyring)
+        .await
+        .step("opening the media store")?;
+    spawn_media_retention(media.clone(), config.media.retention, cancel.clone());
     let stopping = CancellationToken::new();
     let app = Arc::new(App {
+        media,
         knowledge,
         rag_stats,
         llm_configured,
@@ -235,4 +242,53 @@ pub async fn start(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The media store under `data_dir/media`; what an upload cut short by a crash left
+/// half-written is removed.
+async fn media_store(
+    config: &Config,
+    store: &Store,
+    keyring: &Arc<Keyring>,
+) -> std::io::Result<MediaStore> {
+    let root = config.data_dir.join("media");
+    let tmp = root.join("tmp");
+    tokio::fs::create_dir_all(&tmp).await?;
+    let mut leftovers = tokio::fs::read_dir(&tmp).await?;
+    while let Some(e) = leftovers.next_entry().await? {
+        let _ = tokio::fs::remove_file(e.path()).await;
+    }
+    Ok(MediaStore::new(
+        Arc::new(LocalBackend::new(&root)),
+        store.clone(),
+        keyring.clone(),
+        tmp,
+        MediaLimits {
+            max_file_bytes: config.media.max_file_bytes,
+            max_tenant_bytes: config.media.max_tenant_bytes,
+        },
+    ))
+}
+
+/// Deletes media older than the retention, at start and then every hour (or a
+/// tenth of the retention, when that is shorter).
+fn spawn_media_retention(media: MediaStore, retention: Duration, cancel: CancellationToken) {
+    let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        loop {
+            let before = switchboard_actors::clock::now_ms()
+                - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            match media.sweep(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "media past the retention deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "media retention sweep failed; trying again later")
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    });
 }

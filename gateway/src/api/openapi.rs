@@ -359,6 +359,16 @@ fn schemas() -> Value {
             "properties": { "since": ts, "until": ts }
         },
         "Queued": { "type": "object", "properties": { "queued": { "type": "integer" }, "event_id": { "type": "string" } } },
+        "Media": {
+            "type": "object",
+            "required": ["id", "mimetype", "size", "sha256", "created_at"],
+            "properties": {
+                "id": { "type": "string", "pattern": "^med_" },
+                "mimetype": { "type": "string", "description": "As the bytes say (sniffed), else as claimed, else application/octet-stream." },
+                "size": { "type": "integer" }, "filename": { "type": ["string", "null"] },
+                "sha256": { "type": "string", "description": "Hex SHA-256 of the bytes." }, "created_at": ts
+            }
+        },
         "Event": {
             "type": "object",
             "required": ["id", "type", "tenant_id", "created_at", "data"],

@@ -9,6 +9,7 @@ mod api;
 mod dashboard;
 mod email;
 mod linkedin;
+mod media;
 mod messages;
 mod process;
 mod rag;

@@ -176,6 +176,8 @@ pub struct Resp {
     pub headers: HeaderMap,
     pub text: String,
     pub json: Value,
+    /// The body as it came (files).
+    pub bytes: Bytes,
 }
 
 impl Resp {
@@ -411,6 +413,7 @@ impl Gateway {
             headers,
             text,
             json,
+            bytes,
         }
     }
 

@@ -1,0 +1,351 @@
+//! The media store on a real database (SQLite; Postgres when `TEST_DATABASE_URL`
+//! names a server) and real files: content in and out by sha256, ranges across
+//! segments, one row per tenant and content, limits that keep nothing, tampering
+//! found, retention.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use switchboard_actors::media::{LocalBackend, MediaError, MediaLimits, MediaStore, NewMedia};
+use switchboard_actors::storage::{AuditEntry, DatabaseTarget, LimitOverrides};
+use switchboard_actors::{Store, clock};
+use switchboard_crypto::{ApiKeyHash, Keyring, MasterKey};
+
+const SEGMENT: usize = switchboard_crypto::stream::SEGMENT;
+
+async fn store(dir: &tempfile::TempDir) -> Store {
+    let target = match std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    {
+        Some(admin_url) => {
+            let name = format!("sbmedia_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            DatabaseTarget::from_url(&format!("{base}/{name}")).unwrap()
+        }
+        None => DatabaseTarget::Sqlite(dir.path().join("m.db")),
+    };
+    Store::connect(&target).await.unwrap()
+}
+
+async fn tenant(store: &Store, name: &str) -> String {
+    let (t, _) = store
+        .create_tenant(
+            name,
+            &LimitOverrides::default(),
+            None,
+            &ApiKeyHash::of(&format!("sbk_{name}")),
+            "sbk_xx",
+            &AuditEntry::new("test", "tenant.create"),
+        )
+        .await
+        .unwrap();
+    t.id
+}
+
+/// Deterministic bytes that no type sniffer recognises.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `data` as a stream of uneven chunks.
+fn chunks(
+    data: &[u8],
+    size: usize,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + use<> {
+    let parts: Vec<Result<Bytes, std::io::Error>> = data
+        .chunks(size.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    futures::stream::iter(parts)
+}
+
+async fn read_all(
+    media: &MediaStore,
+    row: &switchboard_actors::storage::MediaRow,
+    start: u64,
+    end: u64,
+) -> Vec<u8> {
+    let parts: Vec<Bytes> = media
+        .read(row, start, end)
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    parts.concat()
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn media(store: &Store, dir: &tempfile::TempDir, limits: MediaLimits) -> MediaStore {
+    let root = dir.path().join("media");
+    MediaStore::new(
+        Arc::new(LocalBackend::new(&root)),
+        store.clone(),
+        Arc::new(Keyring::new(MasterKey::generate().unwrap(), [])),
+        root.join("tmp"),
+        limits,
+    )
+}
+
+const ROOMY: MediaLimits = MediaLimits {
+    max_file_bytes: 64 * 1024 * 1024,
+    max_tenant_bytes: 256 * 1024 * 1024,
+};
+
+#[tokio::test]
+async fn files_of_every_size_come_back_byte_for_byte_and_ranges_cross_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let t = tenant(&store, "shop").await;
+    let media = media(&store, &dir, ROOMY);
+    for (len, chunk) in [
+        (1, 1),
+        (SEGMENT, 4096),
+        (SEGMENT + 1, 7_777),
+        (5 * SEGMENT + 333, 65_537),
+    ] {
+        let data = noise(len, len as u64);
+        let row = media
+            .ingest(
+                &t,
+                NewMedia {
+                    filename: Some("blob.bin".into()),
+                    mimetype: None,
+                },
+                chunks(&data, chunk),
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.size, len as i64);
+        assert_eq!(row.sha256, hex::encode(Sha256::digest(&data)));
+        assert_eq!(row.mimetype, "application/octet-stream");
+        assert_eq!(read_all(&media, &row, 0, len as u64).await, data, "{len}");
+        if len > SEGMENT {
+            let (a, b) = (SEGMENT as u64 - 10, len as u64 - 1);
+            assert_eq!(
+                read_all(&media, &row, a, b).await,
+                &data[a as usize..b as usize]
+            );
+        }
+        assert!(matches!(
+            media.read(&row, 0, len as u64 + 1),
+            Err(MediaError::BadRange { .. })
+        ));
+    }
+    // Nothing is kept in the clear, and no temporary file is left.
+    let secret = b"customer receipt no 4711";
+    let mut data = secret.to_vec();
+    data.extend(noise(3000, 9));
+    let row = media
+        .ingest(&t, NewMedia::default(), chunks(&data, 100))
+        .await
+        .unwrap();
+    for f in walk(&dir.path().join("media")) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{f:?} holds plaintext"
+        );
+        assert!(!f.to_string_lossy().ends_with(".part"), "{f:?} left behind");
+    }
+    assert_eq!(read_all(&media, &row, 0, secret.len() as u64).await, secret);
+}
+
+#[tokio::test]
+async fn the_same_content_is_one_row_per_tenant_and_another_tenant_cannot_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (a, b) = (tenant(&store, "a").await, tenant(&store, "b").await);
+    let media = media(&store, &dir, ROOMY);
+    let data = noise(100_000, 3);
+    let first = media
+        .ingest(
+            &a,
+            NewMedia {
+                filename: Some("one.bin".into()),
+                mimetype: None,
+            },
+            chunks(&data, 999),
+        )
+        .await
+        .unwrap();
+    let again = media
+        .ingest(
+            &a,
+            NewMedia {
+                filename: Some("two.bin".into()),
+                mimetype: None,
+            },
+            chunks(&data, 5000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.filename.as_deref(), Some("one.bin"));
+    let theirs = media
+        .ingest(&b, NewMedia::default(), chunks(&data, 5000))
+        .await
+        .unwrap();
+    assert_ne!(theirs.id, first.id);
+    assert_eq!(
+        files_under(&dir.path().join("media")),
+        2,
+        "one blob per tenant"
+    );
+    assert!(matches!(
+        media.get(&b, &first.id).await,
+        Err(MediaError::NotFound)
+    ));
+    assert_eq!(media.get(&a, &first.id).await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn limits_and_empty_files_keep_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let t = tenant(&store, "tiny").await;
+    let media = media(
+        &store,
+        &dir,
+        MediaLimits {
+            max_file_bytes: 200_000,
+            max_tenant_bytes: 300_000,
+        },
+    );
+    let big = noise(200_001, 5);
+    assert!(matches!(
+        media
+            .ingest(&t, NewMedia::default(), chunks(&big, 10_000))
+            .await,
+        Err(MediaError::TooLarge { limit: 200_000 })
+    ));
+    assert!(matches!(
+        media.ingest(&t, NewMedia::default(), chunks(&[], 1)).await,
+        Err(MediaError::Empty)
+    ));
+    assert_eq!(files_under(&dir.path().join("media")), 0);
+    assert_eq!(store.media_usage(&t).await.unwrap(), 0);
+    media
+        .ingest(&t, NewMedia::default(), chunks(&noise(200_000, 6), 10_000))
+        .await
+        .unwrap();
+    assert!(matches!(
+        media
+            .ingest(&t, NewMedia::default(), chunks(&noise(150_000, 7), 10_000))
+            .await,
+        Err(MediaError::TenantFull { limit: 300_000 })
+    ));
+    assert_eq!(store.media_usage(&t).await.unwrap(), 200_000);
+    assert_eq!(files_under(&dir.path().join("media")), 1);
+    // A source that fails midway keeps nothing either.
+    let failing = futures::stream::iter(vec![
+        Ok(Bytes::from(vec![1u8; 70_000])),
+        Err(std::io::Error::other("client went away")),
+    ]);
+    assert!(matches!(
+        media.ingest(&t, NewMedia::default(), failing).await,
+        Err(MediaError::Source(_))
+    ));
+    assert_eq!(files_under(&dir.path().join("media")), 1);
+}
+
+#[tokio::test]
+async fn the_type_comes_from_the_bytes_and_tampering_is_found_and_old_files_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let t = tenant(&store, "shop").await;
+    let media = media(&store, &dir, ROOMY);
+    // A PNG named and claimed as a PDF is stored as what it is.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(noise(500, 11));
+    let row = media
+        .ingest(
+            &t,
+            NewMedia {
+                filename: Some("invoice.pdf".into()),
+                mimetype: Some("application/pdf".into()),
+            },
+            chunks(&png, 64),
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.mimetype, "image/png");
+    // Unknown bytes keep a well-formed claimed type; a malformed one is not taken.
+    let claimed = media
+        .ingest(
+            &t,
+            NewMedia {
+                filename: None,
+                mimetype: Some("text/calendar; charset=utf-8".into()),
+            },
+            chunks(b"BEGIN:VCALENDAR\r\n", 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.mimetype, "text/calendar");
+    let junk = media
+        .ingest(
+            &t,
+            NewMedia {
+                filename: None,
+                mimetype: Some("not a type".into()),
+            },
+            chunks(&noise(10, 12), 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(junk.mimetype, "application/octet-stream");
+
+    // A flipped byte in the stored file: it no longer opens.
+    let file = walk(&dir.path().join("media"))
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy() == row.blob_key)
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[40] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let got: Vec<Result<Bytes, MediaError>> = media.read(&row, 0, 10).unwrap().collect().await;
+    assert!(matches!(got[0], Err(MediaError::Corrupt)), "{got:?}");
+
+    // Retention: everything older than now goes, rows and bytes.
+    let gone = media.sweep(clock::now_ms() + 1).await.unwrap();
+    assert_eq!(gone, 3);
+    assert_eq!(files_under(&dir.path().join("media")), 0);
+    assert!(matches!(
+        media.get(&t, &row.id).await,
+        Err(MediaError::NotFound)
+    ));
+}

@@ -1,0 +1,275 @@
+//! The media store through the real binary: upload, download whole and by range,
+//! one id per content, the type from the bytes, tenants apart, and bad input that
+//! keeps nothing (over the size limit by Content-Length or while streaming, empty,
+//! a bad file name).
+
+use super::support::{Gateway, Options};
+use http::{Method, StatusCode};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+/// Bytes no type sniffer recognises.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn upload(
+    gw: &Gateway,
+    key: &str,
+    path: &str,
+    mime: &str,
+    body: Vec<u8>,
+) -> super::support::Resp {
+    gw.request(
+        Method::POST,
+        path,
+        &[("x-api-key", key), ("content-type", mime)],
+        Some(body),
+    )
+    .await
+}
+
+/// Every file the media store holds (sealed blobs; temporary files included).
+fn stored_files(gw: &Gateway) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&gw.data_dir.join("media"), &mut out);
+    out
+}
+
+/// A chunked upload (no Content-Length) of `total` bytes on a raw socket: the
+/// response's status line.
+fn chunked_upload(gw: &Gateway, key: &str, total: usize) -> String {
+    let addr = gw.base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/media?filename=big.bin HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {key}\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = noise(64 * 1024, 77);
+    let mut sent = 0;
+    // The gateway may answer and close before all of it is written.
+    while sent < total {
+        let frame = [
+            format!("{:x}\r\n", chunk.len()).into_bytes(),
+            chunk.clone(),
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        if s.write_all(&frame).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn media_goes_in_and_out_byte_for_byte_by_range_and_bad_uploads_keep_nothing() {
+    let gw = Gateway::start_with(Options {
+        env: vec![("SWITCHBOARD_MEDIA_MAX_FILE_BYTES".into(), "1048576".into())],
+        ..Default::default()
+    })
+    .await;
+    let (_, key) = gw.create_tenant("media").await;
+    let (_, other) = gw.create_tenant("someone else").await;
+
+    // A file of several segments, whole and by range.
+    let data = noise(300_000, 1);
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media?filename=scan.bin",
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("med_"), "{}", r.text);
+    assert_eq!(r.json["size"], 300_000);
+    assert_eq!(r.json["filename"], "scan.bin");
+    assert_eq!(r.json["sha256"], hex::encode(Sha256::digest(&data)));
+    let got = gw
+        .request(
+            Method::GET,
+            &format!("/v1/media/{id}"),
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.headers["content-type"], "application/octet-stream");
+    assert_eq!(got.headers["accept-ranges"], "bytes");
+    assert_eq!(got.headers["content-length"], "300000");
+    assert_eq!(
+        got.headers["etag"].to_str().unwrap(),
+        format!("\"{}\"", r.json["sha256"].as_str().unwrap())
+    );
+    assert_eq!(
+        Sha256::digest(&got.bytes),
+        Sha256::digest(&data),
+        "the bytes come back"
+    );
+    let part = gw
+        .request(
+            Method::GET,
+            &format!("/v1/media/{id}"),
+            &[("x-api-key", &key), ("range", "bytes=65530-65629")],
+            None,
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers["content-range"], "bytes 65530-65629/300000");
+    assert_eq!(part.bytes, &data[65_530..65_630]);
+    let beyond = gw
+        .request(
+            Method::GET,
+            &format!("/v1/media/{id}"),
+            &[("x-api-key", &key), ("range", "bytes=300000-")],
+            None,
+        )
+        .await;
+    assert_eq!(beyond.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(beyond.headers["content-range"], "bytes */300000");
+
+    // The same content is the same id; nothing in the store is readable as it was.
+    let again = upload(
+        &gw,
+        &key,
+        "/v1/media",
+        "application/octet-stream",
+        data.clone(),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.json["id"].as_str()),
+        (StatusCode::CREATED, Some(id.as_str()))
+    );
+    let files = stored_files(&gw);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let blob = std::fs::read(&files[0]).unwrap();
+    assert!(
+        !blob.windows(64).any(|w| w == &data[1000..1064]),
+        "stored in the clear"
+    );
+
+    // The type comes from the bytes.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(noise(200, 2));
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media?filename=invoice.pdf",
+        "application/pdf",
+        png,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["mimetype"], "image/png", "{}", r.text);
+
+    // Another tenant: 404, for its GET and for an id that is not one.
+    for (k, path) in [
+        (&other, format!("/v1/media/{id}")),
+        (&key, "/v1/media/med_nope".to_owned()),
+    ] {
+        let r = gw
+            .request(Method::GET, &path, &[("x-api-key", k)], None)
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}: {}",
+            r.text
+        );
+    }
+
+    // Bad uploads keep nothing.
+    let before = stored_files(&gw).len();
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media",
+        "application/octet-stream",
+        noise(2 << 20, 3),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        "{}",
+        r.text
+    );
+    let status = chunked_upload(&gw, &key, 2 << 20);
+    assert!(
+        status.contains(" 413 "),
+        "streamed past the limit: {status}"
+    );
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media",
+        "application/octet-stream",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "empty_file"),
+        "{}",
+        r.text
+    );
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media?filename=..%2Fetc%2Fpasswd",
+        "text/plain",
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_filename"),
+        "{}",
+        r.text
+    );
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media",
+        "multipart/form-data; boundary=x",
+        b"--x--".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text);
+    assert_eq!(stored_files(&gw).len(), before, "{:?}", stored_files(&gw));
+    let r = gw
+        .request(Method::POST, "/v1/media", &[], Some(b"x".to_vec()))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
