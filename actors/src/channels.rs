@@ -60,6 +60,8 @@ pub struct Context {
     /// The shared Chromium (started on first use); `None` where no browser runs.
     pub browser: Option<BrowserPool>,
     pub settings: Arc<Settings>,
+    /// The media store (files sent as attachments); `None` where none is kept.
+    pub media: Option<crate::media::MediaStore>,
 }
 
 /// A session's whole configuration: its sealed secrets opened where it has them

@@ -46,6 +46,12 @@ pub enum MediaError {
     Source(String),
     #[error("no such media")]
     NotFound,
+    /// A URL to fetch that is not http(s) or points inside the network.
+    #[error("{0}")]
+    UrlNotAllowed(String),
+    /// The URL did not give a file.
+    #[error("fetching the URL failed: {0}")]
+    Fetch(String),
     #[error("range {start}-{end} is outside the file's {size} bytes")]
     BadRange { start: u64, end: u64, size: u64 },
     #[error("media backend: {0}")]
@@ -305,6 +311,83 @@ impl MediaStore {
                 }
             }
         }
+    }
+
+    /// Fetches `url` once into the store for `tenant_id`: http(s) only, every
+    /// address it (and each redirect, at most 3) resolves to public unless
+    /// `allow_private`, 30 s in all, the same size limits as an upload.
+    pub async fn fetch(
+        &self,
+        tenant_id: &str,
+        url: &str,
+        filename: Option<String>,
+        allow_private: bool,
+    ) -> Result<MediaRow, MediaError> {
+        use crate::webhooks::ssrf;
+        let url = ssrf::check(url, allow_private)
+            .await
+            .map_err(|e| MediaError::UrlNotAllowed(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(ssrf::FilteringResolver { allow_private }))
+            // A redirect to an address literal skips DNS: each one is checked.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 3 {
+                    attempt.error("more than 3 redirects")
+                } else if ssrf::check_static(attempt.url().as_str(), allow_private).is_err() {
+                    attempt.error("redirected to an address that is not allowed")
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .timeout(std::time::Duration::from_secs(30))
+            .user_agent("Switchboard media fetch")
+            .build()
+            .map_err(|e| MediaError::Fetch(e.to_string()))?;
+        let res = client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| MediaError::Fetch(e.to_string()))?;
+        if !res.status().is_success() {
+            return Err(MediaError::Fetch(format!(
+                "the server answered {}",
+                res.status()
+            )));
+        }
+        if res
+            .content_length()
+            .is_some_and(|n| n > self.limits.max_file_bytes)
+        {
+            return Err(MediaError::TooLarge {
+                limit: self.limits.max_file_bytes,
+            });
+        }
+        let claimed = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let filename = filename.or_else(|| {
+            url.path_segments()
+                .and_then(|mut s| s.next_back())
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    form_urlencoded::parse(format!("n={s}").as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default()
+                })
+                .filter(|s| !s.is_empty() && !s.contains(['/', '\\']))
+        });
+        self.ingest(
+            tenant_id,
+            NewMedia {
+                filename,
+                mimetype: claimed,
+            },
+            res.bytes_stream(),
+        )
+        .await
     }
 
     /// A tenant's file (`NotFound` for another tenant's).

@@ -135,6 +135,8 @@ pub struct Deps {
     pub browser: Option<crate::browser::BrowserPool>,
     /// Every channel's gateway-wide settings.
     pub channels: std::sync::Arc<crate::channels::Settings>,
+    /// The media store channels read attachments from.
+    pub media: Option<crate::media::MediaStore>,
 }
 
 impl Deps {
@@ -145,6 +147,7 @@ impl Deps {
             keyring: self.keyring.clone(),
             browser: self.browser.clone(),
             settings: self.channels.clone(),
+            media: self.media.clone(),
         }
     }
 }

@@ -86,6 +86,7 @@ async fn a_retried_send_is_found_in_the_chat_not_sent_twice() {
             },
             ..Default::default()
         }),
+        media: None,
     };
     let mut channel = whatsapp::WhatsApp::new(&tenant.id, &row.id, ctx);
     let (tx, mut rx) = mpsc::channel(64);

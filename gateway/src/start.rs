@@ -138,6 +138,9 @@ pub async fn start(
     })
     .await
     .step("starting the browser pool")?;
+    let media = media_store(&config, &store, &keyring)
+        .await
+        .step("opening the media store")?;
     let (sessions, session_tree) = Sessions::spawn(Deps {
         store: store.clone(),
         events: events.clone(),
@@ -145,6 +148,7 @@ pub async fn start(
         settings: session_settings,
         browser: Some(browser.clone()),
         channels: Arc::new(config.channels.clone()),
+        media: Some(media.clone()),
     })
     .await
     .step("starting the session actors")?;
@@ -193,9 +197,6 @@ pub async fn start(
             stats: rag_stats.clone(),
         })
         .step("starting the RAG actor")?;
-    let media = media_store(&config, &store, &keyring)
-        .await
-        .step("opening the media store")?;
     spawn_media_retention(media.clone(), config.media.retention, cancel.clone());
     let stopping = CancellationToken::new();
     let app = Arc::new(App {

@@ -140,6 +140,7 @@ async fn imap_login(
 /// One mailbox.
 #[derive(Debug)]
 pub struct Email {
+    tenant_id: String,
     session_id: String,
     ctx: Context,
     config: EmailConfig,
@@ -152,8 +153,9 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(session_id: &str, config: EmailConfig, ctx: Context) -> Self {
+    pub fn new(tenant_id: &str, session_id: &str, config: EmailConfig, ctx: Context) -> Self {
         Self {
+            tenant_id: tenant_id.to_owned(),
             session_id: session_id.to_owned(),
             imap_secret: Secret::of(&config.imap),
             smtp_secret: Secret::of(&config.smtp),
@@ -163,6 +165,46 @@ impl Email {
             commands: Arc::new(Mutex::new(())),
             watcher: None,
         }
+    }
+
+    /// `message` with the bytes of its media-store attachments read in (a mail is
+    /// composed whole), up to `email.max_message_bytes` in all.
+    async fn with_media(
+        &self,
+        mut message: OutboundMessage,
+    ) -> Result<OutboundMessage, ChannelError> {
+        use futures::TryStreamExt;
+        let limit = self.ctx.settings.email.max_message_bytes;
+        let mut total: u64 = 0;
+        for a in &mut message.attachments {
+            let super::AttachmentContent::Media(id) = &a.content else {
+                continue;
+            };
+            let media = self.ctx.media.as_ref().ok_or_else(|| {
+                ChannelError::Unsupported("no media store: send the attachment's bytes".into())
+            })?;
+            let row = media.get(&self.tenant_id, id).await.map_err(|e| match e {
+                crate::media::MediaError::NotFound => ChannelError::Rejected(format!(
+                    "media_not_found: `{id}` is not in the media store"
+                )),
+                e => ChannelError::Busy(format!("media store: {e}")),
+            })?;
+            total += u64::try_from(row.size).unwrap_or(u64::MAX);
+            if total > limit {
+                return Err(ChannelError::Rejected(format!(
+                    "too_large: the attachments come to more than {limit} bytes"
+                )));
+            }
+            let size = u64::try_from(row.size).unwrap_or(0);
+            let parts: Vec<bytes::Bytes> = media
+                .read(&row, 0, size)
+                .map_err(|e| ChannelError::Busy(format!("media store: {e}")))?
+                .try_collect()
+                .await
+                .map_err(|e| ChannelError::Failed(format!("media store: {e}")))?;
+            a.content = super::AttachmentContent::Bytes(parts.concat());
+        }
+        Ok(message)
     }
 
     /// Runs `f` on the command connection (opened for it, logged out after).
@@ -385,6 +427,7 @@ impl Channel for Email {
 
     fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>> {
         Box::pin(async move {
+            let message = self.with_media(message).await?;
             let answered = match &message.reply_to {
                 Some(r) => Some(self.answered(r).await?),
                 None => None,

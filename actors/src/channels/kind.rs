@@ -169,6 +169,7 @@ impl ChannelKind {
                 )))
             }
             Self::Email => Ok(Box::new(email::Email::new(
+                &row.tenant_id,
                 &row.id,
                 email::config::EmailConfig::parse(config).map_err(ChannelError::Config)?,
                 ctx.clone(),

@@ -307,6 +307,7 @@ mod tests {
                 settings: SessionSettings::default(),
                 browser: None,
                 channels: Arc::default(),
+                media: None,
             })
             .await
             .unwrap();

@@ -32,7 +32,7 @@ pub fn view(row: &MediaRow) -> serde_json::Value {
     })
 }
 
-fn media_error(e: MediaError) -> ApiError {
+pub(crate) fn media_error(e: MediaError) -> ApiError {
     match e {
         MediaError::TooLarge { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -57,6 +57,14 @@ fn media_error(e: MediaError) -> ApiError {
             format!("the upload did not arrive whole: {why}"),
         ),
         MediaError::NotFound => ApiError::not_found("media"),
+        MediaError::UrlNotAllowed(why) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url_not_allowed",
+            format!("the media URL is not allowed: {why}"),
+        ),
+        MediaError::Fetch(why) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "media_fetch_failed", why)
+        }
         MediaError::Store(e) => e.into(),
         e => ApiError::internal(e),
     }
@@ -64,7 +72,7 @@ fn media_error(e: MediaError) -> ApiError {
 
 /// A file name as given (`?filename=`): at most 255 characters, no path, no
 /// control characters.
-fn filename(raw: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn filename(raw: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(name) = raw.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };

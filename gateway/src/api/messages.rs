@@ -21,6 +21,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
+use switchboard_actors::channels::{Attachment, AttachmentContent};
 use switchboard_actors::clock::rfc3339;
 use switchboard_actors::ids;
 use switchboard_actors::outbound::{Idempotency, KeyScope, NewSend};
@@ -39,7 +40,21 @@ const MAX_HTML_BYTES: usize = 256 * 1024;
 #[serde(deny_unknown_fields)]
 struct SendMessage {
     to: String,
+    /// Optional with `media` (its caption).
+    #[serde(default)]
     text: String,
+    /// A file to send: one already stored (`id`) or fetched once from an https URL.
+    #[serde(default)]
+    media: Option<MediaRef>,
+    /// The text that goes with `media` (same as `text`; give one).
+    #[serde(default)]
+    caption: Option<String>,
+    /// The name the file is sent under (default: its stored name).
+    #[serde(default)]
+    filename: Option<String>,
+    /// Send an audio file as a voice note (WhatsApp).
+    #[serde(default)]
+    as_voice: bool,
     #[serde(default)]
     subject: Option<String>,
     #[serde(default)]
@@ -100,10 +115,29 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
             "`to` must be 1 to {MAX_TO_CHARS} characters"
         )));
     }
-    if body.text.trim().is_empty() {
+    let text = match (body.caption, body.media.is_some()) {
+        (Some(_), false) => {
+            return Err(ApiError::validation(
+                "`caption` goes with `media`; use `text`",
+            ));
+        }
+        (Some(_), true) if !body.text.trim().is_empty() => {
+            return Err(ApiError::validation("give `text` or `caption`, not both"));
+        }
+        (Some(c), true) => c,
+        (None, _) => body.text,
+    };
+    if text.trim().is_empty() && body.media.is_none() {
         return Err(ApiError::validation("`text` must not be empty"));
     }
-    if body.text.chars().count() > MAX_TEXT_CHARS {
+    if body.as_voice {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_supported",
+            "voice notes (`as_voice`) are not sent yet; send the audio as a file",
+        ));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
         return Err(ApiError::validation(format!(
             "`text` must be at most {MAX_TEXT_CHARS} characters"
         )));
@@ -129,13 +163,20 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         .get_session(&caller.tenant.id, session_id)
         .await?
         .ok_or_else(|| ApiError::not_found("session"))?;
+    let attachments = match body.media {
+        Some(m) => vec![media_attachment(ctx, caller, m, body.filename).await?],
+        None if body.filename.is_some() => {
+            return Err(ApiError::validation("`filename` goes with `media`"));
+        }
+        None => Vec::new(),
+    };
     let send = NewSend {
         html: body.html,
         to: to.to_owned(),
-        text: body.text,
+        text,
         subject: subject.map(str::to_owned),
         reply_to: body.reply_to,
-        attachments: Vec::new(),
+        attachments,
         kind: Default::default(),
         idempotency: key.map(|key| Idempotency {
             key,
@@ -163,6 +204,54 @@ pub(crate) fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>,
         )));
     }
     Ok(key)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaRef {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// The attachment a send's `media` names: a stored file of the tenant, or one
+/// fetched from its URL into the store first.
+async fn media_attachment(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    media: MediaRef,
+    filename: Option<String>,
+) -> Result<Attachment, ApiError> {
+    let store = &ctx.app.media;
+    let row = match (media.id, media.url) {
+        (Some(id), None) => store
+            .get(&caller.tenant.id, id.trim())
+            .await
+            .map_err(super::media::media_error)?,
+        (None, Some(url)) => store
+            .fetch(
+                &caller.tenant.id,
+                url.trim(),
+                filename.clone(),
+                ctx.app.config.webhooks.allow_private,
+            )
+            .await
+            .map_err(super::media::media_error)?,
+        _ => {
+            return Err(ApiError::validation(
+                "`media` takes `id` (a stored file) or `url`, one of them",
+            ));
+        }
+    };
+    let name = super::media::filename(filename)?
+        .or(row.filename.clone())
+        .unwrap_or_else(|| row.id.clone());
+    Ok(Attachment {
+        filename: name,
+        mime_type: row.mimetype.clone(),
+        content: AttachmentContent::Media(row.id),
+    })
 }
 
 /// A queued send as the API answers it (202), marked when replayed.

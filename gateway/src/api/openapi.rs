@@ -437,9 +437,18 @@ fn schemas() -> Value {
             "properties": { "data": { "type": "array", "items": schema_ref("Message") }, "next_cursor": { "type": ["string", "null"] } }
         },
         "SendMessage": {
-            "type": "object", "required": ["to", "text"], "additionalProperties": false,
+            "type": "object", "required": ["to"], "additionalProperties": false,
+            "description": "`text` is required unless `media` is given.",
             "properties": {
                 "to": { "type": "string", "maxLength": 256 }, "text": { "type": "string", "minLength": 1, "maxLength": 4096 },
+                "media": {
+                    "type": "object", "additionalProperties": false,
+                    "description": "A file to send, one of: `id`, a stored file of the tenant (`POST /v1/media`; another tenant's is 404), or `url`, fetched once into the store (http(s), public addresses only unless `webhooks.allow_private`, 30 s, `media.max_file_bytes`; else 422 `url_not_allowed` / `media_fetch_failed` / 413). Channels that carry no files answer 422 `not_supported` (WhatsApp and LinkedIn for now).",
+                    "properties": { "id": { "type": "string", "pattern": "^med_" }, "url": { "type": "string", "format": "uri" } }
+                },
+                "caption": { "type": "string", "maxLength": 4096, "description": "the text that goes with `media` (instead of `text`)" },
+                "filename": { "type": "string", "maxLength": 255, "description": "the name the file goes under (default: its stored name)" },
+                "as_voice": { "type": "boolean", "description": "send audio as a voice note: 422 `not_supported` for now" },
                 "subject": { "type": "string", "minLength": 1, "maxLength": 998, "description": "channels with subjects (sim; e-mail)" },
                 "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies; e-mail: threaded, `Re:` subject)" },
                 "html": { "type": "string", "minLength": 1, "maxLength": 262144, "description": "an HTML alternative to `text` (e-mail; 422 `not_supported` elsewhere)" }

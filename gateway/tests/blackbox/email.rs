@@ -815,3 +815,109 @@ async fn a_server_without_idle_is_polled() {
     assert_eq!(counts.get("p1@x"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("p2@x"), Some(&1), "{counts:?}");
 }
+
+/// Serves `body` as `content_type` to every request on a loopback port: its URL.
+async fn file_server(body: Vec<u8>, content_type: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}/files/price%20list.pdf")
+}
+
+/// The decoded bytes of the attachment named `filename` in a raw mail.
+fn attachment_bytes(raw: &str, filename: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let at = raw.find(&format!("filename=\"{filename}\""))?;
+    let rest = &raw[at..];
+    let start = rest.find("\r\n\r\n")? + 4;
+    let end = rest[start..].find("\r\n--")? + start;
+    let b64: String = rest[start..end].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+#[tokio::test]
+async fn stored_and_fetched_files_go_out_as_attachments_byte_for_byte() {
+    use sha2::{Digest, Sha256};
+    let servers = servers();
+    let gw = Gateway::start_with(options()).await;
+    let (key, _rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX"])).await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+
+    // A stored file (several segments of the store), and one fetched from a URL.
+    let stored: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let r = gw
+        .request(
+            Method::POST,
+            "/v1/media?filename=report.bin",
+            &[
+                ("x-api-key", &key),
+                ("content-type", "application/octet-stream"),
+            ],
+            Some(stored.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let media_id = r.json["id"].as_str().unwrap().to_owned();
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend((0..3000u32).map(|i| (i % 251) as u8));
+    let url = file_server(pdf.clone(), "application/pdf").await;
+    for body in [
+        json!({ "to": "bob@example.test", "subject": "Your report", "media": { "id": media_id }, "caption": "Attached: the report" }),
+        json!({ "to": "bob@example.test", "subject": "Prices", "media": { "url": url }, "caption": "Attached: prices" }),
+    ] {
+        let r = gw
+            .tenant(
+                &key,
+                Method::POST,
+                &format!("/v1/sessions/{id}/messages"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (report, prices) = loop {
+        let inbox: Vec<String> = servers
+            .read_folder("bob", "INBOX")
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect();
+        let find = |t: &str| inbox.iter().find(|m| m.contains(t)).cloned();
+        if let (Some(a), Some(b)) = (find("Attached: the report"), find("Attached: prices")) {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mails never reached bob\n{}",
+            gw.output.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let got = attachment_bytes(&report, "report.bin").expect("report.bin attached");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&stored));
+    assert!(report.contains("application/octet-stream"), "{report}");
+    let got = attachment_bytes(&prices, "price list.pdf")
+        .expect("the fetched file attached, named from its URL");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&pdf));
+    assert!(prices.contains("application/pdf"), "{prices}");
+}

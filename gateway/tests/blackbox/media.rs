@@ -273,3 +273,167 @@ async fn media_goes_in_and_out_byte_for_byte_by_range_and_bad_uploads_keep_nothi
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+async fn send(
+    gw: &Gateway,
+    key: &str,
+    session: &str,
+    body: serde_json::Value,
+) -> super::support::Resp {
+    gw.tenant(
+        key,
+        Method::POST,
+        &format!("/v1/sessions/{session}/messages"),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sends_take_media_by_id_or_url_and_refuse_what_they_cannot_carry() {
+    let gw = Gateway::start().await;
+    let (_, key) = gw.create_tenant("media sends").await;
+    let (_, other) = gw.create_tenant("other").await;
+    let session = super::messages::working_session(&gw, &key).await;
+    let r = upload(
+        &gw,
+        &key,
+        "/v1/media?filename=menu.bin",
+        "application/octet-stream",
+        noise(5000, 4),
+    )
+    .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let theirs = upload(
+        &gw,
+        &other,
+        "/v1/media",
+        "application/octet-stream",
+        noise(100, 5),
+    )
+    .await;
+    let their_id = theirs.json["id"].as_str().unwrap().to_owned();
+
+    // By id, with a caption as its text.
+    let r = send(
+        &gw,
+        &key,
+        &session,
+        serde_json::json!({ "to": "15550100", "media": { "id": id }, "caption": "Today's menu" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json["text"], "Today's menu");
+
+    // Bad input, each named; nothing queued.
+    let before = gw
+        .tenant(
+            &key,
+            Method::GET,
+            &format!("/v1/sessions/{session}/messages?limit=100"),
+            None,
+        )
+        .await
+        .json["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (body, status, code) in [
+        (
+            serde_json::json!({ "to": "15550100", "media": { "id": their_id } }),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": { "id": "med_nope" } }),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": { "url": "http://127.0.0.1:9/menu.png" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url_not_allowed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": { "url": "http://[::1]/x" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url_not_allowed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": { "url": "file:///etc/passwd" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url_not_allowed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": { "id": id, "url": "https://example.com/x" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": {} }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "text": "hi", "caption": "hi" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "text": "a", "media": { "id": id }, "caption": "b" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "media": { "id": id }, "as_voice": true }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_supported",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "text": "x", "filename": "a.txt" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+    ] {
+        let r = send(&gw, &key, &session, body.clone()).await;
+        assert_eq!((r.status, r.code()), (status, code), "{body}: {}", r.text);
+    }
+    let after = gw
+        .tenant(
+            &key,
+            Method::GET,
+            &format!("/v1/sessions/{session}/messages?limit=100"),
+            None,
+        )
+        .await
+        .json["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before, "nothing queued by bad input");
+
+    // A channel that cannot carry files says so.
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/sessions",
+            Some(serde_json::json!({ "channel": "whatsapp", "start": false })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let wa = r.json["id"].as_str().unwrap().to_owned();
+    let r = send(
+        &gw,
+        &key,
+        &wa,
+        serde_json::json!({ "to": "15550100", "media": { "id": id } }),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "not_supported"),
+        "{}",
+        r.text
+    );
+}

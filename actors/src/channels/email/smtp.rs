@@ -204,8 +204,8 @@ pub fn compose(
             let bytes = match &a.content {
                 AttachmentContent::Bytes(b) => b.clone(),
                 AttachmentContent::Media(id) => {
-                    return Err(ChannelError::Unsupported(format!(
-                        "attachments from the media store (`{id}`) are not sent by e-mail yet; send the bytes"
+                    return Err(ChannelError::Failed(format!(
+                        "attachment `{id}` was not read from the media store before composing"
                     )));
                 }
             };
