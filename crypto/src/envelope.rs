@@ -26,6 +26,16 @@ const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + SALT_LEN + NONCE_LEN;
 const HKDF_INFO: &[u8] = b"switchboard envelope v1 aes-256-gcm";
 
+/// AES-256-GCM under a data key derived from `key` with HKDF-SHA256, `salt` and
+/// `info` (which names the construction, so no two share a key).
+pub(crate) fn data_key_cipher(key: &MasterKey, salt: &[u8], info: &[u8]) -> Aes256Gcm {
+    let hk = Hkdf::<Sha256>::new(Some(salt), key.bytes());
+    let mut dek = Zeroizing::new([0u8; 32]);
+    hk.expand(info, dek.as_mut())
+        .expect("32 bytes is a valid HKDF length");
+    Aes256Gcm::new_from_slice(dek.as_ref()).expect("32-byte key")
+}
+
 /// What a ciphertext belongs to; becomes its associated data.
 #[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
@@ -129,11 +139,7 @@ impl Keyring {
     }
 
     fn cipher(key: &MasterKey, salt: &[u8]) -> Aes256Gcm {
-        let hk = Hkdf::<Sha256>::new(Some(salt), key.bytes());
-        let mut dek = Zeroizing::new([0u8; 32]);
-        hk.expand(HKDF_INFO, dek.as_mut())
-            .expect("32 bytes is a valid HKDF length");
-        Aes256Gcm::new_from_slice(dek.as_ref()).expect("32-byte key")
+        data_key_cipher(key, salt, HKDF_INFO)
     }
 
     /// Encrypts `plaintext` for `binding` under the current key.

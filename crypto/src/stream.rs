@@ -17,10 +17,7 @@
 use crate::envelope::{Binding, Keyring, OpenError};
 use crate::{Error, MasterKey, token};
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use hkdf::Hkdf;
-use sha2::Sha256;
-use zeroize::Zeroizing;
+use aes_gcm::aead::{Aead, Payload};
 
 const VERSION: u8 = 2;
 const SALT_LEN: usize = 16;
@@ -58,11 +55,7 @@ pub fn plaintext_len(sealed_len: u64) -> Option<u64> {
 }
 
 fn cipher(key: &MasterKey, salt: &[u8]) -> Aes256Gcm {
-    let hk = Hkdf::<Sha256>::new(Some(salt), key.bytes());
-    let mut dek = Zeroizing::new([0u8; 32]);
-    hk.expand(HKDF_INFO, dek.as_mut())
-        .expect("32 bytes is a valid HKDF length");
-    Aes256Gcm::new_from_slice(dek.as_ref()).expect("32-byte key")
+    crate::envelope::data_key_cipher(key, salt, HKDF_INFO)
 }
 
 fn nonce(prefix: &[u8; PREFIX_LEN], index: u32, last: bool) -> [u8; 12] {

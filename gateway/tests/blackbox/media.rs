@@ -53,17 +53,34 @@ fn stored_files(gw: &Gateway) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A chunked upload (no Content-Length) of `total` bytes on a raw socket: the
-/// response's status line.
-fn chunked_upload(gw: &Gateway, key: &str, total: usize) -> String {
+/// An upload of `total` bytes on a raw socket, chunked (no Content-Length) or not:
+/// the response's status line. The gateway may answer (413) and close before all
+/// of it is written, which an HTTP client library reports as a broken pipe.
+fn raw_upload(gw: &Gateway, key: &str, total: usize, chunked: bool) -> String {
     let addr = gw.base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
+    // With a length, the client waits for "100 Continue" before the body (as
+    // curl does): a gateway that refuses from the length alone never asks for it.
+    let framing = if chunked {
+        "transfer-encoding: chunked".to_owned()
+    } else {
+        format!("content-length: {total}\r\nexpect: 100-continue")
+    };
     let head = format!(
-        "POST /v1/media?filename=big.bin HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {key}\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        "POST /v1/media?filename=big.bin HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {key}\r\ncontent-type: application/octet-stream\r\n{framing}\r\nconnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).unwrap();
+    if !chunked {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        return String::from_utf8_lossy(&out)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+    }
     let chunk = noise(64 * 1024, 77);
     let mut sent = 0;
     // The gateway may answer and close before all of it is written.
@@ -211,21 +228,12 @@ async fn media_goes_in_and_out_byte_for_byte_by_range_and_bad_uploads_keep_nothi
 
     // Bad uploads keep nothing.
     let before = stored_files(&gw).len();
-    let r = upload(
-        &gw,
-        &key,
-        "/v1/media",
-        "application/octet-stream",
-        noise(2 << 20, 3),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        "{}",
-        r.text
+    let status = raw_upload(&gw, &key, 2 << 20, false);
+    assert!(
+        status.contains(" 413 "),
+        "Content-Length over the limit: {status}"
     );
-    let status = chunked_upload(&gw, &key, 2 << 20);
+    let status = raw_upload(&gw, &key, 2 << 20, true);
     assert!(
         status.contains(" 413 "),
         "streamed past the limit: {status}"
@@ -326,18 +334,7 @@ async fn sends_take_media_by_id_or_url_and_refuse_what_they_cannot_carry() {
     assert_eq!(r.json["text"], "Today's menu");
 
     // Bad input, each named; nothing queued.
-    let before = gw
-        .tenant(
-            &key,
-            Method::GET,
-            &format!("/v1/sessions/{session}/messages?limit=100"),
-            None,
-        )
-        .await
-        .json["data"]
-        .as_array()
-        .unwrap()
-        .len();
+    let before = queued_count(&gw, &key, &session).await;
     for (body, status, code) in [
         (
             serde_json::json!({ "to": "15550100", "media": { "id": their_id } }),
@@ -398,18 +395,7 @@ async fn sends_take_media_by_id_or_url_and_refuse_what_they_cannot_carry() {
         let r = send(&gw, &key, &session, body.clone()).await;
         assert_eq!((r.status, r.code()), (status, code), "{body}: {}", r.text);
     }
-    let after = gw
-        .tenant(
-            &key,
-            Method::GET,
-            &format!("/v1/sessions/{session}/messages?limit=100"),
-            None,
-        )
-        .await
-        .json["data"]
-        .as_array()
-        .unwrap()
-        .len();
+    let after = queued_count(&gw, &key, &session).await;
     assert_eq!(after, before, "nothing queued by bad input");
 
     // A channel that cannot carry files says so.
@@ -436,4 +422,19 @@ async fn sends_take_media_by_id_or_url_and_refuse_what_they_cannot_carry() {
         "{}",
         r.text
     );
+}
+
+/// How many messages the session has.
+async fn queued_count(gw: &Gateway, key: &str, session: &str) -> usize {
+    gw.tenant(
+        key,
+        Method::GET,
+        &format!("/v1/sessions/{session}/messages?limit=100"),
+        None,
+    )
+    .await
+    .json["data"]
+        .as_array()
+        .unwrap()
+        .len()
 }
