@@ -31,7 +31,7 @@ pub mod whatsapp;
 pub use kind::{Capabilities, ChannelKind, UnknownChannel};
 pub use message::{
     AckLevel, Attachment, AttachmentContent, Challenge, ChallengeKind, ChannelEvent,
-    InboundMessage, OutboundMessage, Party, ReceivedAttachment, SendKind,
+    InboundMessage, OutboundMessage, Party, ReceivedAttachment, ReceivedMedia, SendKind,
 };
 
 use crate::browser::BrowserPool;
@@ -194,6 +194,36 @@ pub trait Channel: Send + 'static {
                 "this channel has no profiles to look up".into(),
             ))
         })
+    }
+    /// Reacts to a message (the network's id: received or sent) with `emoji`; an
+    /// empty emoji takes the reaction back.
+    fn react(
+        &mut self,
+        _external_id: String,
+        _emoji: String,
+    ) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel has no reactions".into(),
+            ))
+        })
+    }
+    /// Marks a chat read on the network (its sender sees the read receipts).
+    fn mark_read(&mut self, _chat: String) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel has no read receipts to send".into(),
+            ))
+        })
+    }
+    /// A send that would hold the session actor too long (a large file): the future
+    /// runs beside the actor. `Err` gives the message back for [`Channel::send`].
+    #[allow(clippy::type_complexity)]
+    fn send_beside(
+        &mut self,
+        message: Box<OutboundMessage>,
+    ) -> Result<BoxFuture<'static, Result<String, ChannelError>>, Box<OutboundMessage>> {
+        Err(message)
     }
     /// What the session costs in memory, where the channel can tell.
     fn memory(&mut self) -> BoxFuture<'_, Option<serde_json::Value>> {

@@ -108,10 +108,19 @@ impl RagHost {
         };
         // The key names the reply, whatever its text: a retried answer that came out
         // different is still the same reply, never a second one.
+        let mark_read = self
+            .store
+            .reply_settings(tenant_id, session_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| serde_json::from_str::<ReplySettings>(&t).ok())
+            .is_some_and(|s| s.mark_read);
         let send = NewSend {
             to: to.to_owned(),
             text: text.to_owned(),
             reply_to,
+            mark_read,
             idempotency: Some(Idempotency {
                 key,
                 scope: KeyScope::Recipient,

@@ -61,6 +61,12 @@ pub const MESSAGE_FAILED: &str = "message.failed";
 pub const MESSAGE_UPDATED: &str = "message.updated";
 /// Event type of a received message deleted on the network (an IMAP expunge).
 pub const MESSAGE_DELETED: &str = "message.deleted";
+/// Event type of a message its sender edited.
+pub const MESSAGE_EDITED: &str = "message.edited";
+/// Event type of a message its sender deleted for everyone.
+pub const MESSAGE_REVOKED: &str = "message.revoked";
+/// Event type of a reaction to a message (either way), or one taken back.
+pub const MESSAGE_REACTION: &str = "message.reaction";
 /// Event type of a mailbox whose numbering was reset (a new IMAP UIDVALIDITY).
 pub const MAILBOX_RESET: &str = "mailbox.reset";
 /// Event type of a new pairing QR code.
@@ -98,6 +104,10 @@ pub enum Query {
     Attachment(String, usize),
     /// A member's profile (LinkedIn), by URN, profile URL or public id.
     Profile(String),
+    /// React to a message (its network id) with an emoji (empty: take it back).
+    React(String, String),
+    /// Mark a chat read.
+    MarkRead(String),
 }
 
 /// Settings for session supervision.

@@ -82,13 +82,15 @@ async fn a_retried_send_is_found_in_the_chat_not_sent_twice() {
         settings: Arc::new(channels::Settings {
             whatsapp: whatsapp::Settings {
                 url: standin.url(),
+                humanise: false,
                 ..whatsapp::Settings::default()
             },
             ..Default::default()
         }),
         media: None,
     };
-    let mut channel = whatsapp::WhatsApp::new(&tenant.id, &row.id, ctx);
+    let mut channel =
+        whatsapp::WhatsApp::new(&row, whatsapp::WhatsAppConfig::default(), ctx).unwrap();
     let (tx, mut rx) = mpsc::channel(64);
     channel.connect(tx).await.unwrap();
     let ChannelEvent::Qr(qr) = next(&mut rx, |e| matches!(e, ChannelEvent::Qr(_))).await else {

@@ -111,7 +111,7 @@ async fn tenant_get(gw: &Gateway, key: &str, path: &str) -> anyhow::Result<(u16,
 }
 
 /// Pairs one session; returns (time to first QR, time to WORKING).
-async fn pair_one(
+pub(crate) async fn pair_one(
     gw: &Gateway,
     key: &str,
     standin: &WhatsAppStandin,

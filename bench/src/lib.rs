@@ -8,6 +8,8 @@
 //! - [`scenarios`]: the load scenarios (pipeline, outbound, webhooks).
 //! - [`api`]: authenticated API throughput and latency at a concurrency.
 //! - [`browser`]: WhatsApp sessions paired against the stand-in; Chromium memory.
+//! - [`media`]: files through a WhatsApp session and back: throughput and the
+//!   gateway's memory per file size.
 //! - [`baseline`]: the loopback HTTP ceiling of this machine (minimal hyper server).
 //! - [`rag`]: the knowledge-base engine in-process: embedding, ingest, search latency.
 //! - [`progress`]: the live progress line.
@@ -20,6 +22,7 @@ pub mod api;
 pub mod baseline;
 pub mod browser;
 pub mod mailboxes;
+pub mod media;
 pub mod monitor;
 pub mod progress;
 pub mod rag;

@@ -138,6 +138,17 @@ enum Scenario {
         #[arg(long, default_value = "process")]
         isolation: String,
     },
+    /// Files through one WhatsApp session and back (real Chromium, stand-in WhatsApp
+    /// Web): upload → send → the recipient decrypts → sent back → stored → webhook →
+    /// download, with throughput and the gateway's RSS after every round.
+    Media {
+        /// File sizes in MiB (comma-separated).
+        #[arg(long, default_value = "1,16", value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Round trips per size.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// N e-mail sessions on one real Dovecot (imap-hibernate), each idle after its
     /// first sync: gateway PSS per added mailbox (slope of a fit), time until all are
     /// idle, Dovecot's own memory, and APPEND → verified webhook latency while they idle.
@@ -505,6 +516,40 @@ async fn main() -> anyhow::Result<()> {
                     "{paired} sessions paired, but only {} WORKING at the end",
                     r.gateway_working
                 )
+            })
+        }
+        Scenario::Media { sizes, rounds } => {
+            anyhow::ensure!(
+                cli.url.is_none(),
+                "the media scenario spawns its own gateway (it points it at a stand-in WhatsApp Web); drop --url"
+            );
+            anyhow::ensure!(
+                !sizes.is_empty() && sizes.iter().all(|s| (1..=100).contains(s)),
+                "--sizes: 1 to 100 MiB each"
+            );
+            let standin = WhatsAppStandin::start(
+                "127.0.0.1:0".parse()?,
+                StandinConfig {
+                    qr_interval: Duration::from_secs(20),
+                    ..StandinConfig::default()
+                },
+            )
+            .await?;
+            let url = standin.url();
+            start_gateway(&[
+                ("SWITCHBOARD_WHATSAPP_URL", url.as_str()),
+                // A load test, not a person: no typing pauses or per-contact caps.
+                ("SWITCHBOARD_WHATSAPP_HUMANISE", "false"),
+            ])
+            .await?;
+            let gw = gateway.as_ref().context("gateway")?;
+            let params = switchboard_bench::media::MediaParams {
+                sizes_mib: sizes.clone(),
+                rounds: *rounds,
+            };
+            let r = switchboard_bench::media::media(gw, &standin, &params).await?;
+            Ran::new(r.summary(), &r, "upload → … → download").fail_if(r.mismatches > 0, || {
+                format!("{} files came back different", r.mismatches)
             })
         }
         Scenario::Mailboxes {

@@ -496,7 +496,7 @@ async fn settled_inbound_total(gw: &Gateway, channel: &str) -> anyhow::Result<u6
 }
 
 /// Creates a webhook endpoint for `message.received` at the receiver.
-async fn receiving_endpoint(
+pub(crate) async fn receiving_endpoint(
     gw: &Gateway,
     key: &str,
     receiver: &Receiver,

@@ -186,6 +186,28 @@ impl Gateway {
         ))
     }
 
+    /// A raw-body request (an upload, a download): status and the body's bytes.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {auth}"))
+            .header("content-type", content_type)
+            .body(Full::new(body))?;
+        let res =
+            tokio::time::timeout(Duration::from_secs(120), self.client.request(req)).await??;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         let req = Request::builder()

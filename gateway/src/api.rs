@@ -246,6 +246,8 @@ async fn dispatch_tenant(
         RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
         RouteId::GetMessage => messages::get(&ctx, &caller).await,
         RouteId::MessageAttachment => messages::attachment(&ctx, &caller).await,
+        RouteId::ReactToMessage => messages::react(&ctx, &caller, req).await,
+        RouteId::MarkChatRead => messages::mark_read(&ctx, &caller).await,
         RouteId::UploadMedia => media::upload(&ctx, &caller, req).await,
         RouteId::GetMedia => media::download(&ctx, &caller, req).await,
         RouteId::SimInbound => sessions::sim_inbound(&ctx, &caller, req).await,

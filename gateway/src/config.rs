@@ -41,6 +41,7 @@
 //! | `whatsapp.max_qr_refreshes`      | `SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES`     | 5 (then `FAILED`/`qr_timeout`) |
 //! | `whatsapp.load_timeout`          | `SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT`         | `60s`                 |
 //! | `whatsapp.heartbeat`             | `SWITCHBOARD_WHATSAPP_HEARTBEAT`            | `15s`                 |
+//! | `whatsapp.humanise`              | `SWITCHBOARD_WHATSAPP_HUMANISE`             | `true` (typing, gaps, per-contact cap, warm-up; sessions may override) |
 //! | `linkedin.url`                   | `SWITCHBOARD_LINKEDIN_URL`                  | `https://www.linkedin.com/` |
 //! | `linkedin.cool_down`             | `SWITCHBOARD_LINKEDIN_COOL_DOWN`            | `30m` (after a 999 or 429) |
 //! | `linkedin.catch_up_every`        | `SWITCHBOARD_LINKEDIN_CATCH_UP_EVERY`       | `3m`                  |
@@ -373,6 +374,7 @@ struct FileWhatsApp {
     max_qr_refreshes: Option<u64>,
     load_timeout: Option<String>,
     heartbeat: Option<String>,
+    humanise: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,6 +458,7 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WHATSAPP_MAX_QR_REFRESHES",
     "SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT",
     "SWITCHBOARD_WHATSAPP_HEARTBEAT",
+    "SWITCHBOARD_WHATSAPP_HUMANISE",
     "SWITCHBOARD_LINKEDIN_URL",
     "SWITCHBOARD_LINKEDIN_COOL_DOWN",
     "SWITCHBOARD_LINKEDIN_CATCH_UP_EVERY",
@@ -1013,6 +1016,15 @@ impl Config {
             )?,
         )?;
 
+        let (humanise, _) = Layer::file(fw.humanise, p)
+            .env(
+                env,
+                "whatsapp.humanise",
+                "SWITCHBOARD_WHATSAPP_HUMANISE",
+                parse_bool,
+            )?
+            .or(true);
+
         let fl = file.linkedin;
         let (li_url, origin) = Layer::file(fl.url, p)
             .env(env, "linkedin.url", "SWITCHBOARD_LINKEDIN_URL", |s| {
@@ -1235,6 +1247,7 @@ impl Config {
                     max_qr_refreshes,
                     load_timeout,
                     heartbeat,
+                    humanise,
                 },
                 email: EmailSettings {
                     idle_renew,

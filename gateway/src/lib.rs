@@ -14,6 +14,9 @@
 //! - [`views`]: the JSON shapes returned to clients.
 //! - [`rag`]: the knowledge base and LLM client built from the config.
 
+// The OpenAPI document is written as a few large `json!` literals.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod api;
 pub mod app;

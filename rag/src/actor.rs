@@ -72,6 +72,9 @@ pub struct ReplySettings {
     pub model: Option<String>,
     #[serde(default = "default_temperature")]
     pub temperature: f32,
+    /// Mark the asker's chat read when an answer goes out (WhatsApp read receipts).
+    #[serde(default)]
+    pub mark_read: bool,
 }
 
 fn default_temperature() -> f32 {
@@ -87,6 +90,7 @@ impl Default for ReplySettings {
             system_prompt: None,
             model: None,
             temperature: default_temperature(),
+            mark_read: false,
         }
     }
 }

@@ -416,6 +416,7 @@ impl Channel for Email {
             let w = mailbox::Watch {
                 session_id: self.session_id.clone(),
                 store: self.ctx.store.clone(),
+                media: self.ctx.media.clone().map(|m| (m, self.tenant_id.clone())),
                 config: self.config.clone(),
                 settings: self.ctx.settings.email.clone(),
             };

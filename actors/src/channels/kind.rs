@@ -119,10 +119,12 @@ impl ChannelKind {
                 threads: false,
                 invitations: true,
             },
+            // Text or one file (image, video, audio, voice note, document, sticker),
+            // quoting a message of the chat.
             Self::WhatsApp => Capabilities {
                 subject: false,
-                reply_to: false,
-                attachments: false,
+                reply_to: true,
+                attachments: true,
                 html: false,
                 threads: false,
                 invitations: false,
@@ -160,14 +162,11 @@ impl ChannelKind {
                 &row.id,
                 sim::SimConfig::parse(config)?,
             ))),
-            Self::WhatsApp => {
-                whatsapp::WhatsAppConfig::parse(config)?;
-                Ok(Box::new(whatsapp::WhatsApp::new(
-                    &row.tenant_id,
-                    &row.id,
-                    ctx.clone(),
-                )))
-            }
+            Self::WhatsApp => Ok(Box::new(whatsapp::WhatsApp::new(
+                row,
+                whatsapp::WhatsAppConfig::parse(config)?,
+                ctx.clone(),
+            )?)),
             Self::Email => Ok(Box::new(email::Email::new(
                 &row.tenant_id,
                 &row.id,
@@ -328,6 +327,7 @@ mod tests {
                 filename: "a.txt".into(),
                 mime_type: "text/plain".into(),
                 content: AttachmentContent::Bytes(b"a".to_vec()),
+                as_voice: false,
             }],
             reply_to: Some("x".into()),
             ..with_subject

@@ -34,12 +34,36 @@ pub struct InboundMessage {
     /// from Message-ID / In-Reply-To / References).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_id: Option<String>,
-    /// Files it carries, described (the bytes are fetched on request).
+    /// Files it carries (e-mail attachments), described, each in the media store
+    /// where it could be kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<ReceivedAttachment>,
+    /// The file it carries (WhatsApp media), in the media store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<ReceivedMedia>,
+    /// The network's id of the message it quotes or answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
     /// What else the network says about it (type, media, group author…), or null.
     #[serde(default)]
     pub meta: serde_json::Value,
+}
+
+/// A received file, as `message.received` describes it (`media`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceivedMedia {
+    /// Its id in the media store (`GET /v1/media/{id}`); null when it could not be
+    /// fetched (see `error`).
+    pub id: Option<String>,
+    pub mimetype: String,
+    pub size: u64,
+    pub filename: Option<String>,
+    /// Hex SHA-256 of the file.
+    pub sha256: Option<String>,
+    /// Why the file is not in the store (`media_unavailable`: gone from the network;
+    /// `too_large`, `tenant_full`; or what went wrong).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 pub use super::email::parse::AttachmentInfo as ReceivedAttachment;
@@ -67,6 +91,10 @@ pub struct OutboundMessage {
     /// (`text` is its note) or accepting a received one (`to` is the invitation).
     #[serde(default, skip_serializing_if = "SendKind::is_message")]
     pub kind: SendKind,
+    /// Mark the recipient's chat read just before sending (channels with read
+    /// receipts; elsewhere nothing is done).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mark_read: bool,
 }
 
 /// What a send asks the network to do.
@@ -101,6 +129,9 @@ pub struct Attachment {
     pub filename: String,
     pub mime_type: String,
     pub content: AttachmentContent,
+    /// Send an audio file as a voice note (WhatsApp).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub as_voice: bool,
 }
 
 /// Where an attachment's bytes are.
@@ -209,6 +240,14 @@ pub enum ChannelEvent {
     Deleted {
         external_id: String,
     },
+    /// Something happened to a stored message, either way (`message.edited`,
+    /// `message.revoked`, `message.reaction`): published as `event` with the
+    /// message's id and `change` merged in; nothing when no such message is stored.
+    Changed {
+        event: &'static str,
+        external_id: String,
+        change: serde_json::Value,
+    },
     /// The mailbox's numbering was reset (a new IMAP UIDVALIDITY): what it held was
     /// not reported again (`mailbox.reset`, with this data).
     MailboxReset(serde_json::Value),
@@ -251,14 +290,17 @@ mod tests {
                     filename: "a.bin".into(),
                     mime_type: "application/octet-stream".into(),
                     content: AttachmentContent::Bytes(vec![0, 1, 2, 255]),
+                    as_voice: false,
                 },
                 Attachment {
                     filename: "b.png".into(),
                     mime_type: "image/png".into(),
                     content: AttachmentContent::Media("med_1".into()),
+                    as_voice: false,
                 },
             ],
             kind: SendKind::Message,
+            mark_read: false,
         };
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["attachments"][0]["content"]["bytes"], "AAEC/w==");

@@ -27,16 +27,26 @@
 //!   never reported) → `Disconnected` (the supervisor reconnects with backoff);
 //! - nothing at all within the load timeout → `Disconnected` (never a zombie).
 //!
+//! Media: a received file is downloaded from the page (which decrypts it, as
+//! whatsapp-web.js's `downloadMedia` does) into the media store before the message
+//! is reported, so `message.received` carries its `media` id; a file gone from
+//! WhatsApp's servers is reported with `media.error`. A file to send is staged on the
+//! page from the store and sent beside the session actor (it may take seconds).
+//! Quotes, reactions, edits, deletes for everyone and read marks go through the
+//! page's own modules (see the [`contract`]).
+//!
 //! Sends return once the page has taken the message (it queues and retries by
 //! itself); `delivered` and `read` come from acks. Each send carries a WhatsApp
 //! message id derived from our id ([`contract::message_key_id`]), so a send retried
 //! after a crash is found in the chat and not sent twice.
 
 pub mod contract;
+mod media;
+pub mod pacing;
 
 use super::{
     Challenge, ChallengeKind, Channel, ChannelError, ChannelEvent, ChannelKind, Context,
-    InboundMessage, OutboundMessage, Party, QrPolicy,
+    InboundMessage, OutboundMessage, Party, QrPolicy, ReceivedMedia,
 };
 use crate::browser::{BrowserPool, Isolation, Lease, profile};
 use crate::storage::SESSION_STATE_PURPOSE;
@@ -86,6 +96,8 @@ pub struct Settings {
     /// How often a connected page is probed; a page that does not answer within
     /// the same time is treated as disconnected (no "connected but dead" sessions).
     pub heartbeat: Duration,
+    /// Humanised sending ([`pacing`]) for sessions that do not say.
+    pub humanise: bool,
 }
 
 impl Default for Settings {
@@ -95,23 +107,64 @@ impl Default for Settings {
             max_qr_refreshes: 5,
             load_timeout: Duration::from_secs(60),
             heartbeat: Duration::from_secs(15),
+            humanise: true,
         }
     }
 }
 
-/// Per-session configuration (`config` of the session): none yet, but unknown
-/// fields are refused.
+/// Per-session configuration (`config` of the session); unknown fields are refused.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WhatsAppConfig {}
+pub struct WhatsAppConfig {
+    /// Humanised sending ([`pacing`]).
+    #[serde(default)]
+    pub pacing: pacing::PacingConfig,
+}
 
 impl WhatsAppConfig {
     pub fn parse(v: &serde_json::Value) -> Result<Self, ChannelError> {
         if v.is_null() {
             return Ok(Self::default());
         }
-        serde_json::from_value(v.clone()).map_err(|e| ChannelError::Config(e.to_string()))
+        let c: Self =
+            serde_json::from_value(v.clone()).map_err(|e| ChannelError::Config(e.to_string()))?;
+        pacing::Pacing::from_config(&c.pacing, true, 0).map_err(ChannelError::Config)?;
+        Ok(c)
     }
+}
+
+/// The humanised sending a session's sends get, and what it used: the limits view.
+pub async fn limits(
+    row: &crate::storage::SessionRow,
+    config: &serde_json::Value,
+    store: &crate::storage::Store,
+    settings: &Settings,
+) -> Result<serde_json::Value, String> {
+    let c = WhatsAppConfig::parse(config).map_err(|e| e.to_string())?;
+    let p = pacing::Pacing::from_config(&c.pacing, settings.humanise, row.created_at)?;
+    let now = crate::clock::now_ms();
+    let sends = sends_of(store, &row.id, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({ "session_id": row.id, "pacing": p.view(now, &sends) }))
+}
+
+/// What `account_actions` calls a WhatsApp send.
+const SEND_ACTION: &str = "wa_send";
+
+/// The account's sends of the last day (unix ms, oldest first).
+async fn sends_of(
+    store: &crate::storage::Store,
+    session_id: &str,
+    now: i64,
+) -> Result<Vec<i64>, crate::storage::StoreError> {
+    Ok(store
+        .account_actions(session_id, now - 24 * 3600 * 1000)
+        .await?
+        .into_iter()
+        .filter(|(k, _)| k == SEND_ACTION)
+        .map(|(_, at)| at)
+        .collect())
 }
 
 #[derive(Debug)]
@@ -119,6 +172,7 @@ pub struct WhatsApp {
     tenant_id: String,
     session_id: String,
     ctx: Context,
+    pacing: pacing::Pacing,
     /// The browser context, once the connection task has it.
     lease: Arc<Mutex<Option<Lease>>>,
     /// Connects, then pumps the page's reports (off the actor, so a slow page
@@ -332,13 +386,34 @@ impl Saver {
 }
 
 impl WhatsApp {
-    pub fn new(tenant_id: &str, session_id: &str, ctx: Context) -> Self {
-        Self {
-            tenant_id: tenant_id.to_owned(),
-            session_id: session_id.to_owned(),
+    pub fn new(
+        row: &crate::storage::SessionRow,
+        config: WhatsAppConfig,
+        ctx: Context,
+    ) -> Result<Self, ChannelError> {
+        let pacing = pacing::Pacing::from_config(
+            &config.pacing,
+            ctx.settings.whatsapp.humanise,
+            row.created_at,
+        )
+        .map_err(ChannelError::Config)?;
+        Ok(Self {
+            tenant_id: row.tenant_id.clone(),
+            session_id: row.id.clone(),
+            pacing,
             ctx,
             lease: Arc::default(),
             task: None,
+        })
+    }
+
+    fn sending(&self) -> Sending {
+        Sending {
+            tenant_id: self.tenant_id.clone(),
+            session_id: self.session_id.clone(),
+            store: self.ctx.store.clone(),
+            media: self.ctx.media.clone(),
+            pacing: self.pacing.clone(),
         }
     }
 
@@ -706,8 +781,14 @@ impl Pump {
         None
     }
 
-    fn inbound(&mut self, m: PageMessage) -> Option<ChannelEvent> {
+    async fn inbound(&mut self, m: PageMessage) -> Option<ChannelEvent> {
         self.seen.insert(&m.id);
+        let received = match (&self.saver.ctx.media, m.from_me) {
+            (Some(store), false) if media::carries_file(&m.msg_type) || m.vcard.is_some() => {
+                Some(self.media_of(store, &m).await)
+            }
+            _ => None,
+        };
         let phone = |p: &Option<String>| {
             p.as_deref()
                 .and_then(|p| p.strip_suffix("@c.us"))
@@ -731,7 +812,7 @@ impl Pump {
                 ..Default::default()
             }));
         }
-        let meta = serde_json::json!({
+        let mut meta = serde_json::json!({
             "type": m.msg_type,
             "is_group": m.is_group,
             "author": m.author,
@@ -740,7 +821,18 @@ impl Pump {
             "mimetype": m.mimetype,
             "caption": m.caption,
         });
+        if m.is_view_once {
+            meta["view_once"] = true.into();
+        }
+        if m.msg_type == "location" {
+            meta["location"] = serde_json::json!({ "lat": m.lat, "lng": m.lng, "name": m.loc });
+        }
+        if let Some(card) = &m.vcard {
+            meta["contact"] = serde_json::json!({ "name": m.vcard_name, "vcard": card });
+        }
         Some(ChannelEvent::Inbound(InboundMessage {
+            media: received,
+            reply_to: m.quoted.clone(),
             text: m.text(),
             external_id: m.id,
             from_phone: phone(&m.from_phone),
@@ -755,6 +847,43 @@ impl Pump {
             meta,
             ..Default::default()
         }))
+    }
+
+    /// A received message's file, in the store: media downloaded from the page, a
+    /// contact card kept as a `.vcf` file.
+    async fn media_of(&self, store: &crate::media::MediaStore, m: &PageMessage) -> ReceivedMedia {
+        let tenant = &self.saver.tenant_id;
+        let Some(card) = m
+            .vcard
+            .as_ref()
+            .filter(|_| !media::carries_file(&m.msg_type))
+        else {
+            return media::download(&self.page, store, tenant, m).await;
+        };
+        let name = m.vcard_name.clone().unwrap_or_else(|| "contact".into());
+        let new = crate::media::NewMedia {
+            filename: Some(format!("{name}.vcf")),
+            mimetype: Some("text/vcard".into()),
+        };
+        let bytes = bytes::Bytes::from(card.clone().into_bytes());
+        let one = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        match store.ingest(tenant, new.clone(), one).await {
+            Ok(row) => ReceivedMedia {
+                id: Some(row.id),
+                mimetype: row.mimetype,
+                size: u64::try_from(row.size).unwrap_or(0),
+                filename: new.filename,
+                sha256: Some(row.sha256),
+                error: None,
+            },
+            Err(e) => ReceivedMedia {
+                mimetype: "text/vcard".into(),
+                size: card.len() as u64,
+                filename: new.filename,
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        }
     }
 
     /// What arrived while no listener heard it (a restored login's first sync, a
@@ -779,7 +908,7 @@ impl Pump {
         let mut flows = Vec::new();
         for m in messages {
             if !self.seen.contains(&m.id)
-                && let Some(e) = self.inbound(m)
+                && let Some(e) = self.inbound(m).await
             {
                 flows.push(Flow::Emit(e));
             }
@@ -865,7 +994,38 @@ impl Pump {
                     "logged out from the phone".into(),
                 )))
             }
-            PageEvent::Message(m) => self.inbound(*m).map(Flow::Emit).into_iter().collect(),
+            PageEvent::Message(m) => self.inbound(*m).await.map(Flow::Emit).into_iter().collect(),
+            PageEvent::Reaction {
+                parent,
+                emoji,
+                from,
+                from_phone,
+                t,
+            } => {
+                let phone = from_phone.as_deref().and_then(|p| p.strip_suffix("@c.us"));
+                let change = serde_json::json!({
+                    "emoji": emoji,
+                    "removed": emoji.is_empty(),
+                    "from": from,
+                    "from_phone": phone,
+                    "reacted_at": crate::clock::rfc3339(if t > 0 { t } else { crate::clock::now_ms() }),
+                });
+                one(Flow::Emit(ChannelEvent::Changed {
+                    event: crate::sessions::MESSAGE_REACTION,
+                    external_id: parent,
+                    change,
+                }))
+            }
+            PageEvent::Edited { id, text } => one(Flow::Emit(ChannelEvent::Changed {
+                event: crate::sessions::MESSAGE_EDITED,
+                external_id: id,
+                change: serde_json::json!({ "text": text }),
+            })),
+            PageEvent::Revoked { id } => one(Flow::Emit(ChannelEvent::Changed {
+                event: crate::sessions::MESSAGE_REVOKED,
+                external_id: id,
+                change: serde_json::json!({}),
+            })),
             PageEvent::Ack { id, ack } => contract::ack_level(ack)
                 .map(|level| Flow::Emit(ChannelEvent::Ack { id, level }))
                 .into_iter()
@@ -910,6 +1070,176 @@ struct SendResult {
     already: bool,
 }
 
+/// What a page call that answers `{"ok"}` or `{"error"}` said.
+fn page_done(out: &str, not_found: &str) -> Result<(), ChannelError> {
+    let v: serde_json::Value =
+        serde_json::from_str(out).map_err(|e| ChannelError::Failed(e.to_string()))?;
+    match v["error"].as_str() {
+        None => Ok(()),
+        Some("not_found") => Err(ChannelError::Rejected(not_found.into())),
+        Some(e) => Err(ChannelError::Failed(e.to_owned())),
+    }
+}
+
+/// What a send needs besides the page.
+struct Sending {
+    tenant_id: String,
+    session_id: String,
+    store: crate::storage::Store,
+    media: Option<crate::media::MediaStore>,
+    pacing: pacing::Pacing,
+}
+
+/// Waits for the send's slot ([`pacing`]): `Later` when the account must not send
+/// yet. A send already let through once (a retry after a crash) keeps its slot.
+async fn paced(
+    page: &Page,
+    with: &Sending,
+    to: &str,
+    message: &OutboundMessage,
+) -> Result<(), ChannelError> {
+    let p = &with.pacing;
+    if !p.enabled {
+        return Ok(());
+    }
+    let store_err = |e: crate::storage::StoreError| ChannelError::Failed(format!("pacing: {e}"));
+    if with
+        .store
+        .account_action_at(&with.session_id, &message.id)
+        .await
+        .map_err(store_err)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let now = crate::clock::now_ms();
+    let sends = sends_of(&with.store, &with.session_id, now)
+        .await
+        .map_err(store_err)?;
+    let unanswered: Vec<i64> = if p.per_contact_per_hour > 0 {
+        let out = call(page, contract::UNANSWERED_JS, &[to.into()], CALL_TIMEOUT)
+            .await
+            .map_err(ChannelError::Failed)?;
+        serde_json::from_str(&out).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    match p.next_slot(now, &sends, &unanswered, &with.session_id) {
+        pacing::Slot::Later(at, why) => {
+            tracing::debug!(message = %message.id, why, wait_ms = at - now, "send paced");
+            metrics::counter!("switchboard_whatsapp_paced_sends_total", "why" => why).increment(1);
+            Err(ChannelError::Later(at))
+        }
+        pacing::Slot::Now => {
+            with.store
+                .record_account_action(&with.session_id, SEND_ACTION, Some(&message.id), now)
+                .await
+                .map_err(store_err)?;
+            Ok(())
+        }
+    }
+}
+
+/// Sends `message` from `page`: paced, typed, its file (at most one) staged from the
+/// store first.
+async fn send_message(
+    page: Page,
+    with: Sending,
+    message: OutboundMessage,
+) -> Result<String, ChannelError> {
+    let (store, tenant_id) = (with.media.clone(), with.tenant_id.clone());
+    let kind = ChannelKind::WhatsApp;
+    kind.capabilities().check(kind, &message)?;
+    if message.attachments.len() > 1 {
+        return Err(ChannelError::Unsupported(
+            "a WhatsApp message carries one file; send them one message each".into(),
+        ));
+    }
+    let to = contract::jid(&message.to).ok_or_else(|| {
+        ChannelError::Rejected(format!("`{}` is not a WhatsApp address", message.to))
+    })?;
+    let key_id = contract::message_key_id(&message.id);
+    paced(&page, &with, &to, &message).await?;
+    if message.mark_read {
+        // Read first, then answer, as a person would.
+        if let Err(e) = call(&page, contract::SEEN_JS, &[to.clone().into()], CALL_TIMEOUT).await {
+            tracing::debug!(error = %e, "chat not marked read before the answer");
+        }
+    }
+    let mut options = serde_json::json!({});
+    if let Some(q) = &message.reply_to {
+        options["quoted"] = q.as_str().into();
+    }
+    let timeout = match message.attachments.first() {
+        Some(a) => {
+            let handle = media::stage(&page, store.as_ref(), &tenant_id, a).await?;
+            options["media"] = media::send_options(a, &handle, &message.text);
+            SLOW_CALL_TIMEOUT
+        }
+        None => CALL_TIMEOUT,
+    };
+    let voice = message.attachments.first().is_some_and(|a| a.as_voice);
+    let typing = with
+        .pacing
+        .typing_time(message.text.chars().count().max(20));
+    if !typing.is_zero() {
+        let state = if voice { "recording" } else { "composing" };
+        if let Err(e) = call(
+            &page,
+            contract::CHAT_STATE_JS,
+            &[to.clone().into(), state.into()],
+            CALL_TIMEOUT,
+        )
+        .await
+        {
+            tracing::debug!(error = %e, "typing not shown");
+        }
+        tokio::time::sleep(typing).await;
+    }
+    let out = call(
+        &page,
+        contract::SEND_JS,
+        &[
+            to.clone().into(),
+            message.text.into(),
+            key_id.into(),
+            options,
+        ],
+        timeout,
+    )
+    .await
+    .map_err(ChannelError::Failed)?;
+    if !typing.is_zero() {
+        let _ = call(
+            &page,
+            contract::CHAT_STATE_JS,
+            &[to.clone().into(), "paused".into()],
+            CALL_TIMEOUT,
+        )
+        .await;
+    }
+    let r: SendResult =
+        serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))?;
+    match (r.id, r.error) {
+        (Some(id), None) => {
+            if r.already {
+                tracing::info!(%id, "already in the chat (sent before a crash); not sent again");
+            }
+            Ok(id)
+        }
+        (_, Some(e)) if e == "not_on_whatsapp" => Err(ChannelError::Rejected(format!(
+            "not_on_whatsapp: {to} is not on WhatsApp"
+        ))),
+        (_, Some(e)) if e == "quoted_not_found" => Err(ChannelError::Rejected(
+            "quoted_message_not_found: the message to quote is not on WhatsApp Web any more".into(),
+        )),
+        (_, Some(e)) => Err(ChannelError::Failed(e)),
+        _ => Err(ChannelError::Failed(
+            "the page returned no message id".into(),
+        )),
+    }
+}
+
 impl Channel for WhatsApp {
     fn connect(
         &mut self,
@@ -937,39 +1267,51 @@ impl Channel for WhatsApp {
     }
 
     fn send(&mut self, message: OutboundMessage) -> BoxFuture<'_, Result<String, ChannelError>> {
+        let (page, with) = (self.page(), self.sending());
+        Box::pin(async move { send_message(page?, with, message).await })
+    }
+
+    /// Every send runs beside the actor: it may show typing for seconds, or carry a
+    /// large file.
+    fn send_beside(
+        &mut self,
+        message: Box<OutboundMessage>,
+    ) -> Result<BoxFuture<'static, Result<String, ChannelError>>, Box<OutboundMessage>> {
+        let (page, with) = (self.page(), self.sending());
+        Ok(Box::pin(async move {
+            send_message(page?, with, *message).await
+        }))
+    }
+
+    fn react(
+        &mut self,
+        external_id: String,
+        emoji: String,
+    ) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
-            let kind = ChannelKind::WhatsApp;
-            kind.capabilities().check(kind, &message)?;
-            let to = contract::jid(&message.to).ok_or_else(|| {
-                ChannelError::Rejected(format!("`{}` is not a WhatsApp address", message.to))
-            })?;
             let page = self.page()?;
-            let key_id = contract::message_key_id(&message.id);
             let out = call(
                 &page,
-                contract::SEND_JS,
-                &[to.clone().into(), message.text.into(), key_id.into()],
+                contract::REACT_JS,
+                &[external_id.into(), emoji.into()],
                 CALL_TIMEOUT,
             )
             .await
             .map_err(ChannelError::Failed)?;
-            let r: SendResult =
-                serde_json::from_str(&out).map_err(|e| ChannelError::Failed(e.to_string()))?;
-            match (r.id, r.error) {
-                (Some(id), None) => {
-                    if r.already {
-                        tracing::info!(%id, "already in the chat (sent before a crash); not sent again");
-                    }
-                    Ok(id)
-                }
-                (_, Some(e)) if e == "not_on_whatsapp" => Err(ChannelError::Rejected(format!(
-                    "not_on_whatsapp: {to} is not on WhatsApp"
-                ))),
-                (_, Some(e)) => Err(ChannelError::Failed(e)),
-                _ => Err(ChannelError::Failed(
-                    "the page returned no message id".into(),
-                )),
-            }
+            page_done(&out, "the message is not on the page any more")
+        })
+    }
+
+    fn mark_read(&mut self, chat: String) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let to = contract::jid(&chat).ok_or_else(|| {
+                ChannelError::Rejected(format!("`{chat}` is not a WhatsApp chat"))
+            })?;
+            let page = self.page()?;
+            let out = call(&page, contract::SEEN_JS, &[to.into()], CALL_TIMEOUT)
+                .await
+                .map_err(ChannelError::Failed)?;
+            page_done(&out, "no such chat on this account")
         })
     }
 

@@ -35,6 +35,9 @@ pub struct NewSend {
     /// A message, or (LinkedIn) an invitation or an accept.
     pub kind: SendKind,
     pub idempotency: Option<Idempotency>,
+    /// Mark the recipient's chat read just before sending (the RAG actor's answers,
+    /// when the session's reply settings say so).
+    pub mark_read: bool,
 }
 
 /// An idempotency key, and what a second send with it must match to be the same.
@@ -188,6 +191,7 @@ impl SendQueue {
             html: send.html.clone(),
             attachments: send.attachments.clone(),
             kind: send.kind,
+            mark_read: send.mark_read,
         };
         let mut row =
             MessageRow::outbound(&self.inner.keyring, session, &send.to, &send.text, &extras)

@@ -282,6 +282,7 @@ async fn message_of(inner: &Inner, row: &MessageRow) -> Result<OutboundMessage, 
         reply_to,
         attachments: extras.attachments,
         kind: extras.kind,
+        mark_read: extras.mark_read,
     })
 }
 

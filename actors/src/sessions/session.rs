@@ -275,6 +275,21 @@ async fn process(
                 if !m.attachments.is_empty() {
                     data["attachments"] = serde_json::json!(m.attachments);
                 }
+                if let Some(media) = &m.media {
+                    data["media"] = serde_json::json!(media);
+                }
+                if let Some(quoted) = &m.reply_to {
+                    // Our id for the message it answers, where we have it.
+                    let ours = state
+                        .deps
+                        .store
+                        .message_by_external_id(&state.row.id, quoted)
+                        .await
+                        .ok()
+                        .flatten();
+                    data["reply_to"] = ours.map(|r| r.id).into();
+                    data["reply_to_external_id"] = quoted.as_str().into();
+                }
                 if !m.meta.is_null() {
                     data["meta"] = m.meta.clone();
                 }
@@ -349,6 +364,11 @@ async fn process(
                 )
                 .await
             }
+            ChannelEvent::Changed {
+                event,
+                external_id,
+                change,
+            } => about_received(&state.deps, &state.row, event, &external_id, change).await,
             ChannelEvent::Deleted { external_id } => {
                 let data = serde_json::json!({});
                 about_received(&state.deps, &state.row, MESSAGE_DELETED, &external_id, data).await;
@@ -383,10 +403,17 @@ async fn process(
                 )))?;
             }
         },
-        SessionMsg::Send(message, reply) => {
-            let result = state.channel.send(message).await;
-            let _ = reply.send(result);
-        }
+        SessionMsg::Send(message, reply) => match state.channel.send_beside(Box::new(message)) {
+            Ok(sending) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(sending.await);
+                });
+            }
+            Err(message) => {
+                let result = state.channel.send(*message).await;
+                let _ = reply.send(result);
+            }
+        },
         SessionMsg::Query(q, reply) => {
             let result = match q {
                 Query::Groups => state.channel.groups().await.map(|g| serde_json::json!(g)),
@@ -425,6 +452,16 @@ async fn process(
                         })
                     }),
                 Query::Profile(who) => state.channel.profile(who).await,
+                Query::React(external_id, emoji) => state
+                    .channel
+                    .react(external_id, emoji.clone())
+                    .await
+                    .map(|()| serde_json::json!({ "emoji": emoji })),
+                Query::MarkRead(chat) => state
+                    .channel
+                    .mark_read(chat.clone())
+                    .await
+                    .map(|()| serde_json::json!({ "chat": chat, "read": true })),
                 Query::SubmitCode(code) => state
                     .channel
                     .submit_code(code)

@@ -55,6 +55,9 @@ pub struct MessageExtras {
     /// An invitation or an accept rather than a message (LinkedIn).
     #[serde(default, skip_serializing_if = "SendKind::is_message")]
     pub kind: SendKind,
+    /// Mark the chat read before sending.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mark_read: bool,
 }
 
 impl MessageExtras {
@@ -63,6 +66,7 @@ impl MessageExtras {
             && self.html.is_none()
             && self.attachments.is_empty()
             && self.kind.is_message()
+            && !self.mark_read
     }
 }
 

@@ -57,6 +57,35 @@
 //! - `POST /_standin/passkey {"phone","required"}` flags a phone whose linking needs a passkey.
 //! - `POST /_standin/unregistered {"phone"}`: that number is not on WhatsApp.
 //! - `GET /_standin/state` counts pages, devices, refused robots and dismissed modals.
+//!
+//! Media, replies, reactions, edits and read state, as the page has them:
+//! - **Media** is end-to-end encrypted ([`media`]): a sender uploads
+//!   `AES-CBC(file) ‖ MAC` to the media server (`POST /mms/{type}/…`, answered with a
+//!   `direct_path`) and the message carries `mediaKey`, `directPath`, `filehash`,
+//!   `encFilehash`, `size`, `mimetype`, `filename`; the receiving page downloads and
+//!   decrypts it itself (`WAWebDownloadManager.downloadManager.downloadAndMaybeDecrypt`,
+//!   after `msg.downloadMedia()` resolved `mediaData.mediaStage`). The server forgets
+//!   files after a while (`"expired": true` here): 404, stage `ERROR_MISSING`. An
+//!   image's or video's `body` is its base64 thumbnail, not text; view-once media
+//!   has `isViewOnce`; a location is `type: location` with `lat`/`lng`/`loc`; a
+//!   contact card is `type: vcard` with the vCard as `body`. Sending goes through
+//!   `WAWebMediaOpaqueData`, `WAWebPrepRawMedia` (`asDocument`, `asSticker`, `isPtt`),
+//!   `WAWebMediaStorage`, `WAWebMmsMediaTypes` and `WAWebMediaMmsV4Upload`.
+//! - **Replies** carry `quotedMsg`, `quotedStanzaID`, `quotedParticipant`; a send quotes
+//!   with `msg.msgContextInfo(chat)`. **Reactions** reach the page's reaction table
+//!   (`WAWebAddonReactionTableMode.reactionTableMode.bulkUpsert`) and are sent with
+//!   `WAWebSendReactionMsgAction.sendReactionToMsg`. An **edit** changes the message's
+//!   `body` (or `caption`) in place with `latestEditMsgKey`; a **delete for everyone**
+//!   turns its `type` into `revoked`. **Read state**: `WAWebUpdateUnreadChatAction.sendSeen`
+//!   marks a chat read; **typing** is `WAWebChatStateBridge.sendChatStateComposing` /
+//!   `sendChatStateRecording` / `sendChatStatePaused`.
+//! - Control: `POST /_standin/inbound` also takes `"media_base64"`, `"filename"`,
+//!   `"view_once"`, `"expired"`, `"quoted"` (an id in the chat), `"lat"`, `"lng"`, `"loc"`
+//!   and `"vcard"`; `POST /_standin/react {"phone","from","id","emoji"}`,
+//!   `POST /_standin/edit {"phone","id","text"}`, `POST /_standin/revoke {"phone","id"}`
+//!   (the contact who wrote `id` changes it); `GET /_standin/reactions?phone=` lists
+//!   the reactions the phone's pages sent, `GET /_standin/signals?phone=` their
+//!   typing states and read marks, oldest first.
 
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -73,6 +102,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+pub mod media;
 
 const PAGE: &str = include_str!("whatsapp.html");
 /// Longest a poll is held open.
@@ -122,6 +153,46 @@ pub struct Sent {
     pub to_phone: Option<String>,
     pub text: String,
     pub at_ms: i64,
+    /// The file it carried, opened by the recipient's phone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<SentMedia>,
+    /// The id (`quotedStanzaID`) of the message it quotes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quoted: Option<String>,
+}
+
+/// A file a linked page sent, as the recipient's phone decrypted it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct SentMedia {
+    /// `image`, `video`, `audio`, `ptt`, `document`, `sticker`.
+    #[serde(rename = "type")]
+    pub msg_type: String,
+    pub mimetype: String,
+    pub filename: Option<String>,
+    /// Hex SHA-256 of the decrypted file.
+    pub sha256: String,
+    pub size: u64,
+    pub caption: Option<String>,
+    pub view_once: bool,
+}
+
+/// A reaction a linked page sent.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct SentReaction {
+    /// The message reacted to, serialised (`fromMe_chat_id`).
+    pub parent: String,
+    /// Empty: the reaction was taken back.
+    pub emoji: String,
+    pub at_ms: i64,
+}
+
+/// A chat state (typing) or read mark a linked page sent.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct ChatSignal {
+    pub chat: String,
+    /// `composing`, `recording`, `paused`; `seen` for a read mark.
+    pub state: String,
+    pub at_ms: i64,
 }
 
 /// An inbound message as a test describes it (see `POST /_standin/inbound`).
@@ -141,6 +212,22 @@ pub struct Inbound {
     pub ciphertext: bool,
     pub status: bool,
     pub hide_phone: bool,
+    /// The file (an image, voice note…): uploaded encrypted to the media server.
+    #[serde(skip)]
+    pub media: Option<Vec<u8>>,
+    /// The same, base64, over HTTP.
+    pub media_base64: Option<String>,
+    pub filename: Option<String>,
+    pub view_once: bool,
+    /// The media server no longer has the file (downloads get 404).
+    pub expired: bool,
+    /// The id of a message in the chat this one quotes.
+    pub quoted: Option<String>,
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    pub loc: Option<String>,
+    /// A contact card (`type: vcard`).
+    pub vcard: Option<String>,
 }
 
 /// The LID WhatsApp gives a phone number here (deterministic, 15 digits).
@@ -171,6 +258,8 @@ struct Client {
 #[derive(Debug, Default)]
 struct Phone {
     sent: Vec<Sent>,
+    reactions: Vec<SentReaction>,
+    signals: Vec<ChatSignal>,
     offline_until: Option<Instant>,
     /// Every message of the account, both ways, oldest first (for history sync).
     history: Vec<Value>,
@@ -193,6 +282,8 @@ struct World {
     refused: Vec<String>,
     modals_dismissed: u64,
     counter: u64,
+    /// The media server: direct path → what it keeps (encrypted), or `None` once expired.
+    cdn: HashMap<String, Option<Bytes>>,
 }
 
 impl World {
@@ -238,6 +329,31 @@ impl World {
         !devices.is_empty()
     }
 
+    /// Keeps an encrypted file on the media server; returns its direct path.
+    fn store_media(&mut self, file: Bytes) -> String {
+        let n = self.next();
+        let path = format!(
+            "/v/t62.7118-24/{n}{:010}_{}_n.enc?ccb=11-4&oh=01_{:016x}&_nc_sid=5e03e0",
+            rand_u64() % 10_000_000_000,
+            rand_u64() % 1_000_000,
+            rand_u64()
+        );
+        self.cdn.insert(path.clone(), Some(file));
+        path
+    }
+
+    /// The serialised key of message `id` in `phone`'s history (`id` bare or serialised).
+    fn key_of(&self, phone: &str, id: &str) -> Option<String> {
+        if id.contains('_') {
+            return Some(id.to_owned());
+        }
+        let p = self.phones.get(phone)?;
+        p.history.iter().rev().find(|e| e["id"] == id).map(|e| {
+            let from_me = e["fromMe"].as_bool().unwrap_or(false);
+            format!("{from_me}_{}_{id}", e["chat"].as_str().unwrap_or_default())
+        })
+    }
+
     fn record(&mut self, phone: &str, ev: &Value) {
         let p = self.phones.entry(phone.to_owned()).or_default();
         p.history.push(ev.clone());
@@ -269,6 +385,9 @@ impl World {
         })
     }
 }
+
+/// What an image message's `body` holds on the page: a base64 JPEG thumbnail.
+const THUMBNAIL: &str = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAAAAAAAAAAAAD/2gAIAQEAAD8AKp//2Q==";
 
 fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
@@ -465,18 +584,67 @@ impl WhatsAppStandin {
             (Some(g), _) => (g.clone(), Some(lid.clone())),
             (None, _) => (lid.clone(), None),
         };
-        let ev = json!({
+        let msg_type = m.msg_type.clone().unwrap_or_else(|| "chat".into());
+        let mut ev = json!({
             "type": "message", "id": id, "from": if author.is_some() { chat.clone() } else { lid.clone() },
             "author": author, "chat": chat, "text": m.text,
             "pn": if m.hide_phone || author.is_some() { Value::Null } else { pn.clone().into() },
             "authorPn": if m.hide_phone || author.is_none() { Value::Null } else { pn.into() },
-            "msgType": m.msg_type.as_deref().unwrap_or("chat"), "subtype": m.subtype,
+            "msgType": msg_type, "subtype": m.subtype,
             "caption": m.caption, "mimetype": m.mimetype, "ciphertext": m.ciphertext,
             "notifyName": format!("User {sender}"), "t": crate::clock::now_ms() / 1000,
         });
+        if matches!(
+            msg_type.as_str(),
+            "image" | "video" | "sticker" | "location"
+        ) {
+            // The page shows a thumbnail: that is what `body` holds, not text.
+            ev["text"] = THUMBNAIL.into();
+        }
+        if msg_type == "location" {
+            ev["lat"] = m.lat.into();
+            ev["lng"] = m.lng.into();
+            ev["loc"] = m.loc.clone().into();
+        }
+        if msg_type == "vcard" {
+            ev["text"] = m.vcard.clone().unwrap_or_default().into();
+        }
         let mut w = self.world();
         if w.devices_of(phone).is_empty() {
             return None;
+        }
+        if let Some(bytes) = m.media.as_deref() {
+            let sealed = media::seal(&msg_type, bytes);
+            let path = w.store_media(Bytes::from(sealed.file));
+            if m.expired {
+                w.cdn.insert(path.clone(), None);
+            }
+            ev["media"] = json!({
+                "mediaKey": sealed.media_key, "directPath": path, "filehash": sealed.filehash,
+                "encFilehash": sealed.enc_filehash, "size": bytes.len(), "filename": m.filename,
+                "mediaKeyTimestamp": crate::clock::now_ms() / 1000, "isViewOnce": m.view_once,
+            });
+        }
+        if let Some(q) = &m.quoted
+            && let Some(key) = w.key_of(phone, q)
+        {
+            let from_me = key.starts_with("true_");
+            let participant = if from_me {
+                format!("{}@lid", lid_of(phone))
+            } else {
+                w.phones
+                    .get(phone)
+                    .and_then(|p| p.history.iter().rev().find(|e| e["id"] == q.as_str()))
+                    .and_then(|e| {
+                        e["author"]
+                            .as_str()
+                            .or(e["from"].as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| lid.clone())
+            };
+            let stanza = key.rsplit('_').next().unwrap_or_default().to_owned();
+            ev["quoted"] = json!({ "key": key, "id": stanza, "participant": participant });
         }
         w.known.insert(sender);
         w.record(phone, &ev);
@@ -511,6 +679,60 @@ impl WhatsAppStandin {
         drop(w);
         self.changed();
         linked
+    }
+
+    /// The contact `from` reacts to message `id` (bare or serialised) in `phone`'s
+    /// account; an empty `emoji` takes the reaction back.
+    pub fn react(&self, phone: &str, from: &str, id: &str, emoji: &str) -> bool {
+        let mut w = self.world();
+        let Some(parent) = w.key_of(phone, id) else {
+            return false;
+        };
+        let ev = json!({
+            "type": "reaction", "parent": parent, "id": message_id(), "emoji": emoji,
+            "from": format!("{}@lid", lid_of(&digits(from))), "t": crate::clock::now_ms(),
+        });
+        let linked = w.push_phone(phone, &ev);
+        drop(w);
+        self.changed();
+        linked
+    }
+
+    /// The contact who wrote message `id` edits it to `text`, or (`None`) deletes it
+    /// for everyone.
+    pub fn change(&self, phone: &str, id: &str, text: Option<&str>) -> bool {
+        let mut w = self.world();
+        let Some(key) = w.key_of(phone, id) else {
+            return false;
+        };
+        let ev = match text {
+            Some(t) => {
+                json!({ "type": "edit", "key": key, "text": t, "editId": message_id(), "t": crate::clock::now_ms() })
+            }
+            None => json!({ "type": "revoke", "key": key, "t": crate::clock::now_ms() }),
+        };
+        let linked = w.push_phone(phone, &ev);
+        drop(w);
+        self.changed();
+        linked
+    }
+
+    /// Reactions `phone`'s pages sent.
+    pub fn reactions(&self, phone: &str) -> Vec<SentReaction> {
+        self.world()
+            .phones
+            .get(phone)
+            .map(|p| p.reactions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Chat states (typing) and read marks `phone`'s pages sent, oldest first.
+    pub fn signals(&self, phone: &str) -> Vec<ChatSignal> {
+        self.world()
+            .phones
+            .get(phone)
+            .map(|p| p.signals.clone())
+            .unwrap_or_default()
     }
 
     /// Puts `phone`'s pages in a socket state (`TIMEOUT` comes back after `seconds`).
@@ -588,6 +810,7 @@ impl WhatsAppStandin {
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
+        let query_raw = req.uri().query().map(str::to_owned);
         let query: HashMap<String, String> = req
             .uri()
             .query()
@@ -621,6 +844,34 @@ impl WhatsAppStandin {
                     .unwrap_or_default()
             }
             (Method::GET, "/_standin/poll") => self.poll(&query).await,
+            (Method::GET, p) if p.starts_with("/v/") => {
+                let full = req_path_and_query(&path, &query_raw);
+                match self.world().cdn.get(&full).cloned().flatten() {
+                    Some(file) => Response::builder()
+                        .header("content-type", "application/octet-stream")
+                        .body(Full::new(file))
+                        .unwrap_or_default(),
+                    None => reply(StatusCode::NOT_FOUND, json!({"error": "media not found"})),
+                }
+            }
+            (Method::POST, p) if p.starts_with("/mms/") => {
+                // The page uploads what it encrypted; the server keeps it as it is.
+                let mut w = self.world();
+                let direct_path = w.store_media(body);
+                let url = format!("http://{}{direct_path}", self.addr);
+                reply(
+                    StatusCode::OK,
+                    json!({ "url": url, "direct_path": direct_path }),
+                )
+            }
+            (Method::GET, "/_standin/reactions") => {
+                let phone = query.get("phone").cloned().unwrap_or_default();
+                reply(StatusCode::OK, json!(self.reactions(&phone)))
+            }
+            (Method::GET, "/_standin/signals") => {
+                let phone = query.get("phone").cloned().unwrap_or_default();
+                reply(StatusCode::OK, json!(self.signals(&phone)))
+            }
             (Method::POST, p) => {
                 let v: Value = match serde_json::from_slice(&body) {
                     Ok(v) => v,
@@ -688,12 +939,24 @@ impl WhatsAppStandin {
                 }
             }
             "/_standin/inbound" => {
-                let m: Inbound = match serde_json::from_value(v.clone()) {
+                let mut m: Inbound = match serde_json::from_value(v.clone()) {
                     Ok(m) => m,
                     Err(e) => {
                         return reply(StatusCode::BAD_REQUEST, json!({"error": e.to_string()}));
                     }
                 };
+                if let Some(b) = m.media_base64.take() {
+                    use base64::Engine;
+                    match base64::engine::general_purpose::STANDARD.decode(b) {
+                        Ok(bytes) => m.media = Some(bytes),
+                        Err(e) => {
+                            return reply(
+                                StatusCode::BAD_REQUEST,
+                                json!({"error": format!("media_base64: {e}")}),
+                            );
+                        }
+                    }
+                }
                 match self.deliver(&s("phone"), m) {
                     Some(id) => reply(StatusCode::OK, json!({"id": id})),
                     None => done(false),
@@ -704,6 +967,9 @@ impl WhatsAppStandin {
                 None => done(false),
             },
             "/_standin/read" => done(self.read(&s("phone"), &s("id"))),
+            "/_standin/react" => done(self.react(&s("phone"), &s("from"), &s("id"), &s("emoji"))),
+            "/_standin/edit" => done(self.change(&s("phone"), &s("id"), Some(&s("text")))),
+            "/_standin/revoke" => done(self.change(&s("phone"), &s("id"), None)),
             "/_standin/state" => {
                 let seconds = v.get("seconds").and_then(Value::as_u64);
                 done(self.set_state(&s("phone"), &s("state"), seconds))
@@ -737,7 +1003,41 @@ impl WhatsAppStandin {
                         json!({"error": "this group addresses its members by LID"}),
                     );
                 }
-                self.page_send(&s("device"), &s("to"), &s("text"), &s("id"))
+                self.page_send(&v)
+            }
+            "/_standin/api/react" => {
+                let mut w = self.world();
+                let Some(phone) = w.devices.get(&s("device")).cloned() else {
+                    return reply(
+                        StatusCode::UNAUTHORIZED,
+                        json!({"error": "device not linked"}),
+                    );
+                };
+                w.phones
+                    .entry(phone)
+                    .or_default()
+                    .reactions
+                    .push(SentReaction {
+                        parent: s("parent"),
+                        emoji: s("emoji"),
+                        at_ms: crate::clock::now_ms(),
+                    });
+                reply(StatusCode::OK, json!({}))
+            }
+            "/_standin/api/signal" => {
+                let mut w = self.world();
+                let Some(phone) = w.devices.get(&s("device")).cloned() else {
+                    return reply(
+                        StatusCode::UNAUTHORIZED,
+                        json!({"error": "device not linked"}),
+                    );
+                };
+                w.phones.entry(phone).or_default().signals.push(ChatSignal {
+                    chat: s("chat"),
+                    state: s("state"),
+                    at_ms: crate::clock::now_ms(),
+                });
+                reply(StatusCode::OK, json!({}))
             }
             "/_standin/api/query-exists" => self.query_exists(&s("device"), &s("wid")),
             "/_standin/api/refused" => {
@@ -816,7 +1116,9 @@ impl WhatsAppStandin {
         )
     }
 
-    fn page_send(&self, device: &str, to: &str, text: &str, id: &str) -> Response<Full<Bytes>> {
+    fn page_send(&self, v: &Value) -> Response<Full<Bytes>> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (device, to, text, id) = (s("device"), s("to"), s("text"), s("id"));
         let mut w = self.world();
         let Some(phone) = w.devices.get(device).cloned() else {
             return reply(
@@ -843,16 +1145,32 @@ impl WhatsAppStandin {
         };
         let key_id = id.rsplit('_').next().unwrap_or(id).to_owned();
         let chat = to.to_owned();
+        let media = match v.get("media").filter(|m| m.is_object()) {
+            None => None,
+            Some(m) => match open_sent_media(&w, m) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    return reply(StatusCode::BAD_REQUEST, json!({ "error": e }));
+                }
+            },
+        };
+        let msg_type = media
+            .as_ref()
+            .map_or("chat", |m| m.msg_type.as_str())
+            .to_owned();
+        let quoted = v.get("quoted").and_then(Value::as_str).map(str::to_owned);
         w.phones.entry(phone.clone()).or_default().sent.push(Sent {
             id: id.to_owned(),
             to: chat.clone(),
             to_phone,
             text: text.to_owned(),
             at_ms: crate::clock::now_ms(),
+            media,
+            quoted,
         });
         let ev = json!({
             "type": "message", "id": key_id, "from": format!("{}@lid", lid_of(&phone)), "chat": chat,
-            "text": text, "fromMe": true, "msgType": "chat", "t": crate::clock::now_ms() / 1000, "pn": Value::Null,
+            "text": text, "fromMe": true, "msgType": msg_type, "t": crate::clock::now_ms() / 1000, "pn": Value::Null,
         });
         w.record(&phone, &ev);
         drop(w);
@@ -866,6 +1184,13 @@ impl WhatsAppStandin {
             me.changed();
         });
         reply(StatusCode::OK, json!({"ok": true}))
+    }
+
+    /// Drops a file from the media server (as WhatsApp's does after a while).
+    pub fn expire_media(&self) {
+        for f in self.world().cdn.values_mut() {
+            *f = None;
+        }
     }
 
     /// One long poll of a page: its events, or an empty list after a while.
@@ -959,6 +1284,50 @@ impl WhatsAppStandin {
                 return reply(StatusCode::OK, json!([]));
             }
         }
+    }
+}
+
+/// What the recipient's phone makes of a media message a page sent: it downloads
+/// the file from the media server and decrypts it.
+fn open_sent_media(w: &World, m: &Value) -> Result<SentMedia, String> {
+    let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let msg_type = s("type").ok_or("media without a type")?;
+    let path = s("directPath").ok_or("media without a directPath")?;
+    let file = w
+        .cdn
+        .get(&path)
+        .cloned()
+        .flatten()
+        .ok_or("the media server has no file at this directPath")?;
+    let plain = media::open(
+        &msg_type,
+        &s("mediaKey").unwrap_or_default(),
+        &file,
+        &s("encFilehash").unwrap_or_default(),
+        &s("filehash").unwrap_or_default(),
+    )?;
+    if m.get("size").and_then(Value::as_u64) != Some(plain.len() as u64) {
+        return Err("size does not match the file".into());
+    }
+    use sha2::Digest;
+    Ok(SentMedia {
+        msg_type,
+        mimetype: s("mimetype").unwrap_or_default(),
+        filename: s("filename"),
+        sha256: hex::encode(sha2::Sha256::digest(&plain)),
+        size: plain.len() as u64,
+        caption: s("caption"),
+        view_once: m
+            .get("isViewOnce")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+fn req_path_and_query(path: &str, query: &Option<String>) -> String {
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     }
 }
 

@@ -154,13 +154,26 @@ pub async fn profile(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 /// next slot (read from storage: the session need not run).
 pub async fn limits(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let session = load(ctx, caller).await?;
-    linkedin_only(&session, "safety caps")?;
+    if session.channel != "whatsapp" {
+        linkedin_only(&session, "safety caps")?;
+    }
     let config = channels::session_config(&session, &ctx.app.store, &ctx.app.keyring)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut v = linkedin::limits(&session, &config, &ctx.app.store)
+    let mut v = if session.channel == "whatsapp" {
+        channels::whatsapp::limits(
+            &session,
+            &config,
+            &ctx.app.store,
+            &ctx.app.config.channels.whatsapp,
+        )
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::internal)?
+    } else {
+        linkedin::limits(&session, &config, &ctx.app.store)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    };
     v["session_id"] = session.id.clone().into();
     json(StatusCode::OK, &v)
 }

@@ -130,12 +130,8 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
     if text.trim().is_empty() && body.media.is_none() {
         return Err(ApiError::validation("`text` must not be empty"));
     }
-    if body.as_voice {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not_supported",
-            "voice notes (`as_voice`) are not sent yet; send the audio as a file",
-        ));
+    if body.as_voice && body.media.is_none() {
+        return Err(ApiError::validation("`as_voice` goes with `media`"));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(ApiError::validation(format!(
@@ -164,7 +160,7 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         .await?
         .ok_or_else(|| ApiError::not_found("session"))?;
     let attachments = match body.media {
-        Some(m) => vec![media_attachment(ctx, caller, m, body.filename).await?],
+        Some(m) => vec![media_attachment(ctx, caller, m, body.filename, body.as_voice).await?],
         None if body.filename.is_some() => {
             return Err(ApiError::validation("`filename` goes with `media`"));
         }
@@ -178,6 +174,7 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         reply_to: body.reply_to,
         attachments,
         kind: Default::default(),
+        mark_read: false,
         idempotency: key.map(|key| Idempotency {
             key,
             scope: KeyScope::Request,
@@ -222,7 +219,32 @@ async fn media_attachment(
     caller: &Caller,
     media: MediaRef,
     filename: Option<String>,
+    as_voice: bool,
 ) -> Result<Attachment, ApiError> {
+    let row = stored_or_fetched(ctx, caller, media, filename.clone()).await?;
+    if as_voice && !row.mimetype.starts_with("audio/") {
+        return Err(ApiError::validation(format!(
+            "`as_voice` needs an audio file; this one is {}",
+            row.mimetype
+        )));
+    }
+    let name = super::media::filename(filename)?
+        .or(row.filename.clone())
+        .unwrap_or_else(|| row.id.clone());
+    Ok(Attachment {
+        filename: name,
+        mime_type: row.mimetype.clone(),
+        content: AttachmentContent::Media(row.id),
+        as_voice,
+    })
+}
+
+async fn stored_or_fetched(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    media: MediaRef,
+    filename: Option<String>,
+) -> Result<switchboard_actors::storage::MediaRow, ApiError> {
     let store = &ctx.app.media;
     let row = match (media.id, media.url) {
         (Some(id), None) => store
@@ -244,14 +266,7 @@ async fn media_attachment(
             ));
         }
     };
-    let name = super::media::filename(filename)?
-        .or(row.filename.clone())
-        .unwrap_or_else(|| row.id.clone());
-    Ok(Attachment {
-        filename: name,
-        mime_type: row.mimetype.clone(),
-        content: AttachmentContent::Media(row.id),
-    })
+    Ok(row)
 }
 
 /// A queued send as the API answers it (202), marked when replayed.
@@ -363,4 +378,85 @@ pub async fn list(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         StatusCode::OK,
         &serde_json::json!({ "data": data, "next_cursor": next_cursor }),
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReactionBody {
+    /// One emoji; empty takes our reaction back.
+    emoji: String,
+}
+
+/// The longest emoji taken (a ZWJ family sequence with skin tones stays under it).
+const MAX_EMOJI_CHARS: usize = 16;
+
+/// `POST /v1/messages/{id}/reactions {"emoji"}`: reacts to a message (received or
+/// sent) on its network, at once (not through the send queue); `""` takes the
+/// reaction back.
+pub async fn react(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
+    let id = ctx.params[0].as_str();
+    let body: ReactionBody = read_json(req, ctx.app.config.max_body_bytes, false).await?;
+    let emoji = body.emoji.trim().to_owned();
+    let looks_like_emoji = emoji.chars().count() <= MAX_EMOJI_CHARS
+        && !emoji
+            .chars()
+            .any(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || c.is_control());
+    if !looks_like_emoji {
+        return Err(ApiError::validation(
+            "`emoji` must be one emoji (or \"\" to take the reaction back)",
+        ));
+    }
+    if !ids::is_valid(ids::MESSAGE, id) {
+        return Err(ApiError::not_found("message"));
+    }
+    let m = ctx
+        .app
+        .store
+        .get_message(&caller.tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let Some(external) = m.external_id.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "message_not_sent",
+            "the network has no id for this message yet (it is not sent); react once it is",
+        ));
+    };
+    ctx.app
+        .sessions
+        .query(
+            &caller.tenant.id,
+            &m.session_id,
+            Query::React(external, emoji.clone()),
+        )
+        .await?;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "message_id": m.id, "emoji": emoji, "removed": emoji.is_empty() }),
+    )
+}
+
+/// `POST /v1/sessions/{id}/chats/{chat}/read`: marks a chat read on the network (its
+/// sender sees the read receipts).
+pub async fn mark_read(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
+    let session_id = ctx.params[0].as_str();
+    let chat = ctx.params[1].replace("%40", "@");
+    if !ids::is_valid(super::sessions::SESSION_PREFIX, session_id) {
+        return Err(ApiError::not_found("session"));
+    }
+    let session = ctx
+        .app
+        .store
+        .get_session(&caller.tenant.id, session_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    if chat.is_empty() || chat.len() > MAX_TO_CHARS {
+        return Err(ApiError::validation("`chat` must be a chat id or number"));
+    }
+    let done = ctx
+        .app
+        .sessions
+        .query(&caller.tenant.id, &session.id, Query::MarkRead(chat))
+        .await?;
+    json(StatusCode::OK, &done)
 }

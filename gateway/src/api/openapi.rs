@@ -147,7 +147,7 @@ fn webhooks() -> Value {
     let s = |props: Value| json!({ "type": "object", "properties": props });
     let str_ = json!({ "type": "string" });
     let opt = json!({ "type": ["string", "null"] });
-    let events: [(&str, &str, Value); 9] = [
+    let events: [(&str, &str, Value); 12] = [
         (
             "session.status",
             "A session changed status (STARTING, SCAN_QR, CHALLENGE, WORKING, STOPPED, LOGGED_OUT, FAILED) or kept it with a new reason, such as `throttled_by_network: …` while LinkedIn asks the account to rest.",
@@ -164,10 +164,15 @@ fn webhooks() -> Value {
         ),
         (
             "message.received",
-            "An inbound message. On LinkedIn `from` is the sender's profile URN, `chat` the conversation URN, and `meta.sender` holds `public_id` and `name`.",
-            s(
-                json!({ "external_id": str_, "from": str_, "chat": str_, "text": opt, "meta": { "type": "object" } }),
-            ),
+            "An inbound message. On LinkedIn `from` is the sender's profile URN, `chat` the conversation URN, and `meta.sender` holds `public_id` and `name`. A WhatsApp file (image, video, audio, voice note, document, sticker; a contact card as text/vcard) is in the media store as `media.id` (`GET /v1/media/{id}`), the caption as `text`; `media.error` says why a file is not there (`media_unavailable`: gone from WhatsApp's servers). E-mail attachments carry `media_id` in `attachments[]`. A quote carries `reply_to` (our `msg_…` id when we have the message) and `reply_to_external_id`.",
+            s(json!({
+                "external_id": str_, "from": str_, "chat": str_, "text": opt, "meta": { "type": "object" },
+                "media": { "type": "object", "properties": {
+                    "id": opt, "mimetype": str_, "size": { "type": "integer" }, "filename": opt, "sha256": opt, "error": opt
+                } },
+                "attachments": { "type": "array", "items": { "type": "object" } },
+                "reply_to": opt, "reply_to_external_id": str_
+            })),
         ),
         (
             "message.sent",
@@ -182,6 +187,24 @@ fn webhooks() -> Value {
             s(
                 json!({ "message_id": str_, "status": { "const": "failed" }, "to": str_, "external_id": { "type": "null" }, "error": str_ }),
             ),
+        ),
+        (
+            "message.reaction",
+            "Someone reacted to a stored message (received or sent), or took the reaction back (`removed`, empty `emoji`).",
+            s(json!({
+                "message_id": str_, "external_id": str_, "emoji": str_, "removed": { "type": "boolean" },
+                "from": opt, "from_phone": opt, "reacted_at": { "type": "string", "format": "date-time" }
+            })),
+        ),
+        (
+            "message.edited",
+            "The sender edited a received message (the stored text stays as received).",
+            s(json!({ "message_id": str_, "external_id": str_, "text": str_ })),
+        ),
+        (
+            "message.revoked",
+            "The sender deleted a received message for everyone.",
+            s(json!({ "message_id": str_, "external_id": str_ })),
         ),
         (
             "invitation.received",
@@ -443,16 +466,20 @@ fn schemas() -> Value {
                 "to": { "type": "string", "maxLength": 256 }, "text": { "type": "string", "minLength": 1, "maxLength": 4096 },
                 "media": {
                     "type": "object", "additionalProperties": false,
-                    "description": "A file to send, one of: `id`, a stored file of the tenant (`POST /v1/media`; another tenant's is 404), or `url`, fetched once into the store (http(s), public addresses only unless `webhooks.allow_private`, 30 s, `media.max_file_bytes`; else 422 `url_not_allowed` / `media_fetch_failed` / 413). Channels that carry no files answer 422 `not_supported` (WhatsApp and LinkedIn for now).",
+                    "description": "A file to send, one of: `id`, a stored file of the tenant (`POST /v1/media`; another tenant's is 404), or `url`, fetched once into the store (http(s), public addresses only unless `webhooks.allow_private`, 30 s, `media.max_file_bytes`; else 422 `url_not_allowed` / `media_fetch_failed` / 413). WhatsApp sends one file per message: images and videos as media, audio as audio (or a voice note with `as_voice`), a WebP image without caption as a sticker, anything else as a document. Channels that carry no files answer 422 `not_supported` (LinkedIn).",
                     "properties": { "id": { "type": "string", "pattern": "^med_" }, "url": { "type": "string", "format": "uri" } }
                 },
                 "caption": { "type": "string", "maxLength": 4096, "description": "the text that goes with `media` (instead of `text`)" },
                 "filename": { "type": "string", "maxLength": 255, "description": "the name the file goes under (default: its stored name)" },
-                "as_voice": { "type": "boolean", "description": "send audio as a voice note: 422 `not_supported` for now" },
+                "as_voice": { "type": "boolean", "description": "send an audio file as a voice note (WhatsApp); 422 for a file that is not audio" },
                 "subject": { "type": "string", "minLength": 1, "maxLength": 998, "description": "channels with subjects (sim; e-mail)" },
-                "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies; e-mail: threaded, `Re:` subject)" },
+                "reply_to": { "type": "string", "pattern": "^msg_", "description": "a message of the same session this one answers (channels with replies; e-mail: threaded, `Re:` subject; WhatsApp: quoted)" },
                 "html": { "type": "string", "minLength": 1, "maxLength": 262144, "description": "an HTML alternative to `text` (e-mail; 422 `not_supported` elsewhere)" }
             }
+        },
+        "Reaction": {
+            "type": "object", "required": ["emoji"], "additionalProperties": false,
+            "properties": { "emoji": { "type": "string", "maxLength": 16, "description": "one emoji; \"\" takes the reaction back" } }
         },
         "SendInvitation": {
             "type": "object", "required": ["to"], "additionalProperties": false,
@@ -481,7 +508,8 @@ fn schemas() -> Value {
                 "working_hours": { "type": "string", "example": "08:00-20:00" },
                 "time_zone": { "type": "string" },
                 "ramp_up": { "type": ["object", "null"], "properties": { "from": ts, "days": { "type": "integer" }, "share": { "type": "number" } } },
-                "queued": { "type": "integer", "description": "sends of this session waiting in the queue" }
+                "queued": { "type": "integer", "description": "sends of this session waiting in the queue" },
+                "pacing": { "type": "object", "description": "WhatsApp: humanised sending in force (`enabled`; `typing` {enabled, per_char_ms, max_ms}; `gap` {min_ms, max_ms}; `per_contact_per_hour`; `warm_up` {days, from, day, cap_per_day, active}; `sent_last_24h`). Set per session in `config.pacing` (`enabled`, `typing`, `typing_per_char`, `typing_max`, `gap`, `per_contact_per_hour`, `warm_up_days`, `warm_up_start_per_day`, `warm_up_from`); on by default (`whatsapp.humanise`)." }
             }
         },
         "Fault": {
@@ -549,6 +577,7 @@ fn schemas() -> Value {
                 "system_prompt": { "type": ["string", "null"] },
                 "model": { "type": ["string", "null"], "description": "LLM model (default: rag.llm_model)" },
                 "temperature": { "type": "number", "minimum": 0, "maximum": 2, "default": 0.2 },
+                "mark_read": { "type": "boolean", "default": false, "description": "mark the asker's chat read when an answer goes out (WhatsApp read receipts)" },
                 "writer": { "type": "string", "enum": ["llm", "retrieval"], "readOnly": true, "description": "who writes replies: an LLM, or the best passage quoted (no LLM configured)" }
             }
         },

@@ -225,6 +225,23 @@ Message-ID: <html-1@example.test>\r\nContent-Type: text/html; charset=utf-8\r\n\
     assert_eq!(quote["attachments"][0]["filename"], "q.pdf");
     assert_eq!(quote["attachments"][0]["mime_type"], "application/pdf");
     assert_eq!(quote["attachments"][0]["size"], 9);
+    // Kept in the media store too: the same bytes from GET /v1/media/{id}.
+    let kept = quote["attachments"][0]["media_id"].as_str().unwrap();
+    assert_eq!(
+        quote["attachments"][0]["sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"%PDF-1.4\n"))
+    );
+    let stored = gw
+        .request(
+            Method::GET,
+            &format!("/v1/media/{kept}"),
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+    assert_eq!(stored.text, "%PDF-1.4\n");
+    assert_eq!(stored.headers["content-type"], "application/pdf");
     let html = received
         .iter()
         .find(|d| d["meta"]["message_id"] == "html-1@example.test")

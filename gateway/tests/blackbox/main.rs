@@ -16,3 +16,4 @@ mod rag;
 mod sessions;
 mod webhooks;
 mod whatsapp;
+mod whatsapp_media;

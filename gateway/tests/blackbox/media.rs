@@ -382,9 +382,15 @@ async fn sends_take_media_by_id_or_url_and_refuse_what_they_cannot_carry() {
             "validation_failed",
         ),
         (
+            // A voice note must be audio.
             serde_json::json!({ "to": "15550100", "media": { "id": id }, "as_voice": true }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "not_supported",
+            "validation_failed",
+        ),
+        (
+            serde_json::json!({ "to": "15550100", "text": "hi", "as_voice": true }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
         ),
         (
             serde_json::json!({ "to": "15550100", "text": "x", "filename": "a.txt" }),
@@ -404,15 +410,18 @@ async fn sends_take_media_by_id_or_url_and_refuse_what_they_cannot_carry() {
             &key,
             Method::POST,
             "/v1/sessions",
-            Some(serde_json::json!({ "channel": "whatsapp", "start": false })),
+            Some(serde_json::json!({ "channel": "linkedin", "start": false, "config": {
+                "login": "cookies", "li_at": "AQEDAR-not-a-real-cookie", "jsessionid": "ajax:1234567890123456789",
+                "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+            } })),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let wa = r.json["id"].as_str().unwrap().to_owned();
+    let linkedin = r.json["id"].as_str().unwrap().to_owned();
     let r = send(
         &gw,
         &key,
-        &wa,
+        &linkedin,
         serde_json::json!({ "to": "15550100", "media": { "id": id } }),
     )
     .await;

@@ -211,6 +211,31 @@ impl Gateway {
         }
     }
 
+    /// Waits until message `id` is `want` or further along (queued, sending, sent,
+    /// delivered, read); a failed message fails the test.
+    pub async fn wait_message_status(&self, key: &str, id: &str, want: &str) -> Value {
+        const ORDER: [&str; 5] = ["queued", "sending", "sent", "delivered", "read"];
+        let rank = |s: &str| ORDER.iter().position(|o| *o == s);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .tenant(key, Method::GET, &format!("/v1/messages/{id}"), None)
+                .await;
+            let status = r.json["status"].as_str().unwrap_or_default().to_owned();
+            assert_ne!(status, "failed", "{id} failed: {}", r.text);
+            if rank(&status) >= rank(want) && rank(&status).is_some() {
+                return r.json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} is {status}, not {want}: {}\n{}",
+                r.text,
+                self.output.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The tenant's stored events of type `ty` (the latest 200).
     pub async fn events_of(&self, key: &str, ty: &str) -> Vec<Value> {
         let r = self

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use switchboard_actors::testkit::whatsapp::{Inbound, StandinConfig, WhatsAppStandin, lid_of};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const PHONE: &str = "15550001";
+pub(super) const PHONE: &str = "15550001";
 
-async fn standin(qr_interval: Duration) -> WhatsAppStandin {
+pub(super) async fn standin(qr_interval: Duration) -> WhatsAppStandin {
     let config = StandinConfig {
         qr_interval,
         ..StandinConfig::default()
@@ -24,7 +24,7 @@ async fn standin(qr_interval: Duration) -> WhatsAppStandin {
         .unwrap()
 }
 
-fn options(standin: &WhatsAppStandin, max_qr_refreshes: u32) -> Options {
+pub(super) fn options(standin: &WhatsAppStandin, max_qr_refreshes: u32) -> Options {
     Options {
         env: vec![
             ("SWITCHBOARD_WHATSAPP_URL".into(), standin.url()),
@@ -33,6 +33,8 @@ fn options(standin: &WhatsAppStandin, max_qr_refreshes: u32) -> Options {
                 max_qr_refreshes.to_string(),
             ),
             ("SWITCHBOARD_WHATSAPP_LOAD_TIMEOUT".into(), "20s".into()),
+            // Humanised sending is tested on its own (whatsapp_media.rs).
+            ("SWITCHBOARD_WHATSAPP_HUMANISE".into(), "false".into()),
             ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS".into(), "true".into()),
             ("SWITCHBOARD_SESSIONS_RESTART_BASE".into(), "200ms".into()),
             ("SWITCHBOARD_SESSIONS_RESTART_MAX".into(), "1s".into()),
@@ -102,7 +104,7 @@ fn decode_qr_png(png: &[u8]) -> String {
 }
 
 /// Scans whatever QR the gateway shows now (retrying if it rotates in between).
-async fn scan_current(gw: &Gateway, key: &str, id: &str, standin: &WhatsAppStandin) {
+pub(super) async fn scan_current(gw: &Gateway, key: &str, id: &str, standin: &WhatsAppStandin) {
     for _ in 0..10 {
         let raw = gw
             .tenant(
@@ -137,7 +139,7 @@ async fn send(gw: &Gateway, key: &str, id: &str, to: &str, text: &str) -> String
     r.json["id"].as_str().unwrap().to_owned()
 }
 
-async fn wait_sent(standin: &WhatsAppStandin, text: &str) {
+pub(super) async fn wait_sent(standin: &WhatsAppStandin, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !standin.sent(PHONE).iter().any(|s| s.text == text) {
         assert!(
@@ -808,7 +810,7 @@ async fn a_frozen_browser_is_replaced_and_its_sessions_come_back() {
 }
 
 /// Pairs one session against `standin` and waits for `WORKING`.
-async fn paired_session(gw: &Gateway, key: &str, standin: &WhatsAppStandin) -> String {
+pub(super) async fn paired_session(gw: &Gateway, key: &str, standin: &WhatsAppStandin) -> String {
     let r = gw
         .tenant(
             key,

@@ -62,6 +62,8 @@ struct Folder {
 pub struct Watch {
     pub session_id: String,
     pub store: Store,
+    /// Where received attachments are kept, and for which tenant.
+    pub media: Option<(crate::media::MediaStore, String)>,
     pub config: EmailConfig,
     pub settings: super::Settings,
 }
@@ -365,7 +367,12 @@ impl Watch {
                 };
                 let flags: Vec<String> = m.flags().map(|f| flag_name(&f)).collect();
                 f.flags.insert(uid, flags.clone());
-                let message = inbound(&f.name, validity, uid, m, flags, max);
+                let mut message = inbound(&f.name, validity, uid, m, flags, max);
+                if !message.attachments.is_empty()
+                    && let (Some(media), Some(raw)) = (&self.media, m.body())
+                {
+                    keep_attachments(media, &mut message, raw).await;
+                }
                 last = Some(message.external_id.clone());
                 if events.send(ChannelEvent::Inbound(message)).await.is_err() {
                     return Err(ImapError::Network("the session stopped".into()));
@@ -477,6 +484,41 @@ fn inbound(
     }
     message.meta = meta;
     message
+}
+
+/// Puts a received message's attachments in the media store (a message already
+/// received stores nothing twice: the store is content-addressed).
+async fn keep_attachments(
+    (store, tenant_id): &(crate::media::MediaStore, String),
+    message: &mut InboundMessage,
+    raw: &[u8],
+) {
+    for a in &mut message.attachments {
+        let Some((_, bytes)) = parse::attachment(raw, a.index) else {
+            continue;
+        };
+        let new = crate::media::NewMedia {
+            filename: a.filename.clone(),
+            mimetype: Some(a.mime_type.clone()),
+        };
+        let one =
+            futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from(bytes))]);
+        match store.ingest(tenant_id, new, one).await {
+            Ok(row) => {
+                a.media_id = Some(row.id);
+                a.sha256 = Some(row.sha256);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, index = a.index, "attachment not kept in the media store");
+                a.media_error = Some(match e {
+                    crate::media::MediaError::TooLarge { .. } => "too_large".into(),
+                    crate::media::MediaError::TenantFull { .. } => "tenant_full".into(),
+                    crate::media::MediaError::Empty => "empty".into(),
+                    other => other.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// The id a message is stored under.

@@ -26,9 +26,10 @@ pub struct Mailbox {
     pub name: Option<String>,
 }
 
-/// An attachment of a received message, without its bytes
-/// (`GET /v1/messages/{id}/attachments/{index}` fetches those). The channels call it
-/// [`ReceivedAttachment`](crate::channels::ReceivedAttachment).
+/// An attachment of a received message, described: its bytes are in the media store
+/// (`media_id`, `GET /v1/media/{id}`) where they could be kept, and can be fetched
+/// from the mailbox again (`GET /v1/messages/{id}/attachments/{index}`). The channels
+/// call it [`ReceivedAttachment`](crate::channels::ReceivedAttachment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AttachmentInfo {
     /// Its position among the message's attachments (what the download route takes).
@@ -38,6 +39,15 @@ pub struct AttachmentInfo {
     pub size: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_id: Option<String>,
+    /// Its id in the media store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    /// Hex SHA-256 of its bytes (once stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why it is not in the store (`too_large`, `tenant_full`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_error: Option<String>,
 }
 
 /// What a message says, as far as it can be read.
@@ -106,6 +116,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
             mime_type: mime_of(part),
             size: part.len(),
             content_id: part.content_id().map(clean_id),
+            media_id: None,
+            sha256: None,
+            media_error: None,
         })
         .collect();
     Ok(ParsedMail {
@@ -137,6 +150,9 @@ pub fn attachment(raw: &[u8], index: usize) -> Option<(AttachmentInfo, Vec<u8>)>
         mime_type: mime_of(part),
         size: part.len(),
         content_id: part.content_id().map(clean_id),
+        media_id: None,
+        sha256: None,
+        media_error: None,
     };
     Some((info, part.contents().to_vec()))
 }
@@ -314,6 +330,9 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
                 mime_type: "application/pdf".into(),
                 size: 9,
                 content_id: None,
+                media_id: None,
+                sha256: None,
+                media_error: None,
             }]
         );
         let (info, bytes) = attachment(raw, 0).unwrap();

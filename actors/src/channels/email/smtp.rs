@@ -300,6 +300,7 @@ mod tests {
                 filename: "q.txt".into(),
                 mime_type: "text/plain".into(),
                 content: AttachmentContent::Bytes(b"quote".to_vec()),
+                as_voice: false,
             }],
             ..Default::default()
         };

@@ -39,6 +39,26 @@
 //!   returns once `added` resolves (the page queues and retries by itself).
 //! - Pairing by phone number: `WAWebAltDeviceLinkingApi`
 //!   (`setPairingType`, `initializeAltDeviceLinking`, `startAltLinkingFlow`).
+//! - Media: a media message (`image`, `video`, `audio`, `ptt`, `document`, `sticker`)
+//!   carries `mimetype`, `filename`, `size`, `filehash` (base64 SHA-256), `isViewOnce`
+//!   and its `caption`; its `body` is a thumbnail, never text. The file is fetched the
+//!   way whatsapp-web.js's `downloadMedia` does ([`DOWNLOAD_JS`]): the page's blob
+//!   cache (`WAWebMediaInMemoryBlobCache`), else `msg.downloadMedia()` until
+//!   `mediaData.mediaStage` is `RESOLVED` (an `ERROR…` stage: gone from WhatsApp's
+//!   servers) and `WAWebDownloadManager.downloadManager.downloadAndMaybeDecrypt`; the
+//!   page decrypts, the driver reads the bytes in chunks ([`CHUNK_JS`]). Sending
+//!   stages the file on the page in chunks ([`STAGE_JS`]) and prepares it as
+//!   whatsapp-web.js's `processMediaData` does (`WAWebMediaOpaqueData`,
+//!   `WAWebPrepRawMedia`, `WAWebMediaStorage`, `WAWebMmsMediaTypes`,
+//!   `WAWebMediaMmsV4Upload`). `location` (`lat`, `lng`, `loc`) and `vcard` (the card
+//!   as `body`) messages are described, not downloaded.
+//! - Replies: `quotedStanzaID` / `quotedParticipant` on a message; a send quotes with
+//!   `msg.msgContextInfo(chat)` when `msg.canReply()`. Reactions: the page's reaction
+//!   table (`WAWebAddonReactionTableMode.reactionTableMode.bulkUpsert`, wrapped as
+//!   whatsapp-web.js does) and `WAWebSendReactionMsgAction.sendReactionToMsg`. Edits:
+//!   `change:body` / `change:caption` with `latestEditMsgKey`; deletes for everyone:
+//!   `change:type` to `revoked`. Read: `WAWebUpdateUnreadChatAction.sendSeen`; typing:
+//!   `WAWebChatStateBridge.sendChatStateComposing|Recording|Paused`.
 //! - DOM markers: the QR ref in `div[data-ref]` and `[data-icon='search']` once logged
 //!   in (older pages), the passkey step ([`PASSKEY_SELECTOR`]) and the "what's new"
 //!   modal's OK button ([`MODAL_OK_SELECTOR`], clicked away).
@@ -111,6 +131,24 @@ pub enum PageEvent {
     Message(Box<PageMessage>),
     /// A message we sent got further.
     Ack { id: String, ack: i64 },
+    /// Someone reacted to a message (`emoji` empty: the reaction was taken back).
+    Reaction {
+        /// The message reacted to (serialised key).
+        parent: String,
+        #[serde(default)]
+        emoji: String,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default, rename = "fromPhone")]
+        from_phone: Option<String>,
+        /// Milliseconds since the epoch.
+        #[serde(default)]
+        t: i64,
+    },
+    /// The sender edited a message.
+    Edited { id: String, text: String },
+    /// The sender deleted a message for everyone.
+    Revoked { id: String },
     /// Linking this device needs the account owner's passkey.
     Passkey,
     /// Modules the page does not have (reported once, after they had time to register).
@@ -153,7 +191,50 @@ pub struct PageMessage {
     /// Written on the phone itself (not sent by this gateway).
     #[serde(default)]
     pub from_me: bool,
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// The file's size in bytes, as the message says.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// base64 SHA-256 of the file, as the message says.
+    #[serde(default)]
+    pub filehash: Option<String>,
+    #[serde(default)]
+    pub is_view_once: bool,
+    /// The message this one quotes: its serialised key, when the page holds it, else
+    /// its bare id.
+    #[serde(default)]
+    pub quoted: Option<String>,
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lng: Option<f64>,
+    /// A location's name or address.
+    #[serde(default)]
+    pub loc: Option<String>,
+    /// A contact card (vCard text) and its formatted name.
+    #[serde(default)]
+    pub vcard: Option<String>,
+    #[serde(default)]
+    pub vcard_name: Option<String>,
 }
+
+/// What a media download on the page gave.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Downloaded {
+    /// Where the bytes wait on the page ([`CHUNK_JS`], [`RELEASE_JS`]).
+    pub handle: Option<String>,
+    #[serde(default)]
+    pub size: u64,
+    /// `not_found`, `no_media`, `unavailable` (gone from WhatsApp's servers), or the
+    /// page's own words.
+    pub error: Option<String>,
+    #[serde(default)]
+    pub stage: Option<String>,
+}
+
+/// How many bytes one page call carries (base64 on the wire).
+pub const CHUNK_BYTES: usize = 1 << 20;
 
 impl PageMessage {
     /// The message's text: its body, or its caption for media.
@@ -271,6 +352,15 @@ pub const OBSERVER_JS: &str = r#"
   const mod = (name) => { try { return window.require(name); } catch (e) { return null; } };
   const ser = (w) => (w && (w._serialized || (w.user && w.server && (w.user + '@' + w.server)))) || (w == null ? null : String(w));
   const media = ['image', 'video', 'audio', 'ptt', 'document', 'sticker'];
+  const quotedKey = (m) => {
+    if (!m.quotedStanzaID) return null;
+    const chat = ser(m.id && m.id.remote);
+    try {
+      const C = mod('WAWebCollections');
+      for (const mine of ['true', 'false']) { const k = mine + '_' + chat + '_' + m.quotedStanzaID; if (C && C.Msg.get(k)) return k; }
+    } catch (e) {}
+    return String(m.quotedStanzaID);
+  };
   const phoneOf = (w) => {
     const s = ser(w);
     if (!s) return null;
@@ -292,8 +382,13 @@ pub const OBSERVER_JS: &str = r#"
     const hasMedia = media.includes(m.type);
     return { type: 'message', id: ser(m.id) || String(m.id && m.id.id), from, author: ser(m.author), chat,
       fromPhone: m.id && m.id.fromMe ? null : phoneOf(m.author || m.from), chatPhone: phoneOf(m.id && m.id.remote),
-      body: hasMedia ? '' : (m.body || ''), msgType: m.type || 'chat', t: m.t || 0, isGroup: !!(m.isGroupMsg || (chat || '').endsWith('@g.us')),
-      hasMedia, mimetype: m.mimetype || null, caption: m.caption || null, notifyName: m.notifyName || null, fromMe: !!(m.id && m.id.fromMe) };
+      body: hasMedia || m.type === 'location' || m.type === 'vcard' ? '' : (m.body || ''), msgType: m.type || 'chat', t: m.t || 0, isGroup: !!(m.isGroupMsg || (chat || '').endsWith('@g.us')),
+      hasMedia, mimetype: m.mimetype || null, caption: m.caption || null, notifyName: m.notifyName || null, fromMe: !!(m.id && m.id.fromMe),
+      filename: hasMedia ? (m.filename || null) : null, size: hasMedia && typeof m.size === 'number' ? m.size : null, filehash: hasMedia ? (m.filehash || null) : null,
+      isViewOnce: !!m.isViewOnce, quoted: quotedKey(m),
+      lat: m.type === 'location' && typeof m.lat === 'number' ? m.lat : null, lng: m.type === 'location' && typeof m.lng === 'number' ? m.lng : null,
+      loc: m.type === 'location' ? (m.loc || null) : null,
+      vcard: m.type === 'vcard' ? (m.body || null) : null, vcardName: m.type === 'vcard' ? (m.vcardFormattedName || null) : null };
   };
   // Whether a message is one a person wrote (not ours, not a system or status message).
   const worth = (m) => {
@@ -349,9 +444,32 @@ pub const OBSERVER_JS: &str = r#"
         forward(m);
       });
       Msg.on('change:ack', (m, ack) => { if (m && m.id && m.id.fromMe) emit({ type: 'ack', id: ser(m.id), ack: ack }); });
+      // An edit changes the text in place; a delete for everyone changes the type.
+      Msg.on('change:body change:caption', (m, text) => {
+        if (m && m.id && !m.id.fromMe && m.latestEditMsgKey && m.type !== 'revoked') emit({ type: 'edited', id: ser(m.id), text: String(text || '') });
+      });
+      Msg.on('change:type', (m, type) => { if (m && m.id && type === 'revoked') emit({ type: 'revoked', id: ser(m.id) }); });
+    },
+    reactions: () => {
+      // Reactions are not messages: they go to the page's reaction table.
+      const table = mod('WAWebAddonReactionTableMode').reactionTableMode;
+      const original = table.bulkUpsert;
+      if (original.__switchboard) return;
+      const wrapped = function (...args) {
+        try {
+          for (const r of args[0] || []) {
+            const from = r.author || r.from;
+            emit({ type: 'reaction', parent: ser(r.reactionParentKey || r.parentMsgKey), emoji: r.reactionText || '', from: ser(from),
+              fromPhone: phoneOf(from), t: Number(r.reactionTimestamp) || Date.now() });
+          }
+        } catch (e) {}
+        return original.apply(this, args);
+      };
+      wrapped.__switchboard = true;
+      table.bulkUpsert = wrapped;
     },
   };
-  const needs = { socket: ['WAWebSocketModel'], qr: ['WAWebConnModel'], cmd: ['WAWebCmd'], messages: ['WAWebCollections'] };
+  const needs = { socket: ['WAWebSocketModel'], qr: ['WAWebConnModel'], cmd: ['WAWebCmd'], messages: ['WAWebCollections'], reactions: ['WAWebAddonReactionTableMode'] };
   // Ready once synced and the message collections are there (or never will be), so
   // what the page holds can be read at once.
   let synced = false, readySent = false;
@@ -398,11 +516,15 @@ pub const OBSERVER_JS: &str = r#"
 })();
 "#;
 
-/// Sends a text; the function takes `(to, text, keyId)` and resolves to
+/// Sends a message; the function takes `(to, text, keyId, options)` and resolves to
 /// `{"id"}` (`"already": true` when that id is already in the chat) or `{"error"}`
-/// (`not_on_whatsapp` for a number WhatsApp does not know).
+/// (`not_on_whatsapp` for a number WhatsApp does not know, `quoted_not_found` for a
+/// quote of a message the page does not hold). `options`: `quoted` (a serialised
+/// key), `media` (`{handle, mimetype, filename, asVoice, asSticker, asDocument}`, a
+/// file staged with [`STAGE_JS`]; `text` is then its caption).
 pub const SEND_JS: &str = r#"
-async function (to, text, keyId) {
+async function (to, text, keyId, options) {
+  options = options || {};
   try {
     const req = window.require;
     const W = req('WAWebWidFactory');
@@ -429,14 +551,187 @@ async function (to, text, keyId) {
     const MsgKey = req('WAWebMsgKey');
     const key = new MsgKey({ from, to: chat.id, id: keyId, participant, selfDir: 'out' });
     if (C.Msg.get(key._serialized)) return JSON.stringify({ id: key._serialized, already: true });
-    const msg = { id: key, ack: 0, body: text, from, to: chat.id, local: true, self: 'out',
-      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat' };
+    let quoted = {};
+    if (options.quoted) {
+      const q = C.Msg.get(options.quoted);
+      if (!q) return JSON.stringify({ error: 'quoted_not_found' });
+      if (typeof q.canReply !== 'function' || q.canReply()) quoted = q.msgContextInfo(chat.id);
+    }
+    let media = {}, body = text;
+    if (options.media) {
+      const staged = (window.__switchboardStaged || {})[options.media.handle];
+      if (!staged) return JSON.stringify({ error: 'media not staged' });
+      delete window.__switchboardStaged[options.media.handle];
+      const file = new File(staged, options.media.filename || 'file', { type: options.media.mimetype, lastModified: Date.now() });
+      const OpaqueData = req('WAWebMediaOpaqueData');
+      const opaque = await OpaqueData.createFromData(file, options.media.mimetype);
+      const prep = req('WAWebPrepRawMedia').prepRawMedia(opaque, { asSticker: !!options.media.asSticker, asDocument: !!options.media.asDocument, isPtt: !!options.media.asVoice });
+      const data = await prep.waitForPrep();
+      const Types = req('WAWebMmsMediaTypes');
+      const object = req('WAWebMediaStorage').getOrCreateMediaObject(data.filehash);
+      const mediaType = Types.msgToMediaType({ type: data.type, isGif: data.isGif, isNewsletter: false });
+      if (!(data.mediaBlob instanceof OpaqueData)) data.mediaBlob = await OpaqueData.createFromData(data.mediaBlob, data.mediaBlob.type);
+      data.renderableUrl = data.mediaBlob.url();
+      object.consolidate(data.toJSON());
+      data.mediaBlob.autorelease();
+      try {
+        if (req('WAWebMediaDataUtils').shouldUseMediaCache(Types.castToV4(object.type))) req('WAWebMediaInMemoryBlobCache').InMemoryMediaBlobCache.put(object.filehash, data.mediaBlob.formData());
+      } catch (e) {}
+      const uploaded = await req('WAWebMediaMmsV4Upload').uploadMedia({ mimetype: data.mimetype, mediaObject: object, mediaType });
+      const entry = uploaded && uploaded.mediaEntry;
+      if (!entry) return JSON.stringify({ error: 'upload failed: media entry was not created' });
+      data.set({ clientUrl: entry.mmsUrl, deprecatedMms3Url: entry.deprecatedMms3Url, directPath: entry.directPath, mediaKey: entry.mediaKey,
+        mediaKeyTimestamp: entry.mediaKeyTimestamp, filehash: object.filehash, encFilehash: entry.encFilehash, uploadhash: entry.uploadHash,
+        size: object.size, streamingSidecar: entry.sidecar, firstFrameSidecar: entry.firstFrameSidecar, mediaHandle: null });
+      media = data.toJSON();
+      delete media.mediaBlob;
+      media.filename = options.media.filename || undefined;
+      media.caption = text || undefined;
+      body = '';
+    }
+    const msg = Object.assign({ id: key, ack: 0, body, from, to: chat.id, local: true, self: 'out',
+      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat' }, media, quoted);
     const [added] = req('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, msg);
     await added;
     return JSON.stringify({ id: key._serialized });
   } catch (e) {
     return JSON.stringify({ error: String(e && e.message || e) });
   }
+}
+"#;
+
+/// Stages a chunk of a file on the page for a send: `(handle, base64)`; resolves to
+/// the bytes staged so far.
+pub const STAGE_JS: &str = r#"
+async function (handle, data) {
+  const staged = window.__switchboardStaged || (window.__switchboardStaged = {});
+  const bin = atob(data);
+  const chunk = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) chunk[i] = bin.charCodeAt(i);
+  (staged[handle] = staged[handle] || []).push(chunk);
+  return String(staged[handle].reduce((n, c) => n + c.length, 0));
+}
+"#;
+
+/// Forgets a staged file (a send that failed before using it).
+pub const UNSTAGE_JS: &str = r#"
+async function (handle) { if (window.__switchboardStaged) delete window.__switchboardStaged[handle]; return 'ok'; }
+"#;
+
+/// Downloads a message's file on the page, as whatsapp-web.js's `downloadMedia`
+/// does: `(serialisedId)` resolves to a [`Downloaded`].
+pub const DOWNLOAD_JS: &str = r#"
+async function (msgId) {
+  try {
+    const req = window.require;
+    const msg = req('WAWebCollections').Msg.get(msgId);
+    if (!msg) return JSON.stringify({ error: 'not_found' });
+    if (!msg.mediaData) return JSON.stringify({ error: 'no_media' });
+    if (msg.mediaData.mediaStage === 'REUPLOADING') return JSON.stringify({ error: 'unavailable', stage: 'REUPLOADING' });
+    const cached = () => { try { return req('WAWebMediaInMemoryBlobCache').InMemoryMediaBlobCache.get(msg.filehash) || null; } catch (e) { return null; } };
+    let blob = cached(), buf = null;
+    if (!blob) {
+      if (msg.mediaData.mediaStage !== 'RESOLVED') await msg.downloadMedia({ downloadEvenIfExpensive: true, rmrReason: 1 });
+      const stage = String(msg.mediaData.mediaStage || '');
+      if (stage.includes('ERROR') || stage === 'FETCHING') return JSON.stringify({ error: 'unavailable', stage });
+      blob = cached();
+    }
+    if (blob) buf = await blob.arrayBuffer();
+    else {
+      const qpl = { addAnnotations() { return this; }, addPoint() { return this; } };
+      try {
+        buf = await req('WAWebDownloadManager').downloadManager.downloadAndMaybeDecrypt({ directPath: msg.directPath, encFilehash: msg.encFilehash,
+          filehash: msg.filehash, mediaKey: msg.mediaKey, mediaKeyTimestamp: msg.mediaKeyTimestamp, type: msg.type, signal: new AbortController().signal, downloadQpl: qpl });
+      } catch (e) {
+        if (e && e.status === 404) return JSON.stringify({ error: 'unavailable', stage: 'ERROR_MISSING' });
+        throw e;
+      }
+    }
+    const held = window.__switchboardMedia || (window.__switchboardMedia = {});
+    const handle = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+    held[handle] = new Uint8Array(buf);
+    return JSON.stringify({ handle, size: buf.byteLength });
+  } catch (e) {
+    return JSON.stringify({ error: String(e && e.message || e) });
+  }
+}
+"#;
+
+/// Reads `(handle, offset, length)` of a downloaded file as base64.
+pub const CHUNK_JS: &str = r#"
+async function (handle, offset, length) {
+  const bytes = (window.__switchboardMedia || {})[handle];
+  if (!bytes) return '';
+  const part = bytes.subarray(offset, offset + length);
+  let s = '';
+  for (let i = 0; i < part.length; i += 0x8000) s += String.fromCharCode.apply(null, part.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+"#;
+
+/// Lets a downloaded file go.
+pub const RELEASE_JS: &str = r#"
+async function (handle) { if (window.__switchboardMedia) delete window.__switchboardMedia[handle]; return 'ok'; }
+"#;
+
+/// Reacts to `(serialisedId, emoji)` (an empty emoji takes the reaction back);
+/// resolves to `{"ok"}` or `{"error"}`.
+pub const REACT_JS: &str = r#"
+async function (msgId, emoji) {
+  try {
+    const msg = window.require('WAWebCollections').Msg.get(msgId);
+    if (!msg) return JSON.stringify({ error: 'not_found' });
+    await window.require('WAWebSendReactionMsgAction').sendReactionToMsg(msg, emoji);
+    return JSON.stringify({ ok: true });
+  } catch (e) { return JSON.stringify({ error: String(e && e.message || e) }); }
+}
+"#;
+
+/// Marks chat `(id)` read; resolves to `{"ok"}` or `{"error"}`.
+pub const SEEN_JS: &str = r#"
+async function (chatId) {
+  try {
+    const req = window.require;
+    const wid = req('WAWebWidFactory').createWid(chatId);
+    let lid = null;
+    try { lid = wid.server === 'c.us' ? req('WAWebApiContact').getCurrentLid(wid) : null; } catch (e) {}
+    const chat = req('WAWebCollections').Chat.get(lid || wid);
+    if (!chat) return JSON.stringify({ error: 'not_found' });
+    await req('WAWebUpdateUnreadChatAction').sendSeen({ chat, threadId: undefined });
+    return JSON.stringify({ ok: true });
+  } catch (e) { return JSON.stringify({ error: String(e && e.message || e) }); }
+}
+"#;
+
+/// Our messages to `(chatId)` since its last message to us, as the page holds the
+/// chat: their times (ms), oldest first (for the per-contact cap).
+pub const UNANSWERED_JS: &str = r#"
+async function (chatId) {
+  try {
+    const req = window.require;
+    let wid = req('WAWebWidFactory').createWid(chatId);
+    try { if (wid.server === 'c.us') wid = req('WAWebApiContact').getCurrentLid(wid) || wid; } catch (e) {}
+    const chat = req('WAWebCollections').Chat.get(wid);
+    const msgs = chat && chat.msgs && chat.msgs.getModelsArray ? chat.msgs.getModelsArray() : [];
+    const out = [];
+    for (const m of msgs) { if (!m || !m.id) continue; if (m.id.fromMe) out.push((m.t || 0) * 1000); else out.length = 0; }
+    return JSON.stringify(out);
+  } catch (e) { return '[]'; }
+}
+"#;
+
+/// Shows `(chatId, state)` in a chat: `composing`, `recording` or `paused`.
+pub const CHAT_STATE_JS: &str = r#"
+async function (chatId, state) {
+  try {
+    const req = window.require;
+    let wid = req('WAWebWidFactory').createWid(chatId);
+    try { if (wid.server === 'c.us') wid = req('WAWebApiContact').getCurrentLid(wid) || wid; } catch (e) {}
+    const bridge = req('WAWebChatStateBridge');
+    const f = state === 'composing' ? bridge.sendChatStateComposing : state === 'recording' ? bridge.sendChatStateRecording : bridge.sendChatStatePaused;
+    await f(wid);
+    return JSON.stringify({ ok: true });
+  } catch (e) { return JSON.stringify({ error: String(e && e.message || e) }); }
 }
 "#;
 
