@@ -205,6 +205,23 @@ impl MediaStore {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        self.ingest_fresh(tenant_id, new, source)
+            .await
+            .map(|(row, _)| row)
+    }
+
+    /// [`MediaStore::ingest`], saying whether the row is new (false: the tenant had
+    /// this content already), so a request that fails after it can take it back.
+    pub async fn ingest_fresh<S, E>(
+        &self,
+        tenant_id: &str,
+        new: NewMedia,
+        source: S,
+    ) -> Result<(MediaRow, bool), MediaError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
         let used = u64::try_from(self.store.media_usage(tenant_id).await?).unwrap_or(0);
         let room = self.limits.max_tenant_bytes.saturating_sub(used);
         let id = crate::ids::new_id("med");
@@ -276,7 +293,7 @@ impl MediaStore {
         drop(file);
         let sha256 = hex::encode(hash.finalize());
         if let Some(existing) = self.store.media_by_sha256(tenant_id, &sha256).await? {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let row = MediaRow {
             id,
@@ -296,7 +313,7 @@ impl MediaStore {
         self.backend.put(&row.blob_key, &path).await?;
         temp.0 = None;
         match self.store.insert_media(&row).await {
-            Ok(()) => Ok(row),
+            Ok(()) => Ok((row, true)),
             Err(e) => {
                 // Not recorded: its bytes go too. A race with the same content
                 // stored at once gives the other row.
@@ -306,6 +323,7 @@ impl MediaStore {
                         .store
                         .media_by_sha256(tenant_id, &row.sha256)
                         .await?
+                        .map(|r| (r, false))
                         .ok_or(MediaError::NotFound),
                     e => Err(e.into()),
                 }
@@ -456,6 +474,14 @@ impl MediaStore {
 
     /// Deletes what was stored before `before` (unix ms): rows, then bytes. Returns
     /// how many files went.
+    /// Deletes a file this request stored and nothing refers to yet (row first).
+    pub async fn remove(&self, row: &MediaRow) -> Result<(), MediaError> {
+        if self.store.delete_media(&row.id).await? {
+            self.backend.delete(&row.blob_key).await?;
+        }
+        Ok(())
+    }
+
     pub async fn sweep(&self, before: i64) -> Result<usize, MediaError> {
         let mut gone = 0;
         loop {

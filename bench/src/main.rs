@@ -540,6 +540,7 @@ async fn main() -> anyhow::Result<()> {
                 ("SWITCHBOARD_WHATSAPP_URL", url.as_str()),
                 // A load test, not a person: no typing pauses or per-contact caps.
                 ("SWITCHBOARD_WHATSAPP_HUMANISE", "false"),
+                ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
             ])
             .await?;
             let gw = gateway.as_ref().context("gateway")?;

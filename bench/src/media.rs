@@ -204,18 +204,23 @@ pub async fn media(
                 },
             )
             .await?;
+            // The stored event that carries this file (at most 2 × rounds of them).
             let (_, events) = gw
                 .call(
                     Method::GET,
-                    "/v1/events?type=message.received&limit=1",
+                    "/v1/events?type=message.received&limit=200",
                     &key,
                     None,
                 )
                 .await?;
-            let back = &events["data"][0]["data"]["media"];
-            if back["sha256"] != digest.as_str() {
-                bail!("the file sent back is not the one sent: {back}");
-            }
+            let found = events["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["data"]["media"]["sha256"] == digest.as_str())
+                .cloned()
+                .context("no stored message.received carries the file sent back")?;
+            let back = &found["data"]["media"];
             let back_id = back["id"].as_str().context("received media id")?;
             let (status, down) = gw
                 .raw(

@@ -93,7 +93,34 @@ enum ConfigCommand {
     Check,
 }
 
+/// glibc's malloc raises its mmap threshold to the largest buffer freed so far, and
+/// keeps buffers under it in its heaps once freed: a gateway that moved a 16 MB file a
+/// megabyte at a time would stay that much bigger for good. With the threshold fixed,
+/// buffers over 128 KiB go back to the kernel when freed. It is read at process start,
+/// so the gateway starts itself again once (`exec`: the same pid) with it set, unless
+/// it is set already.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fixed_mmap_threshold() {
+    use std::os::unix::process::CommandExt;
+    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(VAR, "131072")
+        .exec();
+    eprintln!(
+        "warning: could not restart with {VAR} set ({err}); large files may leave the process bigger"
+    );
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fixed_mmap_threshold();
     // Both rustls back-ends are in the dependency graph; pick one before any TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();

@@ -108,7 +108,156 @@ pub async fn send(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Api
         return Err(ApiError::not_found("session"));
     }
     let key = idempotency_key(&req)?;
-    let body: SendMessage = read_json(req, ctx.app.config.max_body_bytes, false).await?;
+    let multipart = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
+        .map(str::to_owned);
+    let Some(content_type) = multipart else {
+        let body: SendMessage = read_json(req, ctx.app.config.max_body_bytes, false).await?;
+        return queue_send(ctx, caller, session_id, key, body).await;
+    };
+    // A form: the file is stored while it streams in; if the send is then refused,
+    // a file this request added goes again (bad input changes nothing).
+    let (body, uploaded) = send_form(ctx, caller, req, &content_type).await?;
+    let result = queue_send(ctx, caller, session_id, key, body).await;
+    if result.is_err()
+        && let Some(row) = uploaded
+        && let Err(e) = ctx.app.media.remove(&row).await
+    {
+        tracing::warn!(error = %e, media_id = %row.id, "a refused send's upload was not removed");
+    }
+    result
+}
+
+/// Text fields a send form may have (the file is the `file` part).
+const FORM_FIELDS: &[&str] = &[
+    "to", "text", "caption", "filename", "as_voice", "subject", "reply_to", "html",
+];
+
+/// Reads a `multipart/form-data` send: its fields as [`SendMessage`], its `file`
+/// streamed into the media store. The stored row is returned when this request
+/// added it.
+async fn send_form(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    req: Request<Incoming>,
+    content_type: &str,
+) -> Result<(SendMessage, Option<switchboard_actors::storage::MediaRow>), ApiError> {
+    let malformed = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed_multipart", m);
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| malformed("multipart/form-data without a boundary".into()))?;
+    let max_file = ctx.app.media.limits().max_file_bytes;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // The file and a little room for the fields and the form's own lines.
+    let room = max_file.saturating_add(ctx.app.config.max_body_bytes as u64);
+    if declared.is_some_and(|n| n > room) {
+        return Err(super::media::media_error(
+            switchboard_actors::media::MediaError::TooLarge { limit: max_file },
+        ));
+    }
+    // The store refuses a file past its limit itself (413); the form's own limits sit
+    // a little above, so that is what a too-large file meets.
+    let slack = 1 << 20;
+    let limits = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(room.saturating_add(slack))
+            .per_field(ctx.app.config.max_body_bytes as u64)
+            .for_field("file", max_file.saturating_add(slack)),
+    );
+    let mut form =
+        multer::Multipart::with_constraints(req.into_body().into_data_stream(), boundary, limits);
+    let mut fields = serde_json::Map::new();
+    let mut stored: Option<(switchboard_actors::storage::MediaRow, bool)> = None;
+    let take_back = |stored: &Option<(switchboard_actors::storage::MediaRow, bool)>| {
+        stored
+            .as_ref()
+            .filter(|(_, fresh)| *fresh)
+            .map(|(r, _)| r.clone())
+    };
+    let outcome: Result<(), ApiError> = async {
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| malformed(e.to_string()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "file" {
+                if stored.is_some() {
+                    return Err(ApiError::validation("a send carries one `file`"));
+                }
+                let new = switchboard_actors::media::NewMedia {
+                    filename: super::media::filename(field.file_name().map(str::to_owned))?,
+                    mimetype: field.content_type().map(ToString::to_string),
+                };
+                let row = ctx
+                    .app
+                    .media
+                    .ingest_fresh(&caller.tenant.id, new, field)
+                    .await
+                    .map_err(super::media::media_error)?;
+                stored = Some(row);
+                continue;
+            }
+            if !FORM_FIELDS.contains(&name.as_str()) {
+                return Err(ApiError::validation(format!(
+                    "unknown form field `{name}` (fields: {}, and the `file`)",
+                    FORM_FIELDS.join(", ")
+                )));
+            }
+            let text = field.text().await.map_err(|e| malformed(e.to_string()))?;
+            let value = if name == "as_voice" {
+                match text.trim() {
+                    "true" | "1" => serde_json::Value::Bool(true),
+                    "false" | "0" | "" => serde_json::Value::Bool(false),
+                    other => {
+                        return Err(ApiError::validation(format!(
+                            "`as_voice` is true or false, not `{other}`"
+                        )));
+                    }
+                }
+            } else {
+                text.into()
+            };
+            fields.insert(name, value);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        if let Some(row) = take_back(&stored) {
+            let _ = ctx.app.media.remove(&row).await;
+        }
+        return Err(e);
+    }
+    if let Some((row, _)) = &stored {
+        fields.insert("media".into(), serde_json::json!({ "id": row.id }));
+    }
+    let fresh = take_back(&stored);
+    match serde_json::from_value::<SendMessage>(serde_json::Value::Object(fields)) {
+        Ok(body) => Ok((body, fresh)),
+        Err(e) => {
+            if let Some(row) = fresh {
+                let _ = ctx.app.media.remove(&row).await;
+            }
+            Err(ApiError::validation(e.to_string()))
+        }
+    }
+}
+
+/// Validates a send and queues it.
+async fn queue_send(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    session_id: &str,
+    key: Option<String>,
+    body: SendMessage,
+) -> ApiResult {
     let to = body.to.trim();
     if to.is_empty() || to.chars().count() > MAX_TO_CHARS {
         return Err(ApiError::validation(format!(

@@ -52,9 +52,22 @@ fn build() -> Value {
             op.insert("parameters".into(), Value::Array(params));
         }
         if let Some(req) = r.request {
+            let mut content = json!({ "application/json": { "schema": schema_ref(req) } });
+            if req == "SendMessage" {
+                // The same fields as a form, the file itself as the `file` part.
+                content["multipart/form-data"] = json!({ "schema": {
+                    "type": "object", "required": ["to"],
+                    "properties": {
+                        "to": { "type": "string" }, "text": { "type": "string" }, "caption": { "type": "string" },
+                        "filename": { "type": "string" }, "as_voice": { "type": "boolean" }, "subject": { "type": "string" },
+                        "reply_to": { "type": "string" }, "html": { "type": "string" },
+                        "file": { "type": "string", "format": "binary", "description": "stored (as `POST /v1/media`, streamed, the same limits) and sent; removed again when the send is refused" }
+                    }
+                } });
+            }
             op.insert(
                 "requestBody".into(),
-                json!({ "required": true, "content": { "application/json": { "schema": schema_ref(req) } } }),
+                json!({ "required": true, "content": content }),
             );
         }
         let mut responses = Map::new();

@@ -698,7 +698,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/sessions/{id}/messages",
             SendMessage,
             Tenant,
-            "Queue a message (Idempotency-Key honoured): text, and `subject` / `reply_to` where the channel carries them (else 422 `not_supported`); 409 if the session is stopped, failed or logged out, queued while it (re)starts.",
+            "Queue a message (Idempotency-Key honoured): text, a file (`media` by id or URL, or as a `multipart/form-data` form whose `file` part is stored with the send), and `subject` / `reply_to` where the channel carries them (else 422 `not_supported`); 409 if the session is stopped, failed or logged out, queued while it (re)starts.",
         ),
         Some("SendMessage"),
         (202, Some("Message")),

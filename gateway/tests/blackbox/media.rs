@@ -115,6 +115,15 @@ async fn media_goes_in_and_out_byte_for_byte_by_range_and_bad_uploads_keep_nothi
     .await;
     let (_, key) = gw.create_tenant("media").await;
     let (_, other) = gw.create_tenant("someone else").await;
+    // The gateway runs with glibc's mmap threshold fixed (it restarted itself with
+    // it), so buffers of files it moved go back to the kernel.
+    let environ = std::fs::read(format!("/proc/{}/environ", gw.pid())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"MALLOC_MMAP_THRESHOLD_=131072"),
+        "the gateway's environment lacks the fixed mmap threshold"
+    );
 
     // A file of several segments, whole and by range.
     let data = noise(300_000, 1);

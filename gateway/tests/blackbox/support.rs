@@ -211,6 +211,14 @@ impl Gateway {
         }
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("a running gateway")
+    }
+
     /// Waits until message `id` is `want` or further along (queued, sending, sent,
     /// delivered, read); a failed message fails the test.
     pub async fn wait_message_status(&self, key: &str, id: &str, want: &str) -> Value {

@@ -72,6 +72,25 @@ async fn event(gw: &Gateway, key: &str, ty: &str, pick: impl Fn(&Value) -> bool)
     }
 }
 
+/// How many files the media store holds on disk.
+fn stored_files(gw: &Gateway) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    walk(&gw.data_dir.join("media"))
+}
+
 async fn download(gw: &Gateway, key: &str, id: &str) -> super::support::Resp {
     gw.request(
         Method::GET,
@@ -340,6 +359,70 @@ async fn every_kind_of_media_goes_both_ways_byte_for_byte() {
         let msg = r.json["id"].as_str().unwrap().to_owned();
         gw.wait_message_status(&key, &msg, "sent").await;
     }
+
+    // As a form: the file streamed into the store with the send; a refused form
+    // keeps nothing.
+    let offer = file(PDF, 300_000, 77);
+    let form = |fields: &[(&str, &str)], file: Option<(&str, &[u8])>| {
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!("--XB\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                    .as_bytes(),
+            );
+        }
+        if let Some((name, bytes)) = file {
+            body.extend_from_slice(
+                format!("--XB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/pdf\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XB--\r\n");
+        body
+    };
+    let path = format!("/v1/sessions/{id}/messages");
+    let headers = [
+        ("x-api-key", key.as_str()),
+        ("content-type", "multipart/form-data; boundary=XB"),
+    ];
+    let post_form = |body: Vec<u8>| gw.request(Method::POST, &path, &headers, Some(body));
+    let files_before = stored_files(&gw);
+    for (fields, why) in [
+        (vec![("to", ALICE), ("colour", "red")], "an unknown field"),
+        (
+            vec![("to", ALICE), ("as_voice", "true")],
+            "a voice note that is not audio",
+        ),
+        (vec![("to", "")], "no recipient"),
+    ] {
+        let r = post_form(form(&fields, Some(("offer.pdf", &offer)))).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{why}: {}",
+            r.text
+        );
+        assert_eq!(stored_files(&gw), files_before, "{why}: nothing kept");
+    }
+    let r = post_form(form(
+        &[("to", ALICE), ("caption", "our offer")],
+        Some(("offer.pdf", &offer)),
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let digest = sha(&offer);
+    let got = sent_with(&standin, |s| {
+        s.media.as_ref().is_some_and(|m| m.sha256 == digest)
+    })
+    .await;
+    assert_eq!(got.text, "our offer");
+    let m = got.media.unwrap();
+    assert_eq!(
+        (m.msg_type.as_str(), m.filename.as_deref()),
+        ("document", Some("offer.pdf"))
+    );
 
     // As a voice note, a file that is not audio is refused.
     let pdf = upload(&gw, &key, "x.pdf", "application/pdf", file(PDF, 1_000, 7)).await;
