@@ -334,7 +334,22 @@ default_client_limit = 20000
     pub fn recreate_folder(&self, user: &str, folder: &str) -> io::Result<()> {
         let dir = self.maildir(user, folder);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
+            // Moved out of the mailbox tree at once (Dovecot may be writing its index
+            // files into it, which would make a removal in place fail), then removed.
+            let gone = self.dir.join(format!(
+                "removed-{folder}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ));
+            std::fs::rename(&dir, &gone)?;
+            for _ in 0..20 {
+                if std::fs::remove_dir_all(&gone).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         self.deliver_dirs(user, folder).map(|_| ())
     }

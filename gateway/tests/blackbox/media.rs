@@ -456,3 +456,14 @@ async fn queued_count(gw: &Gateway, key: &str, session: &str) -> usize {
         .unwrap()
         .len()
 }
+
+#[tokio::test]
+async fn a_200_mb_upload_meets_the_default_limit_and_nothing_is_kept() {
+    let gw = Gateway::start().await;
+    let (_, key) = gw.create_tenant("big files").await;
+    // 200 MB against the default `media.max_file_bytes` (100 MiB): refused from its
+    // Content-Length, before a byte of it is read.
+    let status = raw_upload(&gw, &key, 200_000_000, false);
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(stored_files(&gw).is_empty(), "{:?}", stored_files(&gw));
+}
