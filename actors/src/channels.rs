@@ -216,6 +216,20 @@ pub trait Channel: Send + 'static {
             ))
         })
     }
+    /// Fetches the file of received message `external_id` (described by `described`)
+    /// into the media store: a file recorded pending (`media.download = "lazy"`) on
+    /// its first read. The future runs beside the session actor.
+    fn fetch_media(
+        &mut self,
+        _external_id: String,
+        _described: ReceivedMedia,
+    ) -> BoxFuture<'static, Result<ReceivedMedia, ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Unsupported(
+                "this channel has no files to fetch later".into(),
+            ))
+        })
+    }
     /// A send that would hold the session actor too long (a large file): the future
     /// runs beside the actor. `Err` gives the message back for [`Channel::send`].
     #[allow(clippy::type_complexity)]

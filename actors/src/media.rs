@@ -4,8 +4,8 @@
 //!
 //! # Layout
 //! - [`MediaBackend`]: where sealed bytes live, behind one trait: [`LocalBackend`]
-//!   (files under `data_dir/media`, the default) here; an object store can sit
-//!   behind the same three calls for scale-out.
+//!   (files under `data_dir/media`, the default) here, [`s3::S3Backend`] (an
+//!   S3-compatible bucket, for replicas that share their media) in [`s3`].
 //! - [`MediaStore`]: [`MediaStore::ingest`] reads a stream of chunks once: it hashes
 //!   the plaintext (SHA-256, the content address), sniffs its type from the first
 //!   bytes (`infer`), seals it a 64 KiB segment at a time ([`switchboard_crypto::stream`])
@@ -13,10 +13,16 @@
 //!   again by the tenant is the same row. [`MediaStore::read`] opens any byte range
 //!   by reading only the segments it covers. [`MediaStore::sweep`] deletes what is
 //!   older than the retention, rows first.
+//! - Lazy downloads ([`Download::Lazy`]): a received file is recorded pending
+//!   ([`MediaStore::pend`]: id, type, size and the network's SHA-256, no bytes) and
+//!   fetched through its session on first read; the bytes fill the pending row when
+//!   their hash is its hash.
 //!
 //! Limits: a file over `max_file_bytes` or past the tenant's `max_tenant_bytes` is
 //! refused while it streams in ([`MediaError::TooLarge`]); nothing of it is kept.
 //! An empty file is refused ([`MediaError::Empty`]).
+
+pub mod s3;
 
 use crate::clock;
 use crate::storage::{MediaRow, Store, StoreError};
@@ -46,6 +52,9 @@ pub enum MediaError {
     Source(String),
     #[error("no such media")]
     NotFound,
+    /// Recorded but not fetched yet ([`Download::Lazy`]): fetch it through its session.
+    #[error("the file has not been fetched from its channel yet")]
+    Pending,
     /// A URL to fetch that is not http(s) or points inside the network.
     #[error("{0}")]
     UrlNotAllowed(String),
@@ -159,6 +168,56 @@ pub struct MediaStore {
     /// Where files are sealed before the backend takes them.
     tmp: PathBuf,
     limits: MediaLimits,
+    download: Download,
+}
+
+/// When a received file is fetched from its channel (`media.download`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Download {
+    /// Before its message is reported (the default): `message.received` names a
+    /// file that is already in the store.
+    #[default]
+    Eager,
+    /// On its first read: the message names a pending file (its id, type, size and
+    /// SHA-256 from the channel), fetched through its session when
+    /// `GET /v1/media/{id}` first asks for it.
+    Lazy,
+}
+
+impl std::str::FromStr for Download {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "eager" => Ok(Self::Eager),
+            "lazy" => Ok(Self::Lazy),
+            other => Err(format!("{other:?} is not eager or lazy")),
+        }
+    }
+}
+
+/// What a channel says of a received file before fetching it.
+#[derive(Debug, Clone)]
+pub struct PendingMedia {
+    /// Hex SHA-256 of the plaintext, as the network gives it.
+    pub sha256: String,
+    pub mimetype: String,
+    pub size: u64,
+    pub filename: Option<String>,
+    /// The session to fetch it through, and its message there.
+    pub session_id: String,
+    pub source_ref: String,
+}
+
+impl MediaRow {
+    /// What the sealed bytes are bound to: the tenant and the blob (for files stored
+    /// on upload, the row id).
+    pub fn binding(&self) -> Binding<'_> {
+        Binding {
+            tenant_id: &self.tenant_id,
+            record_id: &self.blob_key,
+            purpose: BLOB_PURPOSE,
+        }
+    }
 }
 
 /// A temporary file removed on drop unless it was handed on.
@@ -186,11 +245,52 @@ impl MediaStore {
             keyring,
             tmp,
             limits,
+            download: Download::Eager,
         }
+    }
+
+    /// The store, with received files fetched `download`.
+    pub fn with_download(self, download: Download) -> Self {
+        Self { download, ..self }
     }
 
     pub fn limits(&self) -> MediaLimits {
         self.limits
+    }
+
+    /// When received files are fetched.
+    pub fn download(&self) -> Download {
+        self.download
+    }
+
+    /// Records a received file before fetching it ([`Download::Lazy`]): the row the
+    /// tenant has for that content already, or a new pending one.
+    pub async fn pend(&self, tenant_id: &str, p: PendingMedia) -> Result<MediaRow, MediaError> {
+        if let Some(row) = self.store.media_by_sha256(tenant_id, &p.sha256).await? {
+            return Ok(row);
+        }
+        let row = MediaRow {
+            id: crate::ids::new_id("med"),
+            tenant_id: tenant_id.to_owned(),
+            sha256: p.sha256,
+            mimetype: p.mimetype,
+            size: i64::try_from(p.size).unwrap_or(i64::MAX),
+            filename: p.filename,
+            key_id: String::new(),
+            blob_key: String::new(),
+            created_at: clock::now_ms(),
+            session_id: Some(p.session_id),
+            source_ref: Some(p.source_ref),
+        };
+        match self.store.insert_media(&row).await {
+            Ok(()) => Ok(row),
+            Err(StoreError::Conflict(_)) => self
+                .store
+                .media_by_sha256(tenant_id, &row.sha256)
+                .await?
+                .ok_or(MediaError::NotFound),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stores what `source` yields for `tenant_id`; the same content stored before
@@ -292,23 +392,54 @@ impl MediaStore {
         file.sync_all().await.map_err(io)?;
         drop(file);
         let sha256 = hex::encode(hash.finalize());
+        let mimetype = sniff(&head, new.mimetype.as_deref(), new.filename.as_deref());
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
         if let Some(existing) = self.store.media_by_sha256(tenant_id, &sha256).await? {
-            return Ok((existing, false));
+            if !existing.is_pending() {
+                return Ok((existing, false));
+            }
+            // Recorded on receipt and fetched now (or the same content uploaded):
+            // the pending row takes these bytes.
+            self.backend.put(&id, &path).await?;
+            temp.0 = None;
+            let key_id = sealer.key_id().to_owned();
+            if self
+                .store
+                .fill_media(&existing.id, &id, &key_id, &mimetype, size)
+                .await?
+            {
+                let row = MediaRow {
+                    blob_key: id,
+                    key_id,
+                    mimetype,
+                    size,
+                    session_id: None,
+                    source_ref: None,
+                    ..existing
+                };
+                return Ok((row, false));
+            }
+            // Filled by another read meanwhile: that one stays.
+            let _ = self.backend.delete(&id).await;
+            return self
+                .store
+                .media(tenant_id, &existing.id)
+                .await?
+                .map(|r| (r, false))
+                .ok_or(MediaError::NotFound);
         }
         let row = MediaRow {
+            blob_key: id.clone(),
             id,
             tenant_id: tenant_id.to_owned(),
             sha256,
-            mimetype: sniff(&head, new.mimetype.as_deref(), new.filename.as_deref()),
-            size: i64::try_from(size).unwrap_or(i64::MAX),
+            mimetype,
+            size,
             filename: new.filename,
             key_id: sealer.key_id().to_owned(),
-            blob_key: String::new(),
             created_at: clock::now_ms(),
-        };
-        let row = MediaRow {
-            blob_key: row.id.clone(),
-            ..row
+            session_id: None,
+            source_ref: None,
         };
         self.backend.put(&row.blob_key, &path).await?;
         temp.0 = None;
@@ -416,13 +547,17 @@ impl MediaStore {
             .ok_or(MediaError::NotFound)
     }
 
-    /// The plaintext bytes `start..end` of `row`, a segment at a time.
+    /// The plaintext bytes `start..end` of `row`, read [`READ_SEGMENTS`] segments
+    /// (one backend request) at a time.
     pub fn read(
         &self,
         row: &MediaRow,
         start: u64,
         end: u64,
     ) -> Result<impl Stream<Item = Result<Bytes, MediaError>> + Send + 'static, MediaError> {
+        if row.is_pending() {
+            return Err(MediaError::Pending);
+        }
         let size = u64::try_from(row.size).unwrap_or(0);
         if start >= end || end > size {
             return Err(MediaError::BadRange { start, end, size });
@@ -430,8 +565,8 @@ impl MediaStore {
         let backend = self.backend.clone();
         let keyring = self.keyring.clone();
         let row = row.clone();
-        let first = start / stream::SEGMENT as u64;
-        let last = (end - 1) / stream::SEGMENT as u64;
+        let seg = stream::SEGMENT as u64;
+        let (first, last) = (start / seg, (end - 1) / seg);
         let state = (None::<Opener>, first);
         Ok(futures::stream::try_unfold(
             state,
@@ -445,43 +580,48 @@ impl MediaStore {
                         Some(o) => o,
                         None => {
                             let header = backend.read(&row.blob_key, 0, stream::HEADER).await?;
-                            let binding = Binding {
-                                tenant_id: &row.tenant_id,
-                                record_id: &row.id,
-                                purpose: BLOB_PURPOSE,
-                            };
-                            Opener::new(&keyring, &row.key_id, &header, size, binding)
+                            Opener::new(&keyring, &row.key_id, &header, size, row.binding())
                                 .map_err(|_| MediaError::Corrupt)?
                         }
                     };
+                    let upto = last.min(index + READ_SEGMENTS - 1);
+                    let sealed = stream::SEGMENT + stream::TAG;
                     let ct = backend
                         .read(
                             &row.blob_key,
                             stream::segment_offset(index),
-                            stream::SEGMENT + stream::TAG,
+                            sealed * (upto - index + 1) as usize,
                         )
                         .await?;
-                    let plain = opener.open(index, &ct).map_err(|_| MediaError::Corrupt)?;
-                    let seg_start = index * stream::SEGMENT as u64;
-                    let from = start.saturating_sub(seg_start) as usize;
-                    let to = ((end - seg_start) as usize).min(plain.len());
-                    let part = Bytes::copy_from_slice(&plain[from..to]);
-                    Ok(Some((part, (Some(opener), index + 1))))
+                    let mut out = Vec::with_capacity(stream::SEGMENT * ct.len().div_ceil(sealed));
+                    for (i, piece) in ct.chunks(sealed).enumerate() {
+                        let at = index + i as u64;
+                        let plain = opener.open(at, piece).map_err(|_| MediaError::Corrupt)?;
+                        let seg_start = at * seg;
+                        let from = start.saturating_sub(seg_start) as usize;
+                        let to = ((end - seg_start) as usize).min(plain.len());
+                        out.extend_from_slice(&plain[from..to]);
+                    }
+                    if out.is_empty() {
+                        // Shorter than its row says: cut off in the backend.
+                        return Err(MediaError::Corrupt);
+                    }
+                    Ok(Some((Bytes::from(out), (Some(opener), upto + 1))))
                 }
             },
         ))
     }
 
-    /// Deletes what was stored before `before` (unix ms): rows, then bytes. Returns
-    /// how many files went.
     /// Deletes a file this request stored and nothing refers to yet (row first).
     pub async fn remove(&self, row: &MediaRow) -> Result<(), MediaError> {
-        if self.store.delete_media(&row.id).await? {
+        if self.store.delete_media(&row.id).await? && !row.is_pending() {
             self.backend.delete(&row.blob_key).await?;
         }
         Ok(())
     }
 
+    /// Deletes what was stored before `before` (unix ms): rows, then bytes. Returns
+    /// how many files went.
     pub async fn sweep(&self, before: i64) -> Result<usize, MediaError> {
         let mut gone = 0;
         loop {
@@ -493,13 +633,18 @@ impl MediaStore {
                 // The row first: a crash in between leaves bytes nobody can reach
                 // rather than a row whose bytes are gone.
                 if self.store.delete_media(&row.id).await? {
-                    self.backend.delete(&row.blob_key).await?;
+                    if !row.is_pending() {
+                        self.backend.delete(&row.blob_key).await?;
+                    }
                     gone += 1;
                 }
             }
         }
     }
 }
+
+/// How many sealed segments one backend read covers (1 MiB of plaintext).
+pub const READ_SEGMENTS: u64 = 16;
 
 /// How many leading bytes the type is sniffed from.
 const SNIFF_BYTES: usize = 8192;

@@ -108,6 +108,19 @@ pub enum Query {
     React(String, String),
     /// Mark a chat read.
     MarkRead(String),
+    /// Fetch a received message's file (its network id, and what the message said of
+    /// the file) into the media store; answers the stored file's `ReceivedMedia`.
+    FetchMedia(String, crate::channels::ReceivedMedia),
+}
+
+impl Query {
+    /// How long the caller waits for the answer (a file takes longer).
+    pub fn timeout_ms(&self) -> u64 {
+        match self {
+            Self::FetchMedia(..) => 300_000,
+            _ => 45_000,
+        }
+    }
 }
 
 /// Settings for session supervision.

@@ -1,7 +1,8 @@
 //! The media store on a real database (SQLite; Postgres when `TEST_DATABASE_URL`
 //! names a server) and real files: content in and out by sha256, ranges across
 //! segments, one row per tenant and content, limits that keep nothing, tampering
-//! found, retention.
+//! found, retention; pending (lazily fetched) files; the S3-compatible backend
+//! against a real Ceph RADOS Gateway.
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -348,4 +349,191 @@ async fn the_type_comes_from_the_bytes_and_tampering_is_found_and_old_files_are_
         media.get(&t, &row.id).await,
         Err(MediaError::NotFound)
     ));
+}
+
+#[tokio::test]
+async fn a_pending_file_takes_no_room_until_the_bytes_named_for_it_arrive() {
+    use switchboard_actors::media::{Download, PendingMedia};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let t = tenant(&store, "shop").await;
+    let media = media(&store, &dir, ROOMY).with_download(Download::Lazy);
+    let data = noise(3 * SEGMENT + 5, 21);
+    let sha = hex::encode(Sha256::digest(&data));
+    let pending = |sha: &str| PendingMedia {
+        sha256: sha.to_owned(),
+        mimetype: "image/jpeg".into(),
+        size: data.len() as u64,
+        filename: Some("receipt.jpg".into()),
+        session_id: "ses_1".into(),
+        source_ref: "false_15550001@c.us_AAA".into(),
+    };
+    let row = media.pend(&t, pending(&sha)).await.unwrap();
+    assert!(row.is_pending());
+    assert_eq!(row.session_id.as_deref(), Some("ses_1"));
+    assert!(matches!(media.read(&row, 0, 1), Err(MediaError::Pending)));
+    assert_eq!(
+        store.media_usage(&t).await.unwrap(),
+        0,
+        "pending files take no room"
+    );
+    // The same file received again is the same pending row.
+    assert_eq!(media.pend(&t, pending(&sha)).await.unwrap().id, row.id);
+
+    // Other bytes do not fill it.
+    let other = noise(100, 22);
+    let stray = media
+        .ingest(&t, NewMedia::default(), chunks(&other, 7))
+        .await
+        .unwrap();
+    assert_ne!(stray.id, row.id);
+    assert!(media.get(&t, &row.id).await.unwrap().is_pending());
+
+    // The bytes named for it do: same id, readable, now counted.
+    let (filled, fresh) = media
+        .ingest_fresh(
+            &t,
+            NewMedia {
+                filename: Some("receipt.jpg".into()),
+                mimetype: Some("image/jpeg".into()),
+            },
+            chunks(&data, 10_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(filled.id, row.id);
+    assert!(
+        !fresh,
+        "a file others refer to is not the request's to take back"
+    );
+    assert!(!filled.is_pending());
+    let stored = media.get(&t, &row.id).await.unwrap();
+    assert_eq!(stored.session_id, None);
+    assert_eq!(read_all(&media, &stored, 0, data.len() as u64).await, data);
+    assert_eq!(
+        store.media_usage(&t).await.unwrap(),
+        (data.len() + other.len()) as i64
+    );
+    // A file the tenant has already is not pending when it arrives again.
+    assert!(!media.pend(&t, pending(&sha)).await.unwrap().is_pending());
+
+    // Retention takes pending rows too.
+    let never = media
+        .pend(&t, pending(&hex::encode(Sha256::digest(b"never fetched"))))
+        .await
+        .unwrap();
+    assert_eq!(media.sweep(clock::now_ms() + 1).await.unwrap(), 3);
+    assert!(matches!(
+        media.get(&t, &never.id).await,
+        Err(MediaError::NotFound)
+    ));
+    assert_eq!(files_under(&dir.path().join("media")), 0);
+}
+
+/// The S3-compatible backend against a real one: Ceph's RADOS Gateway.
+#[cfg(feature = "testkit")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_in_a_ceph_bucket_come_back_sealed_ranged_and_survive_a_gateway_crash() {
+    use switchboard_actors::media::s3::{S3Backend, S3Settings};
+    use switchboard_actors::testkit::s3::{CephS3, REGION};
+    let ceph = tokio::task::spawn_blocking(CephS3::start)
+        .await
+        .unwrap()
+        .expect("ceph starts");
+    ceph.create_bucket("media").unwrap();
+    let settings = |bucket: &str, secret: &str| S3Settings {
+        endpoint: Some(ceph.endpoint()),
+        bucket: bucket.into(),
+        region: REGION.into(),
+        access_key_id: ceph.access_key().into(),
+        secret_access_key: secret.into(),
+        prefix: "sb/".into(),
+    };
+    // Wrong settings are found at start, with the server's word for it.
+    let missing = S3Backend::new(&settings("nope", ceph.secret_key())).unwrap();
+    let e = missing.check().await.unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+    let forged = S3Backend::new(&settings("media", "not-the-secret")).unwrap();
+    assert!(forged.check().await.is_err());
+    let s3 = S3Backend::new(&settings("media", ceph.secret_key())).unwrap();
+    s3.check().await.unwrap();
+    assert!(
+        ceph.objects("media").unwrap().is_empty(),
+        "the probe is deleted"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let t = tenant(&store, "shop").await;
+    let media = MediaStore::new(
+        Arc::new(s3),
+        store.clone(),
+        Arc::new(Keyring::new(MasterKey::generate().unwrap(), [])),
+        dir.path().join("tmp"),
+        ROOMY,
+    );
+    let secret = b"customer receipt no 4711";
+    let mut rows = Vec::new();
+    // Small files go up in one PUT; one over a part (5 MiB) as a multipart upload.
+    for (len, seed) in [(1, 1), (SEGMENT + 1, 2), (11 * 1024 * 1024 + 7, 3)] {
+        let mut data = secret.to_vec();
+        data.extend(noise(len, seed));
+        let row = media
+            .ingest(&t, NewMedia::default(), chunks(&data, 65_537))
+            .await
+            .unwrap();
+        assert_eq!(row.sha256, hex::encode(Sha256::digest(&data)));
+        assert_eq!(read_all(&media, &row, 0, data.len() as u64).await, data);
+        let (a, b) = (SEGMENT as u64 - 3, data.len() as u64 - 1);
+        if b > a {
+            assert_eq!(
+                read_all(&media, &row, a, b).await,
+                &data[a as usize..b as usize]
+            );
+        }
+        let held = ceph
+            .object("media", &format!("sb/{}", row.blob_key))
+            .unwrap();
+        assert!(
+            !held.windows(secret.len()).any(|w| w == secret),
+            "the bucket holds plaintext"
+        );
+        rows.push((row, data));
+    }
+    let mut keys = ceph.objects("media").unwrap();
+    keys.sort();
+    let mut want: Vec<String> = rows
+        .iter()
+        .map(|(r, _)| format!("sb/{}", r.blob_key))
+        .collect();
+    want.sort();
+    assert_eq!(keys, want);
+    assert!(
+        walk(&dir.path().join("tmp")).is_empty(),
+        "no temporary file left"
+    );
+
+    // The RADOS Gateway crashes; a read started meanwhile is retried until it is back.
+    ceph.kill_gateway();
+    let (row, data) = rows[2].clone();
+    let reading = {
+        let media = media.clone();
+        tokio::spawn(async move {
+            let parts: Vec<Bytes> = media
+                .read(&row, 0, row.size as u64)
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            parts.concat()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!reading.is_finished(), "the read waits for the server");
+    tokio::task::block_in_place(|| ceph.start_gateway()).unwrap();
+    assert_eq!(reading.await.unwrap(), data);
+
+    // Retention deletes the objects with their rows.
+    assert_eq!(media.sweep(clock::now_ms() + 1).await.unwrap(), 3);
+    assert!(ceph.objects("media").unwrap().is_empty());
 }

@@ -55,6 +55,14 @@
 //! | `media.max_file_bytes`           | `SWITCHBOARD_MEDIA_MAX_FILE_BYTES`          | 104857600 (100 MiB)   |
 //! | `media.max_tenant_bytes`         | `SWITCHBOARD_MEDIA_MAX_TENANT_BYTES`        | 10737418240 (10 GiB)  |
 //! | `media.retention`                | `SWITCHBOARD_MEDIA_RETENTION`               | `30d` (older media is deleted) |
+//! | `media.download`                 | `SWITCHBOARD_MEDIA_DOWNLOAD`                | `eager` (or `lazy`: on first read) |
+//! | `media.backend`                  | `SWITCHBOARD_MEDIA_BACKEND`                 | `local` (`data_dir/media`; or `s3`) |
+//! | `media.s3_endpoint`              | `SWITCHBOARD_MEDIA_S3_ENDPOINT`             | none (AWS); e.g. `http://rgw:7480` |
+//! | `media.s3_bucket`                | `SWITCHBOARD_MEDIA_S3_BUCKET`               | none (required with `s3`) |
+//! | `media.s3_region`                | `SWITCHBOARD_MEDIA_S3_REGION`               | `us-east-1`           |
+//! | `media.s3_access_key_id`         | `SWITCHBOARD_MEDIA_S3_ACCESS_KEY_ID`        | none (required with `s3`) |
+//! | `media.s3_secret_access_key`     | `SWITCHBOARD_MEDIA_S3_SECRET_ACCESS_KEY`    | none (required with `s3`) |
+//! | `media.s3_prefix`                | `SWITCHBOARD_MEDIA_S3_PREFIX`               | `media/` (object key prefix) |
 //! | `rag.model_dir`                  | `SWITCHBOARD_MODEL_DIR`                     | `models/all-MiniLM-L6-v2` |
 //! | `rag.embeddings_url`             | `SWITCHBOARD_EMBEDDINGS_URL`                | none (local model)    |
 //! | `rag.embeddings_model`           | `SWITCHBOARD_EMBEDDINGS_MODEL`              | `text-embedding-3-small` |
@@ -82,6 +90,8 @@ use switchboard_actors::channels::{
     self, linkedin, linkedin::Settings as LinkedInSettings, whatsapp,
     whatsapp::Settings as WhatsAppSettings,
 };
+use switchboard_actors::media::Download;
+use switchboard_actors::media::s3::S3Settings;
 use switchboard_actors::storage::DatabaseTarget;
 use switchboard_actors::webhooks::schedule;
 use switchboard_crypto::{MasterKey, Secret};
@@ -280,6 +290,20 @@ pub struct MediaConfig {
     pub max_tenant_bytes: u64,
     /// Media older than this is deleted with its rows.
     pub retention: Duration,
+    /// When received files are fetched from their channel.
+    pub download: Download,
+    /// Where the sealed bytes live.
+    pub backend: MediaBackendConfig,
+}
+
+/// `media.backend`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MediaBackendConfig {
+    /// Files under `data_dir/media`.
+    #[default]
+    Local,
+    /// An S3-compatible bucket (shared by replicas).
+    S3(S3Settings),
 }
 
 /// The file's shape. Every key optional; unknown keys are errors.
@@ -322,6 +346,14 @@ struct FileMedia {
     max_file_bytes: Option<u64>,
     max_tenant_bytes: Option<u64>,
     retention: Option<String>,
+    download: Option<String>,
+    backend: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -469,6 +501,22 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_MEDIA_MAX_FILE_BYTES",
     "SWITCHBOARD_MEDIA_MAX_TENANT_BYTES",
     "SWITCHBOARD_MEDIA_RETENTION",
+    "SWITCHBOARD_MEDIA_DOWNLOAD",
+    "SWITCHBOARD_MEDIA_BACKEND",
+    "SWITCHBOARD_MEDIA_S3_ENDPOINT",
+    "SWITCHBOARD_MEDIA_S3_BUCKET",
+    "SWITCHBOARD_MEDIA_S3_REGION",
+    "SWITCHBOARD_MEDIA_S3_ACCESS_KEY_ID",
+    "SWITCHBOARD_MEDIA_S3_SECRET_ACCESS_KEY",
+    "SWITCHBOARD_MEDIA_S3_PREFIX",
+    "SWITCHBOARD_MEDIA_DOWNLOAD",
+    "SWITCHBOARD_MEDIA_BACKEND",
+    "SWITCHBOARD_MEDIA_S3_ENDPOINT",
+    "SWITCHBOARD_MEDIA_S3_BUCKET",
+    "SWITCHBOARD_MEDIA_S3_REGION",
+    "SWITCHBOARD_MEDIA_S3_ACCESS_KEY_ID",
+    "SWITCHBOARD_MEDIA_S3_SECRET_ACCESS_KEY",
+    "SWITCHBOARD_MEDIA_S3_PREFIX",
     "SWITCHBOARD_BROWSER_OPEN_TIMEOUT",
     "SWITCHBOARD_BROWSER_ISOLATION",
     "SWITCHBOARD_BROWSER_SINGLE_PROCESS",
@@ -1140,7 +1188,96 @@ impl Config {
             10 << 30,
             1 << 50,
         )?;
+        let media_text = |key: &str,
+                          v: Option<String>,
+                          var: &'static str|
+         -> Result<(Option<String>, Origin), ConfigError> {
+            let (v, origin) = Layer::file(v, p)
+                .env(env, key, var, |s| Ok(s.to_owned()))?
+                .or(String::new());
+            Ok((Some(v).filter(|v| !v.is_empty()), origin))
+        };
+        let (download, origin) =
+            media_text("media.download", fm.download, "SWITCHBOARD_MEDIA_DOWNLOAD")?;
+        let download = match download {
+            None => Download::Eager,
+            Some(d) => d
+                .parse()
+                .map_err(|m| ConfigError::new("media.download", origin, m))?,
+        };
+        let (backend, origin) =
+            media_text("media.backend", fm.backend, "SWITCHBOARD_MEDIA_BACKEND")?;
+        let backend = match backend.as_deref() {
+            None | Some("local") => MediaBackendConfig::Local,
+            Some("s3") => {
+                let required = |key: &str, v: Option<String>, var: &'static str| {
+                    media_text(key, v, var)?.0.ok_or_else(|| {
+                        ConfigError::new(
+                            key,
+                            Origin::Default,
+                            format!("is required with media.backend = \"s3\" (or set {var})"),
+                        )
+                    })
+                };
+                let (endpoint, origin) = media_text(
+                    "media.s3_endpoint",
+                    fm.s3_endpoint,
+                    "SWITCHBOARD_MEDIA_S3_ENDPOINT",
+                )?;
+                if let Some(e) = &endpoint
+                    && !url::Url::parse(e)
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                {
+                    return Err(ConfigError::new(
+                        "media.s3_endpoint",
+                        origin,
+                        "must be an http(s) URL",
+                    ));
+                }
+                MediaBackendConfig::S3(S3Settings {
+                    endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+                    bucket: required(
+                        "media.s3_bucket",
+                        fm.s3_bucket,
+                        "SWITCHBOARD_MEDIA_S3_BUCKET",
+                    )?,
+                    region: media_text(
+                        "media.s3_region",
+                        fm.s3_region,
+                        "SWITCHBOARD_MEDIA_S3_REGION",
+                    )?
+                    .0
+                    .unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id: required(
+                        "media.s3_access_key_id",
+                        fm.s3_access_key_id,
+                        "SWITCHBOARD_MEDIA_S3_ACCESS_KEY_ID",
+                    )?,
+                    secret_access_key: required(
+                        "media.s3_secret_access_key",
+                        fm.s3_secret_access_key,
+                        "SWITCHBOARD_MEDIA_S3_SECRET_ACCESS_KEY",
+                    )?,
+                    prefix: media_text(
+                        "media.s3_prefix",
+                        fm.s3_prefix,
+                        "SWITCHBOARD_MEDIA_S3_PREFIX",
+                    )?
+                    .0
+                    .unwrap_or_else(|| "media/".into()),
+                })
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "media.backend",
+                    origin,
+                    format!("`{other}` is not `local` or `s3`"),
+                ));
+            }
+        };
         let media = MediaConfig {
+            download,
+            backend,
             max_file_bytes,
             max_tenant_bytes,
             retention: positive(

@@ -13,7 +13,7 @@
 
 use crate::api::rate_limit::KeyLimiters;
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, MediaBackendConfig};
 use crate::{bootstrap, rag, server, telemetry};
 use std::error::Error as StdError;
 use std::future::Future;
@@ -23,7 +23,8 @@ use std::time::Duration;
 use switchboard_actors::Store;
 use switchboard_actors::browser::{BrowserPool, BrowserSettings};
 use switchboard_actors::events::Events;
-use switchboard_actors::media::{LocalBackend, MediaLimits, MediaStore};
+use switchboard_actors::media::s3::S3Backend;
+use switchboard_actors::media::{LocalBackend, MediaBackend, MediaLimits, MediaStore};
 use switchboard_actors::outbound::{Outbound, SendQueue};
 use switchboard_actors::rag_host::RagHost;
 use switchboard_actors::sessions::{Deps, SessionSettings, Sessions};
@@ -245,8 +246,9 @@ pub async fn start(
     Ok(())
 }
 
-/// The media store under `data_dir/media`; what an upload cut short by a crash left
-/// half-written is removed.
+/// The media store: its backend as configured (files under `data_dir/media`, or an
+/// S3-compatible bucket, checked writable here), sealing under `data_dir/media/tmp`;
+/// what an upload cut short by a crash left half-written there is removed.
 async fn media_store(
     config: &Config,
     store: &Store,
@@ -259,8 +261,21 @@ async fn media_store(
     while let Some(e) = leftovers.next_entry().await? {
         let _ = tokio::fs::remove_file(e.path()).await;
     }
+    let backend: Arc<dyn MediaBackend> = match &config.media.backend {
+        MediaBackendConfig::Local => Arc::new(LocalBackend::new(&root)),
+        MediaBackendConfig::S3(settings) => {
+            let s3 = S3Backend::new(settings).map_err(std::io::Error::other)?;
+            s3.check().await.map_err(std::io::Error::other)?;
+            tracing::info!(
+                bucket = %settings.bucket,
+                endpoint = settings.endpoint.as_deref().unwrap_or("AWS"),
+                "media in an S3 bucket"
+            );
+            Arc::new(s3)
+        }
+    };
     Ok(MediaStore::new(
-        Arc::new(LocalBackend::new(&root)),
+        backend,
         store.clone(),
         keyring.clone(),
         tmp,
@@ -268,7 +283,8 @@ async fn media_store(
             max_file_bytes: config.media.max_file_bytes,
             max_tenant_bytes: config.media.max_tenant_bytes,
         },
-    ))
+    )
+    .with_download(config.media.download))
 }
 
 /// Deletes media older than the retention, at start and then every hour (or a

@@ -858,7 +858,12 @@ impl Pump {
             .as_ref()
             .filter(|_| !media::carries_file(&m.msg_type))
         else {
-            return media::download(&self.page, store, tenant, m).await;
+            if store.download() == crate::media::Download::Lazy
+                && let Some(pending) = media::pend(store, tenant, &self.saver.session_id, m).await
+            {
+                return pending;
+            }
+            return media::download(&self.page, store, tenant, &m.id, media::describe(m)).await;
         };
         let name = m.vcard_name.clone().unwrap_or_else(|| "contact".into());
         let new = crate::media::NewMedia {
@@ -1299,6 +1304,26 @@ impl Channel for WhatsApp {
             .await
             .map_err(ChannelError::Failed)?;
             page_done(&out, "the message is not on the page any more")
+        })
+    }
+
+    fn fetch_media(
+        &mut self,
+        external_id: String,
+        described: ReceivedMedia,
+    ) -> BoxFuture<'static, Result<ReceivedMedia, ChannelError>> {
+        let (page, store, tenant) = (self.page(), self.ctx.media.clone(), self.tenant_id.clone());
+        Box::pin(async move {
+            let store = store
+                .ok_or_else(|| ChannelError::Failed("the media store is not running".into()))?;
+            let got = media::download(&page?, &store, &tenant, &external_id, described).await;
+            match got.error {
+                None => Ok(got),
+                Some(e) if e == "media_unavailable" => Err(ChannelError::Rejected(
+                    "media_unavailable: the file is gone from WhatsApp's servers".into(),
+                )),
+                Some(e) => Err(ChannelError::Failed(e)),
+            }
         })
     }
 

@@ -357,6 +357,7 @@ impl Sessions {
         query: super::Query,
     ) -> Result<serde_json::Value, SessionError> {
         let (tenant_id, session_id) = (tenant_id.to_owned(), session_id.to_owned());
+        let timeout = query.timeout_ms();
         let call = ractor::call_t!(
             self.root,
             |reply| RootMsg::Query {
@@ -365,7 +366,7 @@ impl Sessions {
                 query,
                 reply
             },
-            45_000
+            timeout
         );
         match call {
             Ok(r) => r,

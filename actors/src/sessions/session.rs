@@ -467,6 +467,15 @@ async fn process(
                     .submit_code(code)
                     .await
                     .map(|()| serde_json::json!({ "accepted": true })),
+                Query::FetchMedia(external_id, described) => {
+                    // A file can take a while: fetched beside the actor.
+                    let fetching = state.channel.fetch_media(external_id, described);
+                    tokio::spawn(async move {
+                        let got = fetching.await;
+                        let _ = reply.send(got.map(|m| serde_json::json!(m)));
+                    });
+                    return Ok(());
+                }
             };
             let _ = reply.send(result);
         }

@@ -16,15 +16,28 @@ pub struct MediaRow {
     pub filename: Option<String>,
     /// The master key that sealed the bytes.
     pub key_id: String,
-    /// Where the backend keeps them.
+    /// Where the backend keeps them; empty while the file is pending (recorded,
+    /// not yet fetched from its channel).
     pub blob_key: String,
     pub created_at: i64,
+    /// A pending file's session, to fetch it through.
+    pub session_id: Option<String>,
+    /// A pending file's message on that session's network.
+    pub source_ref: Option<String>,
+}
+
+impl MediaRow {
+    /// Recorded, but its bytes are still on the channel's network.
+    pub fn is_pending(&self) -> bool {
+        self.blob_key.is_empty()
+    }
 }
 
 /// The columns of [`MediaRow`], as a literal for `concat!`.
 macro_rules! columns {
     () => {
-        "id, tenant_id, sha256, mimetype, size, filename, key_id, blob_key, created_at"
+        "id, tenant_id, sha256, mimetype, size, filename, key_id, blob_key, created_at, \
+         session_id, source_ref"
     };
 }
 
@@ -36,7 +49,7 @@ impl Store {
             sqlx::query(concat!(
                 "INSERT INTO media (",
                 columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(&row.id)
             .bind(&row.tenant_id)
@@ -47,6 +60,8 @@ impl Store {
             .bind(&row.key_id)
             .bind(&row.blob_key)
             .bind(row.created_at)
+            .bind(&row.session_id)
+            .bind(&row.source_ref)
             .execute(pool)
             .await
             .map(|_| ())
@@ -58,6 +73,34 @@ impl Store {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Gives pending file `id` its bytes: the sealed blob `blob_key` (under master
+    /// key `key_id`) and what the bytes showed. False when it was not pending (filled
+    /// by another read meanwhile).
+    pub async fn fill_media(
+        &self,
+        id: &str,
+        blob_key: &str,
+        key_id: &str,
+        mimetype: &str,
+        size: i64,
+    ) -> Result<bool> {
+        let n = on_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE media SET blob_key = $2, key_id = $3, mimetype = $4, size = $5, \
+                 session_id = NULL, source_ref = NULL WHERE id = $1 AND blob_key = ''",
+            )
+            .bind(id)
+            .bind(blob_key)
+            .bind(key_id)
+            .bind(mimetype)
+            .bind(size)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
     }
 
     /// A tenant's file by id (`None` for another tenant's).
@@ -92,11 +135,11 @@ impl Store {
         Ok(row)
     }
 
-    /// How many plaintext bytes a tenant has stored.
+    /// How many plaintext bytes a tenant has stored (pending files take none).
     pub async fn media_usage(&self, tenant_id: &str) -> Result<i64> {
         let n = on_pool!(self, |pool| {
             sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT CAST(SUM(size) AS BIGINT) FROM media WHERE tenant_id = $1",
+                "SELECT CAST(SUM(size) AS BIGINT) FROM media WHERE tenant_id = $1 AND blob_key <> ''",
             )
             .bind(tenant_id)
             .fetch_one(pool)

@@ -16,14 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const SMTP_SERVER: &str = include_str!("smtp_server.py");
+use super::{free_port, stop, wait_listening};
 
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+const SMTP_SERVER: &str = include_str!("smtp_server.py");
 
 /// The uid and gid of the `mail` user.
 fn mail_user() -> io::Result<(u32, u32)> {
@@ -38,33 +33,8 @@ fn mail_user() -> io::Result<(u32, u32)> {
         .ok_or_else(|| io::Error::other("no `mail` user in /etc/passwd"))
 }
 
-/// Stops a server the way its init script would (SIGTERM), then waits for it.
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn chown(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
-}
-
-/// Waits until something listens on `port`.
-fn wait_listening(port: u16, within: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + within;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(io::Error::other(format!("nothing listens on port {port}")));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Dovecot and an SMTP server delivering to it.

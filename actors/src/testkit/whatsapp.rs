@@ -284,6 +284,8 @@ struct World {
     counter: u64,
     /// The media server: direct path → what it keeps (encrypted), or `None` once expired.
     cdn: HashMap<String, Option<Bytes>>,
+    /// Files the media server has handed out.
+    cdn_downloads: u64,
 }
 
 impl World {
@@ -846,7 +848,11 @@ impl WhatsAppStandin {
             (Method::GET, "/_standin/poll") => self.poll(&query).await,
             (Method::GET, p) if p.starts_with("/v/") => {
                 let full = req_path_and_query(&path, &query_raw);
-                match self.world().cdn.get(&full).cloned().flatten() {
+                let mut w = self.world();
+                let file = w.cdn.get(&full).cloned().flatten();
+                w.cdn_downloads += u64::from(file.is_some());
+                drop(w);
+                match file {
                     Some(file) => Response::builder()
                         .header("content-type", "application/octet-stream")
                         .body(Full::new(file))
@@ -1184,6 +1190,11 @@ impl WhatsAppStandin {
             me.changed();
         });
         reply(StatusCode::OK, json!({"ok": true}))
+    }
+
+    /// How many files the media server has handed out (to pages downloading them).
+    pub fn media_downloads(&self) -> u64 {
+        self.world().cdn_downloads
     }
 
     /// Drops a file from the media server (as WhatsApp's does after a while).

@@ -9,7 +9,8 @@
 //!   413 `media_space_full`, an empty file → 422 `empty_file`; nothing is kept.
 //! - `GET /v1/media/{id}`: streams it back with its type, `ETag` (its sha256) and
 //!   `Accept-Ranges`; `Range: bytes=a-b` (one range) → 206, an unsatisfiable one →
-//!   416. Another tenant's id is 404.
+//!   416. Another tenant's id is 404. A received file still pending
+//!   (`media.download = "lazy"`) is fetched through its session first.
 
 use super::auth::Caller;
 use super::{ApiError, ApiResult, Ctx, ResBody, json};
@@ -177,14 +178,73 @@ fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
+/// A pending file (`media.download = "lazy"`) fetched through its session, then its
+/// row as stored. The session must be running (409 `session_not_running`); a file
+/// gone from the network is 410 `media_unavailable`; one that did not come whole, or
+/// whose bytes are not the ones the message named, is 502 `media_not_downloaded`.
+async fn fetch_pending(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    row: MediaRow,
+) -> Result<MediaRow, ApiError> {
+    use switchboard_actors::sessions::{Query, SessionError};
+    let not_downloaded =
+        |why: String| ApiError::new(StatusCode::BAD_GATEWAY, "media_not_downloaded", why);
+    let (Some(session_id), Some(source)) = (row.session_id.clone(), row.source_ref.clone()) else {
+        return Err(not_downloaded("the file's source is not recorded".into()));
+    };
+    let described = switchboard_actors::channels::ReceivedMedia {
+        id: Some(row.id.clone()),
+        mimetype: row.mimetype.clone(),
+        size: u64::try_from(row.size).unwrap_or(0),
+        filename: row.filename.clone(),
+        sha256: Some(row.sha256.clone()),
+        error: None,
+    };
+    ctx.app
+        .sessions
+        .query(&caller.tenant.id, &session_id, Query::FetchMedia(source, described))
+        .await
+        .map_err(|e| match e {
+            SessionError::NotRunning => ApiError::new(
+                StatusCode::CONFLICT,
+                "session_not_running",
+                format!(
+                    "the file is still on the network (media.download = \"lazy\"); session {session_id} must be running to fetch it"
+                ),
+            ),
+            SessionError::Rejected(m) if m.starts_with("media_unavailable") => {
+                ApiError::new(StatusCode::GONE, "media_unavailable", m)
+            }
+            SessionError::Failed(m) => not_downloaded(m),
+            other => other.into(),
+        })?;
+    let row = ctx
+        .app
+        .media
+        .get(&caller.tenant.id, &row.id)
+        .await
+        .map_err(media_error)?;
+    if row.is_pending() {
+        return Err(not_downloaded(
+            "the bytes the network gave are not the file the message named (SHA-256 differs)"
+                .into(),
+        ));
+    }
+    Ok(row)
+}
+
 /// `GET /v1/media/{id}`.
 pub async fn download(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {
     let id = ctx.params[0].as_str();
     let media = &ctx.app.media;
-    let row = media
+    let mut row = media
         .get(&caller.tenant.id, id)
         .await
         .map_err(media_error)?;
+    if row.is_pending() {
+        row = fetch_pending(ctx, caller, row).await?;
+    }
     let size = u64::try_from(row.size).unwrap_or(0);
     let asked = req
         .headers()

@@ -177,7 +177,7 @@ fn webhooks() -> Value {
         ),
         (
             "message.received",
-            "An inbound message. On LinkedIn `from` is the sender's profile URN, `chat` the conversation URN, and `meta.sender` holds `public_id` and `name`. A WhatsApp file (image, video, audio, voice note, document, sticker; a contact card as text/vcard) is in the media store as `media.id` (`GET /v1/media/{id}`), the caption as `text`; `media.error` says why a file is not there (`media_unavailable`: gone from WhatsApp's servers). E-mail attachments carry `media_id` in `attachments[]`. A quote carries `reply_to` (our `msg_…` id when we have the message) and `reply_to_external_id`.",
+            "An inbound message. On LinkedIn `from` is the sender's profile URN, `chat` the conversation URN, and `meta.sender` holds `public_id` and `name`. A WhatsApp file (image, video, audio, voice note, document, sticker; a contact card as text/vcard) is in the media store as `media.id` (`GET /v1/media/{id}`; with `media.download = \"lazy\"` the id is given before the file is fetched, on its first read), the caption as `text`; `media.error` says why a file is not there (`media_unavailable`: gone from WhatsApp's servers). E-mail attachments carry `media_id` in `attachments[]`. A quote carries `reply_to` (our `msg_…` id when we have the message) and `reply_to_external_id`.",
             s(json!({
                 "external_id": str_, "from": str_, "chat": str_, "text": opt, "meta": { "type": "object" },
                 "media": { "type": "object", "properties": {

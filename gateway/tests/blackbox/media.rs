@@ -1,7 +1,8 @@
 //! The media store through the real binary: upload, download whole and by range,
 //! one id per content, the type from the bytes, tenants apart, and bad input that
 //! keeps nothing (over the size limit by Content-Length or while streaming, empty,
-//! a bad file name).
+//! a bad file name); the same through an S3-compatible bucket (a real Ceph RADOS
+//! Gateway), across a restart.
 
 use super::support::{Gateway, Options};
 use http::{Method, StatusCode};
@@ -466,4 +467,127 @@ async fn a_200_mb_upload_meets_the_default_limit_and_nothing_is_kept() {
     let status = raw_upload(&gw, &key, 200_000_000, false);
     assert!(status.contains(" 413 "), "{status}");
     assert!(stored_files(&gw).is_empty(), "{:?}", stored_files(&gw));
+}
+
+/// `media.backend = "s3"` against a real S3-compatible server (Ceph's RADOS Gateway):
+/// files go to the bucket sealed, come back whole and by range, stay apart per
+/// tenant, and outlive the gateway; settings the bucket refuses stop the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_in_an_s3_bucket_comes_back_by_range_and_outlives_the_gateway() {
+    use switchboard_actors::testkit::s3::{CephS3, REGION};
+    let ceph = tokio::task::spawn_blocking(CephS3::start)
+        .await
+        .unwrap()
+        .expect("ceph starts");
+    ceph.create_bucket("switchboard-media").unwrap();
+    let env = |secret: &str| {
+        vec![
+            ("SWITCHBOARD_MEDIA_BACKEND".to_string(), "s3".to_string()),
+            ("SWITCHBOARD_MEDIA_S3_ENDPOINT".into(), ceph.endpoint()),
+            (
+                "SWITCHBOARD_MEDIA_S3_BUCKET".into(),
+                "switchboard-media".into(),
+            ),
+            ("SWITCHBOARD_MEDIA_S3_REGION".into(), REGION.into()),
+            (
+                "SWITCHBOARD_MEDIA_S3_ACCESS_KEY_ID".into(),
+                ceph.access_key().into(),
+            ),
+            (
+                "SWITCHBOARD_MEDIA_S3_SECRET_ACCESS_KEY".into(),
+                secret.into(),
+            ),
+        ]
+    };
+    // A secret the bucket refuses: the gateway says so and does not start.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bad = env("wrong-secret");
+    bad.push((
+        "SWITCHBOARD_DATA_DIR".into(),
+        tmp.path().display().to_string(),
+    ));
+    bad.push(("SWITCHBOARD_LISTEN".into(), "127.0.0.1:0".into()));
+    let out = super::support::command(&bad).arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("media store") && stderr.contains("switchboard-media"),
+        "{stderr}"
+    );
+
+    let gw = Gateway::start_with(Options {
+        env: env(ceph.secret_key()),
+        ..Default::default()
+    })
+    .await;
+    let (_, key) = gw.create_tenant("media").await;
+    let (_, other) = gw.create_tenant("someone else").await;
+    let secret = b"customer receipt no 4711";
+    let mut ids = Vec::new();
+    // One file in a single PUT, one over a part (5 MiB) as a multipart upload.
+    for (len, seed) in [(300_000, 1), (7 * 1024 * 1024 + 3, 2)] {
+        let mut data = secret.to_vec();
+        data.extend(noise(len, seed));
+        let r = upload(
+            &gw,
+            &key,
+            "/v1/media?filename=scan.bin",
+            "application/octet-stream",
+            data.clone(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(r.json["sha256"], hex::encode(Sha256::digest(&data)));
+        ids.push((r.json["id"].as_str().unwrap().to_owned(), data));
+    }
+    let mut objects = ceph.objects("switchboard-media").unwrap();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    objects.retain(|o| o.starts_with("media/"));
+    assert_eq!(objects.len(), 2, "keys under the default prefix");
+    for o in &objects {
+        let held = ceph.object("switchboard-media", o).unwrap();
+        assert!(
+            !held.windows(secret.len()).any(|w| w == secret),
+            "{o} holds plaintext"
+        );
+    }
+    assert!(
+        stored_files(&gw).is_empty(),
+        "nothing stays on the gateway's disk: {:?}",
+        stored_files(&gw)
+    );
+
+    let gw = gw.restart().await;
+    for (id, data) in &ids {
+        let whole = gw
+            .request(
+                Method::GET,
+                &format!("/v1/media/{id}"),
+                &[("x-api-key", &key)],
+                None,
+            )
+            .await;
+        assert_eq!(whole.status, StatusCode::OK);
+        assert_eq!(Sha256::digest(&whole.bytes), Sha256::digest(data));
+        let (a, b) = (65_530, data.len() - 2);
+        let part = gw
+            .request(
+                Method::GET,
+                &format!("/v1/media/{id}"),
+                &[("x-api-key", &key), ("range", &format!("bytes={a}-{b}"))],
+                None,
+            )
+            .await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(&part.bytes[..], &data[a..=b]);
+        let theirs = gw
+            .request(
+                Method::GET,
+                &format!("/v1/media/{id}"),
+                &[("x-api-key", &other)],
+                None,
+            )
+            .await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    }
 }

@@ -170,6 +170,13 @@ async fn bad_configuration_exits_64_naming_the_key_before_binding() {
         ("SWITCHBOARD_MASTER_KEY", "c2hvcnQ=", "`master_key`"),
         ("DATABASE_URL", "mysql://db", "`database_url`"),
         ("SWITCHBOARD_LOG_FORMAT", "yaml", "`log.format`"),
+        ("SWITCHBOARD_MEDIA_BACKEND", "s4", "`media.backend`"),
+        ("SWITCHBOARD_MEDIA_BACKEND", "s3", "`media.s3_bucket`"),
+        (
+            "SWITCHBOARD_MEDIA_DOWNLOAD",
+            "sometimes",
+            "`media.download`",
+        ),
         (
             "SWITCHBOARD_LIMTS_API_BURST",
             "5",

@@ -729,3 +729,141 @@ async fn sends_are_humanised_and_capped_per_contact() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("pacing.gap"), "{}", r.text);
 }
+
+/// `media.download = "lazy"`: a received file is announced with its id before any
+/// of it is fetched; the first `GET /v1/media/{id}` downloads it through the page
+/// (once), even after the gateway restarted; a file WhatsApp no longer has is 410, a
+/// stopped session is 409.
+#[tokio::test]
+async fn lazy_media_is_fetched_through_the_page_on_first_read_once() {
+    let standin = standin(Duration::from_secs(20)).await;
+    let mut opts = options(&standin, 5);
+    opts.env
+        .push(("SWITCHBOARD_MEDIA_DOWNLOAD".into(), "lazy".into()));
+    let gw = Gateway::start_with(opts).await;
+    let (_, key) = gw.create_tenant("wa-lazy").await;
+    let (_, other) = gw.create_tenant("wa-lazy-other").await;
+    let session = paired_session(&gw, &key, &standin).await;
+    let receive = |bytes: Vec<u8>, caption: &str, expired: bool| Inbound {
+        from: ALICE.into(),
+        msg_type: Some("document".into()),
+        mimetype: Some("application/pdf".into()),
+        caption: Some(caption.into()),
+        filename: Some("statement.pdf".into()),
+        media: Some(bytes),
+        expired,
+        ..Inbound::default()
+    };
+
+    let pdf = file(PDF, 1_500_000, 41);
+    standin
+        .deliver(PHONE, receive(pdf.clone(), "your statement", false))
+        .unwrap();
+    let data = event(&gw, &key, "message.received", |e| {
+        e["data"]["text"] == "your statement"
+    })
+    .await;
+    let media = &data["media"];
+    assert!(media["error"].is_null(), "{data}");
+    assert_eq!(media["sha256"], sha(&pdf));
+    assert_eq!(media["size"], pdf.len() as u64);
+    assert_eq!(media["filename"], "statement.pdf");
+    let media_id = media["id"].as_str().unwrap().to_owned();
+    assert_eq!(standin.media_downloads(), 0, "nothing fetched yet");
+    assert_eq!(stored_files(&gw), 0, "nothing stored yet");
+    assert_eq!(
+        download(&gw, &other, &media_id).await.status,
+        StatusCode::NOT_FOUND,
+        "another tenant's media"
+    );
+
+    // The first read is a range: the file is fetched whole, then the range served.
+    let part = gw
+        .request(
+            Method::GET,
+            &format!("/v1/media/{media_id}"),
+            &[("x-api-key", &key), ("range", "bytes=1000-1999")],
+            None,
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT, "{}", part.text);
+    assert_eq!(&part.bytes[..], &pdf[1000..2000]);
+    assert_eq!(part.headers["content-type"], "application/pdf");
+    assert_eq!(standin.media_downloads(), 1);
+    let whole = download(&gw, &key, &media_id).await;
+    assert_eq!(sha(&whole.bytes), sha(&pdf));
+    assert_eq!(standin.media_downloads(), 1, "fetched once");
+    assert_eq!(stored_files(&gw), 1);
+
+    // The same file forwarded again is the same id, and is not fetched again.
+    standin
+        .deliver(PHONE, receive(pdf.clone(), "again", false))
+        .unwrap();
+    let again = event(&gw, &key, "message.received", |e| {
+        e["data"]["text"] == "again"
+    })
+    .await;
+    assert_eq!(again["media"]["id"], media_id.as_str());
+    assert_eq!(sha(&download(&gw, &key, &media_id).await.bytes), sha(&pdf));
+    assert_eq!(standin.media_downloads(), 1);
+
+    // Gone from WhatsApp's servers before anyone read it: 410, nothing stored.
+    standin
+        .deliver(PHONE, receive(file(PDF, 9_000, 42), "too late", true))
+        .unwrap();
+    let late = event(&gw, &key, "message.received", |e| {
+        e["data"]["text"] == "too late"
+    })
+    .await;
+    let late_id = late["media"]["id"].as_str().unwrap().to_owned();
+    let gone = download(&gw, &key, &late_id).await;
+    assert_eq!(gone.status, StatusCode::GONE, "{}", gone.text);
+    assert_eq!(
+        gone.json["error"]["code"], "media_unavailable",
+        "{}",
+        gone.text
+    );
+    assert_eq!(stored_files(&gw), 1);
+
+    // A file still pending when the gateway restarts is fetched by the restored
+    // session (the page syncs the message back from the phone).
+    let later = file(PDF, 300_000, 43);
+    standin
+        .deliver(PHONE, receive(later.clone(), "read me later", false))
+        .unwrap();
+    let pending = event(&gw, &key, "message.received", |e| {
+        e["data"]["text"] == "read me later"
+    })
+    .await;
+    let pending_id = pending["media"]["id"].as_str().unwrap().to_owned();
+    let gw = gw.restart().await;
+    gw.wait_status(&key, &session, "WORKING", Duration::from_secs(30))
+        .await;
+    let got = download(&gw, &key, &pending_id).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    assert_eq!(sha(&got.bytes), sha(&later));
+
+    // With the session stopped, a pending file cannot be fetched: 409, said why.
+    standin
+        .deliver(
+            PHONE,
+            receive(file(PDF, 20_000, 44), "while stopped", false),
+        )
+        .unwrap();
+    let stopped = event(&gw, &key, "message.received", |e| {
+        e["data"]["text"] == "while stopped"
+    })
+    .await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/sessions/{session}/stop"),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let r = download(&gw, &key, stopped["media"]["id"].as_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json["error"]["code"], "session_not_running");
+}

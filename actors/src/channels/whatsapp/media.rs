@@ -9,7 +9,7 @@
 use super::contract::{self, Downloaded, PageMessage};
 use super::{SLOW_CALL_TIMEOUT, call};
 use crate::channels::{Attachment, AttachmentContent, ChannelError, ReceivedMedia};
-use crate::media::{MediaError, MediaStore, NewMedia};
+use crate::media::{MediaError, MediaStore, NewMedia, PendingMedia};
 use base64::Engine;
 use bytes::Bytes;
 use chromiumoxide::page::Page;
@@ -43,16 +43,9 @@ fn error_code(e: &MediaError) -> String {
     }
 }
 
-/// Downloads message `m`'s file from the page into the store for `tenant_id`. The
-/// message is described whatever happens: a file gone from WhatsApp's servers (or
-/// one over the limits) comes back with `error` set and no id.
-pub async fn download(
-    page: &Page,
-    store: &MediaStore,
-    tenant_id: &str,
-    m: &PageMessage,
-) -> ReceivedMedia {
-    let mut out = ReceivedMedia {
+/// What message `m` says of its file, before any of it is fetched.
+pub fn describe(m: &PageMessage) -> ReceivedMedia {
+    ReceivedMedia {
         id: None,
         mimetype: m
             .mimetype
@@ -62,11 +55,56 @@ pub async fn download(
         filename: m.filename.clone(),
         sha256: m.filehash.as_deref().and_then(hex_of),
         error: None,
+    }
+}
+
+/// Records message `m`'s file as pending in the store (`media.download = "lazy"`):
+/// its id goes out with the message, the bytes are fetched on first read. `None`
+/// when the message gives no hash to hold the fetched bytes to (download it now).
+pub async fn pend(
+    store: &MediaStore,
+    tenant_id: &str,
+    session_id: &str,
+    m: &PageMessage,
+) -> Option<ReceivedMedia> {
+    let mut out = describe(m);
+    let pending = PendingMedia {
+        sha256: out.sha256.clone()?,
+        mimetype: out.mimetype.clone(),
+        size: out.size,
+        filename: out.filename.clone(),
+        session_id: session_id.to_owned(),
+        source_ref: m.id.clone(),
     };
+    match store.pend(tenant_id, pending).await {
+        Ok(row) => {
+            out.id = Some(row.id);
+            out.mimetype = row.mimetype;
+            out.size = u64::try_from(row.size).unwrap_or(0);
+        }
+        Err(e) => {
+            tracing::warn!(id = %m.id, error = %e, "received media not recorded");
+            out.error = Some(error_code(&e));
+        }
+    }
+    Some(out)
+}
+
+/// Downloads message `message_id`'s file (described as `out`) from the page into the
+/// store for `tenant_id`. The message is described whatever happens: a file gone
+/// from WhatsApp's servers (or one over the limits) comes back with `error` set and
+/// no id.
+pub async fn download(
+    page: &Page,
+    store: &MediaStore,
+    tenant_id: &str,
+    message_id: &str,
+    mut out: ReceivedMedia,
+) -> ReceivedMedia {
     let got = call(
         page,
         contract::DOWNLOAD_JS,
-        &[m.id.clone().into()],
+        &[message_id.into()],
         SLOW_CALL_TIMEOUT,
     )
     .await
@@ -81,7 +119,7 @@ pub async fn download(
     let handle = match (d.handle, d.error) {
         (Some(h), None) => h,
         (_, Some(e)) if e == "unavailable" => {
-            tracing::info!(id = %m.id, stage = ?d.stage, "media gone from WhatsApp's servers");
+            tracing::info!(id = %message_id, stage = ?d.stage, "media gone from WhatsApp's servers");
             out.error = Some("media_unavailable".into());
             return out;
         }
@@ -94,8 +132,8 @@ pub async fn download(
         }
     };
     let new = NewMedia {
-        filename: m.filename.clone(),
-        mimetype: m.mimetype.clone(),
+        filename: out.filename.clone(),
+        mimetype: Some(out.mimetype.clone()).filter(|m| m != "application/octet-stream"),
     };
     let stored = store
         .ingest(tenant_id, new, read_chunks(page, &handle, d.size))
@@ -110,7 +148,7 @@ pub async fn download(
     match stored {
         Ok(row) => {
             if out.sha256.as_deref().is_some_and(|s| s != row.sha256) {
-                tracing::warn!(id = %m.id, "the file's hash differs from the message's filehash");
+                tracing::warn!(id = %message_id, "the file's hash differs from the message's filehash");
             }
             out.id = Some(row.id);
             out.mimetype = row.mimetype;
@@ -118,7 +156,7 @@ pub async fn download(
             out.sha256 = Some(row.sha256);
         }
         Err(e) => {
-            tracing::warn!(id = %m.id, error = %e, "received media not stored");
+            tracing::warn!(id = %message_id, error = %e, "received media not stored");
             out.error = Some(error_code(&e));
         }
     }
