@@ -167,6 +167,9 @@ async fn sends_of(
         .collect())
 }
 
+/// How long a lazy file's first read waits for a (re)connecting session's page.
+const FETCH_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 pub struct WhatsApp {
     tenant_id: String,
@@ -1312,11 +1315,32 @@ impl Channel for WhatsApp {
         external_id: String,
         described: ReceivedMedia,
     ) -> BoxFuture<'static, Result<ReceivedMedia, ChannelError>> {
-        let (page, store, tenant) = (self.page(), self.ctx.media.clone(), self.tenant_id.clone());
+        let (lease, store, tenant) = (
+            self.lease.clone(),
+            self.ctx.media.clone(),
+            self.tenant_id.clone(),
+        );
         Box::pin(async move {
             let store = store
                 .ok_or_else(|| ChannelError::Failed("the media store is not running".into()))?;
-            let got = media::download(&page?, &store, &tenant, &external_id, described).await;
+            // A session that is (re)connecting gets a while to open its page.
+            let deadline = tokio::time::Instant::now() + FETCH_WAIT;
+            let page = loop {
+                let page = lease
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .filter(|l| !l.lost.is_cancelled())
+                    .map(|l| l.page.clone());
+                match page {
+                    Some(p) => break p,
+                    None if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    None => return Err(ChannelError::NotConnected),
+                }
+            };
+            let got = media::download(&page, &store, &tenant, &external_id, described).await;
             match got.error {
                 None => Ok(got),
                 Some(e) if e == "media_unavailable" => Err(ChannelError::Rejected(

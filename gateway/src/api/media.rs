@@ -179,7 +179,8 @@ fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// A pending file (`media.download = "lazy"`) fetched through its session, then its
-/// row as stored. The session must be running (409 `session_not_running`); a file
+/// row as stored. The session must be running (409 `session_not_running`) and get
+/// its page open within 30 s (else 503 `session_not_connected`); a file
 /// gone from the network is 410 `media_unavailable`; one that did not come whole, or
 /// whose bytes are not the ones the message named, is 502 `media_not_downloaded`.
 async fn fetch_pending(
@@ -216,6 +217,14 @@ async fn fetch_pending(
             SessionError::Rejected(m) if m.starts_with("media_unavailable") => {
                 ApiError::new(StatusCode::GONE, "media_unavailable", m)
             }
+            SessionError::Failed(m) if m == "not connected" => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "session_not_connected",
+                    format!("session {session_id} has no open page to fetch the file through yet; retry when it is WORKING"),
+                )
+            },
             SessionError::Failed(m) => not_downloaded(m),
             other => other.into(),
         })?;

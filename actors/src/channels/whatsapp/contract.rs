@@ -624,12 +624,13 @@ pub const DOWNLOAD_JS: &str = r#"
 async function (msgId) {
   try {
     const req = window.require;
-    // Modules register while the page boots: a read right after a restored login
-    // waits for the download manager rather than failing.
+    // Modules register while the page boots, and a restored login's messages come
+    // back by history sync: a read right after a restart waits for both (10 s).
+    let msg = null;
     for (let i = 0; i < 100; i++) {
-      try { req('WAWebDownloadManager'); break; } catch (e) { await new Promise((ok) => setTimeout(ok, 100)); }
+      try { req('WAWebDownloadManager'); msg = req('WAWebCollections').Msg.get(msgId); if (msg) break; } catch (e) {}
+      await new Promise((ok) => setTimeout(ok, 100));
     }
-    const msg = req('WAWebCollections').Msg.get(msgId);
     if (!msg) return JSON.stringify({ error: 'not_found' });
     if (!msg.mediaData) return JSON.stringify({ error: 'no_media' });
     if (msg.mediaData.mediaStage === 'REUPLOADING') return JSON.stringify({ error: 'unavailable', stage: 'REUPLOADING' });
