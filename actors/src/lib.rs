@@ -28,6 +28,7 @@
 pub mod browser;
 pub mod channels;
 pub mod clock;
+pub mod cluster;
 pub mod events;
 pub mod ids;
 pub mod media;

@@ -160,6 +160,9 @@ pub struct Deps {
     pub channels: std::sync::Arc<crate::channels::Settings>,
     /// The media store channels read attachments from.
     pub media: Option<crate::media::MediaStore>,
+    /// This replica, when sessions are shared by lease ([`crate::cluster`]): only
+    /// the sessions it holds are restored. `None`: every session that should run.
+    pub replica_id: Option<String>,
 }
 
 impl Deps {

@@ -17,6 +17,7 @@
 mod account_actions;
 mod api_keys;
 mod audit;
+mod cluster;
 mod events;
 mod mailboxes;
 mod media;
@@ -30,6 +31,7 @@ mod webhooks;
 
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
+pub use cluster::{Lease, ReplicaRow};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
 pub use mailboxes::FolderPosition;
 pub use media::MediaRow;

@@ -186,6 +186,7 @@ async fn dispatch(
         RouteId::OpenApi => openapi::serve(),
         RouteId::CreateTenant => tenants::create(&ctx, req).await,
         RouteId::ListTenants => tenants::list(&ctx, req).await,
+        RouteId::Cluster => system::cluster(&ctx).await,
         RouteId::GetTenant => tenants::get(&ctx).await,
         RouteId::UpdateTenant => tenants::update(&ctx, req).await,
         RouteId::DeleteTenant => tenants::delete(&ctx).await,

@@ -26,6 +26,8 @@ pub struct App {
     pub sends: SendQueue,
     /// The session actor tree.
     pub sessions: Sessions,
+    /// This replica's share of the sessions (leases).
+    pub cluster: switchboard_actors::cluster::Cluster,
     /// The shared Chromium of browser sessions.
     pub browser: Option<switchboard_actors::browser::BrowserPool>,
     /// Wakes the webhook dispatcher (after replays).

@@ -35,6 +35,9 @@
 //! | `sessions.watchdog_interval`     | `SWITCHBOARD_SESSIONS_WATCHDOG_INTERVAL`    | `10s`                 |
 //! | `sessions.watchdog_timeout`      | `SWITCHBOARD_SESSIONS_WATCHDOG_TIMEOUT`     | `5s`                  |
 //! | `sessions.send_interval`         | `SWITCHBOARD_SESSIONS_SEND_INTERVAL`        | `0ms` (no pacing)     |
+//! | `cluster.replica_id`             | `SWITCHBOARD_REPLICA_ID`                    | kept in `data_dir/replica.id` |
+//! | `cluster.lease_ttl`              | `SWITCHBOARD_CLUSTER_LEASE_TTL`             | `15s` (a silent replica's sessions move after it) |
+//! | `cluster.max_sessions`           | `SWITCHBOARD_CLUSTER_MAX_SESSIONS`          | 1000 (per replica)    |
 //! | `browser.chromium_path`          | `SWITCHBOARD_CHROMIUM_PATH`                 | found on `PATH`       |
 //! | `browser.args`                   | `SWITCHBOARD_BROWSER_ARGS` (space-separated)| none                  |
 //! | `whatsapp.url`                   | `SWITCHBOARD_WHATSAPP_URL`                  | `https://web.whatsapp.com/` |
@@ -218,6 +221,15 @@ pub struct SessionConfig {
     pub send_interval: Duration,
 }
 
+/// Replicas sharing one database (see `switchboard_actors::cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This replica's id; `None`: the one kept in `data_dir/replica.id`.
+    pub replica_id: Option<String>,
+    pub lease_ttl: Duration,
+    pub max_sessions: usize,
+}
+
 /// The shared Chromium.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BrowserConfig {
@@ -276,6 +288,7 @@ pub struct Config {
     pub previous_master_keys: Vec<MasterKey>,
     pub webhooks: WebhookSettings,
     pub sessions: SessionConfig,
+    pub cluster: ClusterConfig,
     pub browser: BrowserConfig,
     /// Every channel's settings, each the channel's own type (`whatsapp.*`, …).
     pub channels: channels::Settings,
@@ -326,6 +339,8 @@ struct FileConfig {
     webhooks: FileWebhooks,
     #[serde(default)]
     sessions: FileSessions,
+    #[serde(default)]
+    cluster: FileCluster,
     #[serde(default)]
     browser: FileBrowser,
     #[serde(default)]
@@ -423,6 +438,14 @@ struct FileSessions {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileCluster {
+    replica_id: Option<String>,
+    lease_ttl: Option<String>,
+    max_sessions: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileWebhooks {
     allow_private: Option<bool>,
     timeout: Option<String>,
@@ -477,6 +500,9 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_WEBHOOKS_DISABLE_AFTER",
     "SWITCHBOARD_WEBHOOKS_ROTATION_GRACE",
     "SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT",
+    "SWITCHBOARD_REPLICA_ID",
+    "SWITCHBOARD_CLUSTER_LEASE_TTL",
+    "SWITCHBOARD_CLUSTER_MAX_SESSIONS",
     "SWITCHBOARD_SESSIONS_RESTART_BASE",
     "SWITCHBOARD_SESSIONS_RESTART_MAX",
     "SWITCHBOARD_SESSIONS_MAX_RESTARTS",
@@ -957,6 +983,52 @@ impl Config {
         let max_restarts =
             check_range("sessions.max_restarts", &origin, max_restarts, 0, 1000)? as usize;
 
+        let fc = file.cluster;
+        let (replica_id, origin) = Layer::file(fc.replica_id, p)
+            .env(env, "cluster.replica_id", "SWITCHBOARD_REPLICA_ID", |s| {
+                Ok(s.to_owned())
+            })?
+            .or(String::new());
+        if !replica_id.is_empty()
+            && (replica_id.len() > 64
+                || !replica_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(ConfigError::new(
+                "cluster.replica_id",
+                origin,
+                "at most 64 letters, digits, `-`, `_` or `.`",
+            ));
+        }
+        let lease_ttl = duration(
+            "cluster.lease_ttl",
+            fc.lease_ttl,
+            "SWITCHBOARD_CLUSTER_LEASE_TTL",
+            "15s",
+        )?;
+        if lease_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::new(
+                "cluster.lease_ttl",
+                Origin::Default,
+                "must be at least 3s (replicas renew every third of it)",
+            ));
+        }
+        let (max_sessions, origin) = Layer::file(fc.max_sessions, p)
+            .env(
+                env,
+                "cluster.max_sessions",
+                "SWITCHBOARD_CLUSTER_MAX_SESSIONS",
+                parse_from_str("a whole number"),
+            )?
+            .or(1000);
+        let cluster = ClusterConfig {
+            replica_id: Some(replica_id).filter(|r| !r.is_empty()),
+            lease_ttl,
+            max_sessions: check_range("cluster.max_sessions", &origin, max_sessions, 1, 1_000_000)?
+                as usize,
+        };
+
         let (chromium_path, _) = Layer::file(file.browser.chromium_path.map(Some), p)
             .env(
                 env,
@@ -1369,6 +1441,7 @@ impl Config {
         };
 
         Ok(Config {
+            cluster,
             rag,
             media,
             browser: BrowserConfig {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::Store;
 use switchboard_actors::browser::{BrowserPool, BrowserSettings};
+use switchboard_actors::cluster::{Cluster, ClusterSettings};
 use switchboard_actors::events::Events;
 use switchboard_actors::media::s3::S3Backend;
 use switchboard_actors::media::{LocalBackend, MediaBackend, MediaLimits, MediaStore};
@@ -142,7 +143,20 @@ pub async fn start(
     let media = media_store(&config, &store, &keyring)
         .await
         .step("opening the media store")?;
+    let replica_id = replica_id(&config).step("reading this replica's id")?;
+    let cluster = Cluster::join(
+        store.clone(),
+        replica_id.clone(),
+        ClusterSettings {
+            lease_ttl: config.cluster.lease_ttl,
+            max_sessions: config.cluster.max_sessions,
+        },
+    )
+    .await
+    .step("joining the cluster")?;
+    tracing::info!(replica = %replica_id, sessions = cluster.load(), "joined the cluster");
     let (sessions, session_tree) = Sessions::spawn(Deps {
+        replica_id: Some(replica_id),
         store: store.clone(),
         events: events.clone(),
         keyring: keyring.clone(),
@@ -161,6 +175,7 @@ pub async fn start(
         keyring.clone(),
         s.send_interval,
         cancel.clone(),
+        Some(cluster.id().to_owned()),
     );
     let sends = SendQueue::new(
         store.clone(),
@@ -199,6 +214,19 @@ pub async fn start(
         })
         .step("starting the RAG actor")?;
     spawn_media_retention(media.clone(), config.media.retention, cancel.clone());
+    {
+        let sends = sends.clone();
+        cluster.on_sends_waiting(Box::new(move |tenant| {
+            let sends = sends.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sends.resume(&tenant).await {
+                    tracing::warn!(tenant_id = %tenant, error = %e, "could not resume a tenant's sends");
+                }
+            });
+        }));
+    }
+    let leases = CancellationToken::new();
+    let lease_loop = cluster.spawn(sessions.clone(), leases.clone());
     let stopping = CancellationToken::new();
     let app = Arc::new(App {
         media,
@@ -208,6 +236,7 @@ pub async fn start(
         sends,
         shutdown: stopping.clone(),
         sessions: sessions.clone(),
+        cluster: cluster.clone(),
         browser: Some(browser.clone()),
         config,
         store: store.clone(),
@@ -223,8 +252,14 @@ pub async fn start(
         stopping.cancel();
     };
     server::serve(listener, app, stop).await;
-    // HTTP is drained; stop the sessions (their rows keep wanting to run, so they
-    // come back on the next start), then the pipeline.
+    // HTTP is drained; hand the sessions over (stopped here, leases released: the
+    // other replicas, or this one's next start, take them at once), then stop the
+    // tree and the pipeline.
+    leases.cancel();
+    let _ = lease_loop.await;
+    if let Err(e) = cluster.leave(&sessions).await {
+        tracing::warn!(error = %e, "could not leave the cluster cleanly; its leases run out");
+    }
     sessions.shutdown();
     if tokio::time::timeout(grace, session_tree).await.is_err() {
         tracing::warn!("session actors did not stop within the grace period");
@@ -244,6 +279,24 @@ pub async fn start(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This replica's id: configured, or kept in `data_dir/replica.id` (made on the
+/// first start), so a restarted process takes its own sessions straight back.
+fn replica_id(config: &Config) -> std::io::Result<String> {
+    if let Some(id) = &config.cluster.replica_id {
+        return Ok(id.clone());
+    }
+    let path = config.data_dir.join("replica.id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => {
+            let id = switchboard_actors::ids::new_id("rep");
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
 }
 
 /// The media store: its backend as configured (files under `data_dir/media`, or an

@@ -125,6 +125,17 @@ impl SendQueue {
         self.inner.senders.wake(tenant_id, limits.send_quota());
     }
 
+    /// Wakes the tenant's sender under its limits (a session of it was taken over
+    /// here, with sends waiting).
+    pub async fn resume(&self, tenant_id: &str) -> Result<(), crate::StoreError> {
+        if let Some(t) = self.inner.store.get_tenant(tenant_id).await? {
+            self.inner
+                .senders
+                .wake(tenant_id, self.limits(&t).send_quota());
+        }
+        Ok(())
+    }
+
     /// After start-up: requeues sends a crash interrupted and wakes every tenant
     /// with queued sends under its own limits. Returns how many tenants woke.
     pub async fn recover(&self) -> Result<usize, crate::StoreError> {
@@ -312,6 +323,7 @@ mod tests {
                 browser: None,
                 channels: Arc::default(),
                 media: None,
+                replica_id: None,
             })
             .await
             .unwrap();
@@ -322,6 +334,7 @@ mod tests {
                 keyring.clone(),
                 Duration::ZERO,
                 cancel.clone(),
+                None,
             );
             let defaults = DefaultLimits {
                 api_requests_per_second: 50,

@@ -49,6 +49,8 @@ struct Inner {
     /// Least time between two sends of one session.
     send_interval: Duration,
     tenants: Mutex<HashMap<String, TenantSender>>,
+    /// This replica: only sends of sessions it holds are claimed here.
+    replica_id: Option<String>,
 }
 
 /// Handle to the senders; cheap to clone.
@@ -65,6 +67,7 @@ impl Outbound {
         keyring: Arc<Keyring>,
         send_interval: Duration,
         cancel: CancellationToken,
+        replica_id: Option<String>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -75,6 +78,7 @@ impl Outbound {
                 cancel,
                 send_interval,
                 tenants: Mutex::new(HashMap::new()),
+                replica_id,
             }),
         }
     }
@@ -82,7 +86,11 @@ impl Outbound {
     /// After start-up: requeues interrupted sends; returns the tenants with queued
     /// messages (the caller wakes each with its limits).
     pub async fn recover(&self) -> Result<Vec<String>, crate::StoreError> {
-        let n = self.inner.store.recover_sending().await?;
+        let n = self
+            .inner
+            .store
+            .recover_sending(self.inner.replica_id.as_deref())
+            .await?;
         if n > 0 {
             tracing::info!(messages = n, "interrupted sends queued again");
         }
@@ -136,7 +144,11 @@ async fn run(
         if quota.has_changed().unwrap_or(false) {
             limit = limiter(*quota.borrow_and_update());
         }
-        let claimed = match inner.store.claim_next_send(&tenant_id).await {
+        let claimed = match inner
+            .store
+            .claim_next_send(&tenant_id, inner.replica_id.as_deref())
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(tenant_id = %tenant_id, error = %e, "claiming a send failed; retrying");

@@ -21,6 +21,7 @@ const CALL_TIMEOUT_MS: u64 = 15_000;
 pub enum Command {
     Start(Box<SessionRow>),
     Stop(String),
+    Release(String),
     Logout(String),
     Fault(String, Fault),
 }
@@ -100,7 +101,17 @@ impl RootState {
     }
 
     async fn restore(&mut self, myself: &ActorRef<RootMsg>, only_tenant: Option<&str>) {
-        let rows = match self.deps.store.sessions_to_run().await {
+        // On a cluster, only the sessions this replica holds the lease of.
+        let rows = match &self.deps.replica_id {
+            Some(me) => self
+                .deps
+                .store
+                .held_sessions(me)
+                .await
+                .map(|held| held.into_iter().map(|(row, _)| row).collect()),
+            None => self.deps.store.sessions_to_run().await,
+        };
+        let rows = match rows {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "could not load sessions to restore");
@@ -218,6 +229,7 @@ impl Actor for Root {
                 let msg = match command {
                     Command::Start(row) => TenantMsg::Start(row, reply),
                     Command::Stop(id) => TenantMsg::Stop(id, reply),
+                    Command::Release(id) => TenantMsg::Release(id, reply),
                     Command::Logout(id) => TenantMsg::Logout(id, reply),
                     Command::Fault(id, f) => TenantMsg::Fault(id, f, reply),
                 };
@@ -306,6 +318,13 @@ impl Sessions {
 
     pub async fn stop(&self, tenant_id: &str, session_id: &str) -> Result<(), SessionError> {
         self.command(tenant_id, Command::Stop(session_id.to_owned()))
+            .await
+    }
+
+    /// Stops a session here, leaving its row wanting what it wanted (a lease lost
+    /// or handed over: another replica runs it next).
+    pub async fn release(&self, tenant_id: &str, session_id: &str) -> Result<(), SessionError> {
+        self.command(tenant_id, Command::Release(session_id.to_owned()))
             .await
     }
 

@@ -26,6 +26,9 @@ type Reply = RpcReplyPort<Result<(), SessionError>>;
 pub enum TenantMsg {
     Start(Box<SessionRow>, Reply),
     Stop(String, Reply),
+    /// Stops the session here without changing what its row wants (its lease went
+    /// to another replica, or this one is handing it over).
+    Release(String, Reply),
     Logout(String, Reply),
     Fault(String, Fault, Reply),
     Send(
@@ -290,6 +293,11 @@ impl Actor for TenantSupervisor {
                 if existed {
                     publish_status_by_id(&state.deps, &id, status::STOPPED, "stopped").await;
                 }
+                let _ = reply.send(Ok(()));
+            }
+            TenantMsg::Release(id, reply) => {
+                state.stop_actor(&id);
+                state.children.remove(&id);
                 let _ = reply.send(Ok(()));
             }
             TenantMsg::Logout(id, reply) => {

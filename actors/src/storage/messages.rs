@@ -279,19 +279,30 @@ pub enum Enqueued {
 }
 
 impl Store {
-    /// Claims the tenant's oldest due queued message (marks it `sending`).
-    pub async fn claim_next_send(&self, tenant_id: &str) -> Result<Option<MessageRow>> {
+    /// Claims the tenant's oldest due queued message (marks it `sending`). With
+    /// `replica`, only a message of a session that replica holds the lease of (or
+    /// that no live lease holds: it is failed or kept by the sender's rules), so each
+    /// send goes out from the replica running its session.
+    pub async fn claim_next_send(
+        &self,
+        tenant_id: &str,
+        replica: Option<&str>,
+    ) -> Result<Option<MessageRow>> {
         let now = clock::now_ms();
         let row = on_write_pool!(self, |pool| {
             sqlx::query_as::<_, MessageRow>(concat!(
                 "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = $2 WHERE id = (\
                    SELECT id FROM messages WHERE tenant_id = $1 AND direction = 'outbound' AND status = 'queued' \
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= $2) ORDER BY id LIMIT 1) \
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= $2) \
+                   AND ($3 IS NULL OR session_id IN (SELECT id FROM sessions WHERE tenant_id = $1 \
+                        AND (owner = $3 OR owner IS NULL OR lease_expires_at < $2))) \
+                   ORDER BY id LIMIT 1) \
                  RETURNING ",
                 message_columns!()
             ))
             .bind(tenant_id)
             .bind(now)
+            .bind(replica)
             .fetch_optional(pool)
             .await?
         });
@@ -343,13 +354,38 @@ impl Store {
         Ok(n)
     }
 
-    /// After a crash: sends that were in progress are queued again.
-    pub async fn recover_sending(&self) -> Result<u64> {
+    /// After a crash: sends that were in progress are queued again. With `replica`,
+    /// only those of sessions it holds or that no lease holds (another replica's
+    /// sends in flight are its own; a session taken over gets its sends back with
+    /// [`Store::requeue_sending_of_session`]).
+    pub async fn recover_sending(&self, replica: Option<&str>) -> Result<u64> {
+        let now = clock::now_ms();
         let n = on_write_pool!(self, |pool| {
-            sqlx::query("UPDATE messages SET status = 'queued' WHERE status = 'sending'")
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE messages SET status = 'queued' WHERE status = 'sending' \
+                 AND ($1 IS NULL OR session_id IN (SELECT id FROM sessions \
+                      WHERE owner = $1 OR owner IS NULL OR lease_expires_at < $2))",
+            )
+            .bind(replica)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n)
+    }
+
+    /// A session taken over from a replica that died: the sends it had in flight are
+    /// queued again (resent with the same message id).
+    pub async fn requeue_sending_of_session(&self, session_id: &str) -> Result<u64> {
+        let n = on_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE messages SET status = 'queued' WHERE status = 'sending' AND session_id = $1",
+            )
+            .bind(session_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         Ok(n)
     }

@@ -309,6 +309,22 @@ fn schemas() -> Value {
                 "created_at": ts, "updated_at": ts
             }
         },
+        "Cluster": {
+            "type": "object",
+            "required": ["replicas"],
+            "properties": {
+                "replicas": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["id", "started_at", "heartbeat_at", "sessions"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "started_at": { "type": "string", "format": "date-time" },
+                        "heartbeat_at": { "type": "string", "format": "date-time" },
+                        "sessions": { "type": "array", "items": { "type": "string" } }
+                    }
+                } }
+            }
+        },
         "TenantPage": {
             "type": "object",
             "properties": { "data": { "type": "array", "items": schema_ref("Tenant") }, "next_cursor": { "type": ["string", "null"] } }

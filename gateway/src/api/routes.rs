@@ -14,6 +14,7 @@ pub enum RouteId {
     OpenApi,
     CreateTenant,
     ListTenants,
+    Cluster,
     GetTenant,
     UpdateTenant,
     DeleteTenant,
@@ -215,6 +216,17 @@ pub static ROUTES: &[Route] = &[
         ),
         Some("CreateTenant"),
         (201, Some("CreatedTenant")),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/cluster",
+            Cluster,
+            Admin,
+            "The live replicas sharing this database, each with the sessions it holds the lease of (a replica that stopped heartbeating past the lease TTL is not listed; its sessions move to the others).",
+        ),
+        None,
+        (200, Some("Cluster")),
     ),
     with(
         paged(route(

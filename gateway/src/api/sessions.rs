@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_actors::channels::email::config::EmailConfig;
 use switchboard_actors::channels::{self, ChannelKind, InboundMessage};
 use switchboard_actors::clock::{self, rfc3339};
+use switchboard_actors::cluster::Placement;
 use switchboard_actors::events::body_binding;
 use switchboard_actors::ids;
 use switchboard_actors::sessions::{Fault, status};
@@ -204,7 +205,7 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
         )
         .await?;
     if body.start.unwrap_or(true) {
-        ctx.app.sessions.start(row).await?;
+        run(ctx, row).await?;
     }
     let mut res = view(ctx, caller, &id).await?;
     *res.status_mut() = StatusCode::CREATED;
@@ -394,9 +395,64 @@ pub async fn parties(ctx: &Ctx<'_>, caller: &Caller, query: Query) -> ApiResult 
     json(StatusCode::OK, &serde_json::json!({ "data": list }))
 }
 
+/// Runs a session: here when this replica takes it (the least loaded, or holding
+/// it already), else left wanting to run for a less loaded replica, which takes it
+/// on its next tick. Running elsewhere already: nothing to do.
+pub(crate) async fn run(ctx: &Ctx<'_>, row: SessionRow) -> Result<(), ApiError> {
+    match ctx.app.cluster.place(&row.id).await? {
+        Placement::Here => ctx.app.sessions.start(row).await?,
+        Placement::Left => {
+            ctx.app
+                .store
+                .set_session_status(
+                    &row.id,
+                    status::STARTING,
+                    Some("waiting for a replica to take it"),
+                    Some("running"),
+                )
+                .await?;
+        }
+        Placement::Elsewhere(_) => {}
+    }
+    Ok(())
+}
+
+/// Stops a session: here when this replica runs it (or none does); run by another
+/// replica, its row stops wanting to run and that replica stops it on its next
+/// tick (within a third of the lease TTL).
+pub(crate) async fn halt(ctx: &Ctx<'_>, tenant_id: &str, id: &str) -> Result<(), ApiError> {
+    let cluster = &ctx.app.cluster;
+    if cluster.holds(id).is_none()
+        && let Some((owner, _)) = ctx.app.store.session_owner(id, clock::now_ms()).await?
+        && owner != cluster.id()
+    {
+        ctx.app.store.want_stopped(id).await?;
+        return Ok(());
+    }
+    ctx.app.sessions.stop(tenant_id, id).await?;
+    cluster.forget(id).await?;
+    Ok(())
+}
+
+/// Refuses what only the replica running the session can do, until commands are
+/// routed between replicas.
+async fn here_only(ctx: &Ctx<'_>, id: &str) -> Result<(), ApiError> {
+    if ctx.app.cluster.holds(id).is_none()
+        && let Some((owner, _)) = ctx.app.store.session_owner(id, clock::now_ms()).await?
+        && owner != ctx.app.cluster.id()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "session_elsewhere",
+            format!("the session runs on replica {owner}; send this request to that replica"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app.sessions.stop(&caller.tenant.id, &row.id).await?;
+    halt(ctx, &caller.tenant.id, &row.id).await?;
     ctx.app
         .store
         .delete_session(
@@ -410,25 +466,27 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 
 pub async fn start(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app.sessions.start(row.clone()).await?;
+    run(ctx, row.clone()).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn stop(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app.sessions.stop(&caller.tenant.id, &row.id).await?;
+    halt(ctx, &caller.tenant.id, &row.id).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn restart(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    ctx.app.sessions.stop(&caller.tenant.id, &row.id).await?;
-    ctx.app.sessions.start(row.clone()).await?;
+    here_only(ctx, &row.id).await?;
+    halt(ctx, &caller.tenant.id, &row.id).await?;
+    run(ctx, row.clone()).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn logout(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
+    here_only(ctx, &row.id).await?;
     ctx.app.sessions.logout(&caller.tenant.id, &row.id).await?;
     view(ctx, caller, &row.id).await
 }

@@ -53,3 +53,29 @@ pub fn metrics(ctx: &Ctx<'_>) -> ApiResult {
     );
     Ok(res)
 }
+
+/// `GET /v1/cluster`: the live replicas, each with the sessions it holds.
+pub async fn cluster(ctx: &Ctx<'_>) -> ApiResult {
+    let store = &ctx.app.store;
+    let now = switchboard_actors::clock::now_ms();
+    let ttl = i64::try_from(ctx.app.cluster.settings().lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let replicas = store.live_replicas(now - ttl).await?;
+    let leases = store.live_leases(now).await?;
+    let view: Vec<serde_json::Value> = replicas
+        .iter()
+        .map(|r| {
+            let sessions: Vec<&str> = leases
+                .iter()
+                .filter(|(owner, _)| *owner == r.id)
+                .map(|(_, s)| s.as_str())
+                .collect();
+            serde_json::json!({
+                "id": r.id,
+                "started_at": switchboard_actors::clock::rfc3339(r.started_at),
+                "heartbeat_at": switchboard_actors::clock::rfc3339(r.heartbeat_at),
+                "sessions": sessions,
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "replicas": view }))
+}

@@ -6,6 +6,7 @@ mod receiver;
 mod support;
 
 mod api;
+mod cluster;
 mod dashboard;
 mod email;
 mod linkedin;

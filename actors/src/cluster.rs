@@ -1,0 +1,404 @@
+//! Replicas sharing one database: which process runs which session.
+//!
+//! Each gateway process is a replica with a row in `replicas` that it heartbeats
+//! every third of the lease TTL. A session runs only on the replica holding its
+//! lease (`sessions.owner`, until `lease_expires_at`), which that replica renews with
+//! its heartbeat. On every tick a replica:
+//!
+//! 1. heartbeats and renews its leases; a session it runs but no longer holds (its
+//!    lease expired and was taken) is stopped here at once;
+//! 2. gives up the leases of sessions that no longer want to run;
+//! 3. takes free sessions (never held, released, or whose owner stopped
+//!    heartbeating past the TTL) up to its fair share: the sessions that want to run
+//!    over the live replicas, rounded up, and never past `max_sessions`, so new and
+//!    orphaned sessions spread over the least loaded replicas;
+//! 4. starts what it took (the saved login and mailbox positions come from the
+//!    database, as after a restart).
+//!
+//! A replica that cannot renew for two thirds of the TTL stops all its sessions
+//! before any other may take them (the TTL). A graceful stop hands every session
+//! over at once (stopped here, leases released, peers woken). Nothing here is
+//! consensus of our own: the database's row locks decide every take.
+//!
+//! The replica id is stable per data directory (`data_dir/replica.id`), so a
+//! restarted process takes its own sessions back at once instead of waiting for
+//! their leases to run out. On SQLite there is one process by construction: it
+//! takes every session at start.
+
+use crate::clock;
+use crate::sessions::{SessionError, Sessions};
+use crate::storage::{Lease, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How sessions are shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Most sessions one replica runs.
+    pub max_sessions: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: String,
+    store: Store,
+    settings: ClusterSettings,
+    /// Leases this replica holds and runs: session id → (tenant id, epoch).
+    held: Mutex<HashMap<String, (String, i64)>>,
+    wake: Notify,
+    /// Told tenants whose sends wait here (see [`Cluster::on_sends_waiting`]).
+    on_sends: Mutex<Option<Hook>>,
+}
+
+struct Hook(SendsHook);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+/// What runs for a tenant whose sends wait here (see [`Cluster::on_sends_waiting`]).
+pub type SendsHook = Box<dyn Fn(String) + Send + Sync>;
+
+/// This replica's membership (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+/// Where a session was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// This replica runs it.
+    Here,
+    /// Left for a less loaded replica to take on its next tick.
+    Left,
+    /// Another replica holds it.
+    Elsewhere(String),
+}
+
+impl Cluster {
+    /// Joins as replica `id`: records it, takes back the leases it held before a
+    /// restart (bumping their epochs), and on SQLite takes every session.
+    pub async fn join(
+        store: Store,
+        id: String,
+        settings: ClusterSettings,
+    ) -> Result<Self, StoreError> {
+        let now = clock::now_ms();
+        store.register_replica(&id, now).await?;
+        let me = Self {
+            inner: Arc::new(Inner {
+                id,
+                store,
+                settings,
+                held: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                on_sends: Mutex::new(None),
+            }),
+        };
+        let expires = me.expires_at(now);
+        let inner = &me.inner;
+        let mut taken = inner.store.retake_leases(&inner.id, expires).await?;
+        if inner.store.backend() == crate::storage::Backend::Sqlite {
+            taken.extend(
+                inner
+                    .store
+                    .claim_sessions(&inner.id, i64::MAX, expires, i64::MAX)
+                    .await?,
+            );
+        }
+        for lease in taken {
+            if let Some(row) = inner.store.session_by_id(&lease.session_id).await? {
+                me.held()
+                    .insert(lease.session_id, (row.tenant_id, lease.epoch));
+            }
+        }
+        Ok(me)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn settings(&self) -> ClusterSettings {
+        self.inner.settings
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, i64)>> {
+        self.inner.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The epoch this replica runs session `id` under, if it does.
+    pub fn holds(&self, id: &str) -> Option<i64> {
+        self.held().get(id).map(|(_, e)| *e)
+    }
+
+    /// How many sessions this replica holds.
+    pub fn load(&self) -> usize {
+        self.held().len()
+    }
+
+    fn expires_at(&self, now: i64) -> i64 {
+        now + i64::try_from(self.inner.settings.lease_ttl.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.inner.settings.lease_ttl.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Calls `hook` with the tenant of every session taken over from another replica,
+    /// and of sends queued (through any replica) on sessions held here, every tick.
+    pub fn on_sends_waiting(&self, hook: SendsHook) {
+        *self
+            .inner
+            .on_sends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Hook(hook));
+    }
+
+    fn sends_waiting(&self, tenant: String) {
+        let hook = self
+            .inner
+            .on_sends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(hook) = hook.as_ref() {
+            (hook.0)(tenant);
+        }
+    }
+
+    /// Runs the next tick now (a session was started or stopped).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Places a session that is to run (its row wants to): here when this replica
+    /// is among the least loaded (or holds it already), else left for the others.
+    pub async fn place(&self, session_id: &str) -> Result<Placement, StoreError> {
+        let store = &self.inner.store;
+        let now = clock::now_ms();
+        if self.holds(session_id).is_some() {
+            return Ok(Placement::Here);
+        }
+        if let Some((owner, _)) = store.session_owner(session_id, now).await?
+            && owner != self.inner.id
+        {
+            return Ok(Placement::Elsewhere(owner));
+        }
+        let mine = self.load();
+        if mine >= self.inner.settings.max_sessions || !self.least_loaded(now, mine).await? {
+            self.wake();
+            return Ok(Placement::Left);
+        }
+        match store
+            .take_session(session_id, &self.inner.id, now, self.expires_at(now))
+            .await?
+        {
+            Some(lease) => {
+                let tenant = store
+                    .session_by_id(session_id)
+                    .await?
+                    .map(|r| r.tenant_id)
+                    .unwrap_or_default();
+                self.held().insert(lease.session_id, (tenant, lease.epoch));
+                Ok(Placement::Here)
+            }
+            None => Ok(store
+                .session_owner(session_id, now)
+                .await?
+                .map_or(Placement::Left, |(o, _)| Placement::Elsewhere(o))),
+        }
+    }
+
+    /// Whether no live replica holds fewer sessions than `mine`.
+    async fn least_loaded(&self, now: i64, mine: usize) -> Result<bool, StoreError> {
+        let store = &self.inner.store;
+        let live = store.live_replicas(now - self.ttl_ms()).await?;
+        let mut counts: HashMap<String, usize> = live.iter().map(|r| (r.id.clone(), 0)).collect();
+        for (owner, _) in store.live_leases(now).await? {
+            if let Some(n) = counts.get_mut(&owner) {
+                *n += 1;
+            }
+        }
+        counts.remove(&self.inner.id);
+        Ok(counts.values().all(|n| *n >= mine))
+    }
+
+    /// Forgets session `id` here (stopped by the API: its lease is released).
+    pub async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let held = self.held().remove(id);
+        if let Some((_, epoch)) = held {
+            self.inner
+                .store
+                .release_lease(id, &self.inner.id, epoch)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Heartbeats, renews, hands back and takes leases every third of the TTL (or
+    /// when woken) until `cancel`; then hands every session over.
+    pub fn spawn(
+        &self,
+        sessions: Sessions,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let every = me.inner.settings.lease_ttl / 3;
+            let mut last_renewed = clock::now_ms();
+            loop {
+                match me.tick(&sessions).await {
+                    Ok(()) => last_renewed = clock::now_ms(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster tick failed");
+                        // Not renewed for two thirds of the TTL: others may take our
+                        // sessions soon; stop them first.
+                        if clock::now_ms() - last_renewed > me.ttl_ms() * 2 / 3 {
+                            me.fence_all(&sessions).await;
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = me.inner.wake.notified() => {}
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    }
+
+    async fn tick(&self, sessions: &Sessions) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let me = &self.inner.id;
+        let now = clock::now_ms();
+        if !store.heartbeat_replica(me, now).await? {
+            // Declared dead while alive (a long pause): join again.
+            store.register_replica(me, now).await?;
+        }
+        // Stopped through another replica (or given up): stop here, keeping a final
+        // status (FAILED, LOGGED_OUT) as it is.
+        for (id, status) in store.release_unwanted_leases(me).await? {
+            let Some((tenant, _)) = self.held().remove(&id) else {
+                continue;
+            };
+            let done = matches!(
+                status.as_str(),
+                crate::sessions::status::FAILED | crate::sessions::status::LOGGED_OUT
+            );
+            let stopped = if done {
+                sessions.release(&tenant, &id).await
+            } else {
+                sessions.stop(&tenant, &id).await
+            };
+            if let Err(e) = stopped {
+                tracing::warn!(session_id = %id, error = %e, "could not stop a session no longer wanted");
+            }
+        }
+        let renewed: HashMap<String, i64> = store
+            .renew_leases(me, self.expires_at(now))
+            .await?
+            .into_iter()
+            .map(|l| (l.session_id, l.epoch))
+            .collect();
+        // Run here but held no more (expired and taken, or stopped): stop here.
+        let lost: Vec<(String, String)> = self
+            .held()
+            .iter()
+            .filter(|(id, (_, epoch))| renewed.get(*id) != Some(epoch))
+            .map(|(id, (tenant, _))| (id.clone(), tenant.clone()))
+            .collect();
+        for (id, tenant) in lost {
+            self.held().remove(&id);
+            if let Err(e) = sessions.release(&tenant, &id).await {
+                tracing::warn!(session_id = %id, error = %e, "could not stop a session whose lease went");
+            }
+        }
+        // Sends queued through other replicas for sessions here: wake their senders.
+        for tenant in store.tenants_with_sends_held_by(me).await? {
+            self.sends_waiting(tenant);
+        }
+        // Take free sessions up to the fair share.
+        let live = store.live_replicas(now - self.ttl_ms()).await?.len().max(1);
+        let wanting = usize::try_from(store.sessions_wanting_to_run().await?).unwrap_or(0);
+        let share = wanting.div_ceil(live).min(self.inner.settings.max_sessions);
+        let room = share.saturating_sub(self.load());
+        if room == 0 {
+            return Ok(());
+        }
+        let taken = store
+            .claim_sessions(me, now, self.expires_at(now), room as i64)
+            .await?;
+        for lease in taken {
+            self.start_taken(sessions, lease).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_taken(&self, sessions: &Sessions, lease: Lease) -> Result<(), StoreError> {
+        let Some(row) = self.inner.store.session_by_id(&lease.session_id).await? else {
+            return Ok(());
+        };
+        tracing::info!(session_id = %row.id, epoch = lease.epoch, "session taken over");
+        let requeued = self.inner.store.requeue_sending_of_session(&row.id).await?;
+        if requeued > 0 {
+            tracing::info!(session_id = %row.id, messages = requeued, "sends in flight on the previous owner queued again");
+        }
+        self.held()
+            .insert(row.id.clone(), (row.tenant_id.clone(), lease.epoch));
+        let (id, tenant) = (row.id.clone(), row.tenant_id.clone());
+        self.sends_waiting(tenant);
+        if let Err(e) = sessions.start(row).await {
+            tracing::warn!(session_id = %id, error = %e, "a session taken over did not start");
+        }
+        Ok(())
+    }
+
+    /// Stops every session here (its leases may be gone).
+    async fn fence_all(&self, sessions: &Sessions) {
+        let all: Vec<(String, String)> = self
+            .held()
+            .drain()
+            .map(|(id, (tenant, _))| (id, tenant))
+            .collect();
+        if !all.is_empty() {
+            tracing::error!(
+                sessions = all.len(),
+                "leases not renewed in time; stopping this replica's sessions"
+            );
+        }
+        for (id, tenant) in all {
+            let _ = sessions.release(&tenant, &id).await;
+        }
+    }
+
+    /// A graceful stop: every session stopped here, its lease released and the
+    /// replica forgotten, so the others take them on their next tick.
+    pub async fn leave(&self, sessions: &Sessions) -> Result<(), SessionError> {
+        let all: Vec<(String, (String, i64))> = self.held().drain().collect();
+        for (id, (tenant, epoch)) in all {
+            let _ = sessions.release(&tenant, &id).await;
+            if let Err(e) = self
+                .inner
+                .store
+                .release_lease(&id, &self.inner.id, epoch)
+                .await
+            {
+                tracing::warn!(session_id = %id, error = %e, "lease not released; it runs out instead");
+            }
+        }
+        let now = clock::now_ms();
+        self.inner
+            .store
+            .remove_replicas(&self.inner.id, now - 10 * self.ttl_ms())
+            .await
+            .map_err(|e| SessionError::Failed(e.to_string()))
+    }
+}
