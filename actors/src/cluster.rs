@@ -302,21 +302,30 @@ impl Cluster {
                 tracing::warn!(session_id = %id, error = %e, "could not stop a session no longer wanted");
             }
         }
+        // What was held before renewing: a session taken meanwhile (an API start)
+        // is not in the renewal's answer, and is not lost.
+        let before: HashMap<String, (String, i64)> = self.held().clone();
         let renewed: HashMap<String, i64> = store
             .renew_leases(me, self.expires_at(now))
             .await?
             .into_iter()
             .map(|l| (l.session_id, l.epoch))
             .collect();
-        // Run here but held no more (expired and taken, or stopped): stop here.
-        let lost: Vec<(String, String)> = self
-            .held()
-            .iter()
-            .filter(|(id, (_, epoch))| renewed.get(*id) != Some(epoch))
-            .map(|(id, (tenant, _))| (id.clone(), tenant.clone()))
+        // Run here but held no more (expired and taken, or deleted): stop here.
+        let lost: Vec<(String, String, i64)> = before
+            .into_iter()
+            .filter(|(id, (_, epoch))| renewed.get(id) != Some(epoch))
+            .map(|(id, (tenant, epoch))| (id, tenant, epoch))
             .collect();
-        for (id, tenant) in lost {
-            self.held().remove(&id);
+        for (id, tenant, epoch) in lost {
+            {
+                let mut held = self.held();
+                // Taken again meanwhile (a new epoch): that one stands.
+                if held.get(&id).is_some_and(|(_, e)| *e != epoch) {
+                    continue;
+                }
+                held.remove(&id);
+            }
             if let Err(e) = sessions.release(&tenant, &id).await {
                 tracing::warn!(session_id = %id, error = %e, "could not stop a session whose lease went");
             }

@@ -137,8 +137,10 @@ impl Store {
         Ok(rows)
     }
 
-    /// Takes session `id` for `replica` if it has no live lease, or `replica` holds it
-    /// already (then only extended). `None` when another replica holds it.
+    /// Takes session `id` for `replica` to start it (its row now wants to run: a tick
+    /// in between must not take the lease back as unwanted) if it has no live lease,
+    /// or `replica` holds it already (then only extended). `None` when another
+    /// replica holds it.
     pub async fn take_session(
         &self,
         id: &str,
@@ -148,7 +150,7 @@ impl Store {
     ) -> Result<Option<Lease>> {
         let row = on_write_pool!(self, |pool| {
             sqlx::query_as::<_, Lease>(
-                "UPDATE sessions SET \
+                "UPDATE sessions SET desired_state = 'running', \
                    lease_epoch = CASE WHEN owner = $2 THEN lease_epoch ELSE lease_epoch + 1 END, \
                    owner = $2, lease_expires_at = $4 \
                  WHERE id = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at < $3) \
