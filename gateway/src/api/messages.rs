@@ -233,6 +233,9 @@ async fn send_form(
         if let Some(row) = take_back(&stored) {
             let _ = ctx.app.media.remove(&row).await;
         }
+        if e.status != StatusCode::PAYLOAD_TOO_LARGE {
+            drain(&mut form).await;
+        }
         return Err(e);
     }
     if let Some((row, _)) = &stored {
@@ -248,6 +251,18 @@ async fn send_form(
             Err(ApiError::validation(e.to_string()))
         }
     }
+}
+
+/// Reads what is left of a refused form (within its limits, 10 s at most), so that
+/// a client still sending it reads the answer instead of a reset connection. Not
+/// for a form refused as too large: that one is cut off.
+async fn drain(form: &mut multer::Multipart<'static>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(mut field)) = form.next_field().await {
+            while let Ok(Some(_)) = field.chunk().await {}
+        }
+    })
+    .await;
 }
 
 /// Validates a send and queues it.
