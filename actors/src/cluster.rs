@@ -113,6 +113,27 @@ impl Cluster {
                     .claim_sessions(&inner.id, i64::MAX, expires, i64::MAX)
                     .await?,
             );
+        } else {
+            // Free sessions up to the fair share now, so they are restored with the
+            // tree (before the API answers), as on one node.
+            let live = inner
+                .store
+                .live_replicas(now - me.ttl_ms())
+                .await?
+                .len()
+                .max(1);
+            let wanting =
+                usize::try_from(inner.store.sessions_wanting_to_run().await?).unwrap_or(0);
+            let share = wanting.div_ceil(live).min(settings.max_sessions);
+            let room = share.saturating_sub(taken.len());
+            if room > 0 {
+                taken.extend(
+                    inner
+                        .store
+                        .claim_sessions(&inner.id, now, expires, room as i64)
+                        .await?,
+                );
+            }
         }
         for lease in taken {
             if let Some(row) = inner.store.session_by_id(&lease.session_id).await? {
