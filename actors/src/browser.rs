@@ -34,6 +34,7 @@ use chromiumoxide::cdp::browser_protocol::browser::{
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::error::CdpError;
 use chromiumoxide::page::Page;
 use futures::StreamExt;
@@ -146,6 +147,47 @@ impl BrowserSettings {
 /// Chromium user-data directory.
 pub fn profile_dir(browser_dir: &Path, session_id: &str) -> PathBuf {
     browser_dir.join("profiles").join(session_id)
+}
+
+/// Calls `function` (JavaScript source of a function) on `page` with JSON
+/// arguments and returns its string result (a promise is awaited).
+///
+/// The call goes to the page's current main-world context, named by Chromium
+/// itself: chromiumoxide's `evaluate_expression` names the context it last saw,
+/// which is stale for a moment after a navigation ("Cannot find context with
+/// specified id": seen in CI right after a restored login reloaded the page).
+pub async fn call_function(
+    page: &Page,
+    function: &str,
+    args: &[serde_json::Value],
+    timeout: Duration,
+) -> Result<String, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let expression = format!("({})({})", function.trim(), args.join(", "));
+    let params = EvaluateParams::builder()
+        .expression(expression)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(timeout, page.execute(params))
+        .await
+        .map_err(|_| "the page did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())?
+        .result;
+    if let Some(e) = answer.exception_details {
+        let detail = e
+            .exception
+            .as_ref()
+            .and_then(|x| x.description.clone())
+            .unwrap_or(e.text);
+        return Err(format!("the page threw: {detail}"));
+    }
+    let value = answer
+        .result
+        .value
+        .ok_or_else(|| "the page gave no value".to_owned())?;
+    serde_json::from_value::<String>(value).map_err(|e| e.to_string())
 }
 
 /// A session's share of the browser: its page (and context, when shared).
@@ -887,12 +929,12 @@ impl Launch<'_> {
                 s = child.wait() => s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
                 _ = kill_rx => {
                     let _ = child.kill().await;
-                    let _ = std::fs::remove_file(&pid_file);
+                    forget_pid(&pid_file, pid);
                     done.cancel();
                     return;
                 }
             };
-            let _ = std::fs::remove_file(&pid_file);
+            forget_pid(&pid_file, pid);
             done.cancel();
             let _ = pool.cast(PoolMsg::Exited { generation, status });
         });
@@ -904,6 +946,15 @@ impl Launch<'_> {
             exited,
             kill: Some(kill_tx),
         })
+    }
+}
+
+/// Removes `pid_file` if it still names `pid` (the next generation's Chromium
+/// may have written its own there already: seen in CI after a frozen browser).
+fn forget_pid(pid_file: &Path, pid: u32) {
+    let ours = std::fs::read_to_string(pid_file).is_ok_and(|p| p.trim() == pid.to_string());
+    if ours {
+        let _ = std::fs::remove_file(pid_file);
     }
 }
 

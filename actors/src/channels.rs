@@ -62,6 +62,15 @@ pub struct Context {
     pub settings: Arc<Settings>,
     /// The media store (files sent as attachments); `None` where none is kept.
     pub media: Option<crate::media::MediaStore>,
+    /// This replica's leases, which fence the channel's writes (`None`: one process).
+    pub cluster: Option<crate::cluster::Cluster>,
+}
+
+impl Context {
+    /// What a write of session `id`'s state is fenced by (see [`crate::storage::Fence`]).
+    pub fn fence(&self, id: &str) -> Option<crate::storage::Fence> {
+        self.cluster.as_ref().map(|c| c.fence(id))
+    }
 }
 
 /// A session's whole configuration: its sealed secrets opened where it has them

@@ -12,6 +12,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Microseconds since the unix epoch (rate limits shared between replicas).
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// Formats unix milliseconds as RFC 3339 UTC with millisecond precision
 /// (`2026-11-29T00:00:00.000Z`). Times outside jiff's range (years −9999…9999)
 /// are clamped to it.

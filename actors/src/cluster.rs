@@ -25,9 +25,13 @@
 //! their leases to run out. On SQLite there is one process by construction: it
 //! takes every session at start.
 
+pub mod bus;
+pub mod commands;
+
 use crate::clock;
 use crate::sessions::{SessionError, Sessions};
 use crate::storage::{Lease, Store, StoreError};
+use bus::{Bus, Signal};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +55,7 @@ struct Inner {
     /// Leases this replica holds and runs: session id → (tenant id, epoch).
     held: Mutex<HashMap<String, (String, i64)>>,
     wake: Notify,
+    bus: Bus,
     /// Told tenants whose sends wait here (see [`Cluster::on_sends_waiting`]).
     on_sends: Mutex<Option<Hook>>,
 }
@@ -93,6 +98,7 @@ impl Cluster {
     ) -> Result<Self, StoreError> {
         let now = clock::now_ms();
         store.register_replica(&id, now).await?;
+        let bus = Bus::new(store.clone(), id.clone());
         let me = Self {
             inner: Arc::new(Inner {
                 id,
@@ -100,6 +106,7 @@ impl Cluster {
                 settings,
                 held: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                bus,
                 on_sends: Mutex::new(None),
             }),
         };
@@ -152,6 +159,11 @@ impl Cluster {
         self.inner.settings
     }
 
+    /// The signals between replicas.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, i64)>> {
         self.inner.held.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -159,6 +171,15 @@ impl Cluster {
     /// The epoch this replica runs session `id` under, if it does.
     pub fn holds(&self, id: &str) -> Option<i64> {
         self.held().get(id).map(|(_, e)| *e)
+    }
+
+    /// What a write for session `id` from this replica's session tree is fenced by.
+    pub fn fence(&self, id: &str) -> crate::storage::Fence {
+        crate::storage::Fence {
+            replica: self.inner.id.clone(),
+            epoch: self.holds(id).unwrap_or(-1),
+            now: clock::now_ms(),
+        }
     }
 
     /// How many sessions this replica holds.
@@ -272,6 +293,8 @@ impl Cluster {
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
+        let listening = self.inner.bus.spawn(cancel.clone());
+        let mut signals = self.inner.bus.subscribe();
         tokio::spawn(async move {
             let every = me.inner.settings.lease_ttl / 3;
             let mut last_renewed = clock::now_ms();
@@ -287,10 +310,31 @@ impl Cluster {
                         }
                     }
                 }
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = me.inner.wake.notified() => {}
-                    () = tokio::time::sleep(every) => {}
+                let deadline = tokio::time::Instant::now() + every;
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => {
+                            if let Some(l) = listening {
+                                l.abort();
+                            }
+                            return;
+                        }
+                        () = me.inner.wake.notified() => break,
+                        () = tokio::time::sleep_until(deadline) => break,
+                        signal = signals.recv() => match signal {
+                            // Sessions freed somewhere (or signals missed): look now.
+                            Ok(Signal::Leases | Signal::Resync)
+                            | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                            Ok(Signal::Sends(replica, tenant)) if replica == me.inner.id => {
+                                me.sends_waiting(tenant);
+                            }
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                tokio::time::sleep_until(deadline).await;
+                                break;
+                            }
+                        },
+                    }
                 }
             }
         })
@@ -338,16 +382,25 @@ impl Cluster {
             .filter(|(id, (_, epoch))| renewed.get(id) != Some(epoch))
             .map(|(id, (tenant, epoch))| (id, tenant, epoch))
             .collect();
+        let mut stopping = Vec::new();
         for (id, tenant, epoch) in lost {
-            {
-                let mut held = self.held();
-                // Taken again meanwhile (a new epoch): that one stands.
-                if held.get(&id).is_some_and(|(_, e)| *e != epoch) {
-                    continue;
-                }
-                held.remove(&id);
+            let mut held = self.held();
+            // Taken again meanwhile (a new epoch): that one stands.
+            if held.get(&id).is_some_and(|(_, e)| *e != epoch) {
+                continue;
             }
-            if let Err(e) = sessions.release(&tenant, &id).await {
+            held.remove(&id);
+            stopping.push((id, tenant));
+        }
+        // All at once: a slow browser session must not hold up the next renewal.
+        let stopped = futures::future::join_all(
+            stopping
+                .iter()
+                .map(|(id, tenant)| sessions.release(tenant, id)),
+        )
+        .await;
+        for ((id, _), r) in stopping.iter().zip(stopped) {
+            if let Err(e) = r {
                 tracing::warn!(session_id = %id, error = %e, "could not stop a session whose lease went");
             }
         }
@@ -404,17 +457,22 @@ impl Cluster {
                 "leases not renewed in time; stopping this replica's sessions"
             );
         }
-        for (id, tenant) in all {
-            let _ = sessions.release(&tenant, &id).await;
-        }
+        futures::future::join_all(all.iter().map(|(id, tenant)| sessions.release(tenant, id)))
+            .await;
     }
 
     /// A graceful stop: every session stopped here, its lease released and the
     /// replica forgotten, so the others take them on their next tick.
     pub async fn leave(&self, sessions: &Sessions) -> Result<(), SessionError> {
         let all: Vec<(String, (String, i64))> = self.held().drain().collect();
-        for (id, (tenant, epoch)) in all {
-            let _ = sessions.release(&tenant, &id).await;
+        // No longer held, so each session saves its login on the way out (a browser
+        // profile) for the next owner; all close at once, then their leases go.
+        futures::future::join_all(
+            all.iter()
+                .map(|(id, (tenant, _))| sessions.release(tenant, id)),
+        )
+        .await;
+        for (id, (_, epoch)) in all {
             if let Err(e) = self
                 .inner
                 .store
@@ -425,10 +483,13 @@ impl Cluster {
             }
         }
         let now = clock::now_ms();
-        self.inner
+        let left = self
+            .inner
             .store
             .remove_replicas(&self.inner.id, now - 10 * self.ttl_ms())
             .await
-            .map_err(|e| SessionError::Failed(e.to_string()))
+            .map_err(|e| SessionError::Failed(e.to_string()));
+        self.inner.bus.publish(Signal::Leases).await;
+        left
     }
 }

@@ -87,7 +87,8 @@ pub enum Fault {
 }
 
 /// A question for a running session's channel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Query {
     Groups,
     Contacts,
@@ -161,8 +162,9 @@ pub struct Deps {
     /// The media store channels read attachments from.
     pub media: Option<crate::media::MediaStore>,
     /// This replica, when sessions are shared by lease ([`crate::cluster`]): only
-    /// the sessions it holds are restored. `None`: every session that should run.
-    pub replica_id: Option<String>,
+    /// the sessions it holds are restored, and the tree's writes are fenced by
+    /// its leases. `None`: every session that should run, unfenced.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Deps {
@@ -174,11 +176,18 @@ impl Deps {
             browser: self.browser.clone(),
             settings: self.channels.clone(),
             media: self.media.clone(),
+            cluster: self.cluster.clone(),
         }
+    }
+
+    /// What a write of session `id`'s state is fenced by (`None`: one process).
+    pub fn fence(&self, id: &str) -> Option<crate::storage::Fence> {
+        self.cluster.as_ref().map(|c| c.fence(id))
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionError {
     #[error("session is not running")]
     NotRunning,

@@ -31,7 +31,7 @@ mod webhooks;
 
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
-pub use cluster::{Lease, ReplicaRow};
+pub use cluster::{CommandRow, Fence, Lease, NOTIFY_CHANNEL, ReplicaRow};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
 pub use mailboxes::FolderPosition;
 pub use media::MediaRow;

@@ -12,6 +12,36 @@ use std::io;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// A fresh database for one test: a new database named `{prefix}_{ulid}` on the
+/// Postgres server `TEST_DATABASE_URL` names, else a SQLite file in `dir`.
+pub async fn fresh_store(dir: &std::path::Path, prefix: &str) -> crate::Store {
+    use crate::storage::DatabaseTarget;
+    let target = match std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    {
+        Some(admin_url) => {
+            let name = format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let admin = sqlx::PgPool::connect(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .expect("create the test database");
+            admin.close().await;
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("TEST_DATABASE_URL needs a /database path");
+            DatabaseTarget::from_url(&format!("{base}/{name}")).expect("a Postgres URL")
+        }
+        None => DatabaseTarget::Sqlite(dir.join(format!("{prefix}.db"))),
+    };
+    crate::Store::connect(&target)
+        .await
+        .expect("open the test database")
+}
+
 /// A free loopback port (bound, then released for the server to take).
 pub(crate) fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

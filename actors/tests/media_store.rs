@@ -9,31 +9,14 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use switchboard_actors::media::{LocalBackend, MediaError, MediaLimits, MediaStore, NewMedia};
-use switchboard_actors::storage::{AuditEntry, DatabaseTarget, LimitOverrides};
+use switchboard_actors::storage::{AuditEntry, LimitOverrides};
 use switchboard_actors::{Store, clock};
 use switchboard_crypto::{ApiKeyHash, Keyring, MasterKey};
 
 const SEGMENT: usize = switchboard_crypto::stream::SEGMENT;
 
 async fn store(dir: &tempfile::TempDir) -> Store {
-    let target = match std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-    {
-        Some(admin_url) => {
-            let name = format!("sbmedia_{}", ulid::Ulid::new().to_string().to_lowercase());
-            let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let (base, _) = admin_url.rsplit_once('/').unwrap();
-            DatabaseTarget::from_url(&format!("{base}/{name}")).unwrap()
-        }
-        None => DatabaseTarget::Sqlite(dir.path().join("m.db")),
-    };
-    Store::connect(&target).await.unwrap()
+    switchboard_actors::testkit::fresh_store(dir.path(), "sbmedia").await
 }
 
 async fn tenant(store: &Store, name: &str) -> String {

@@ -1,31 +1,12 @@
 //! Folder positions of e-mail sessions, on SQLite, and on Postgres when
 //! `TEST_DATABASE_URL` names a server (a fresh database each run).
 
-use switchboard_actors::storage::{
-    AuditEntry, DatabaseTarget, FolderPosition, LimitOverrides, SessionRow,
-};
+use switchboard_actors::storage::{AuditEntry, FolderPosition, LimitOverrides, SessionRow};
 use switchboard_actors::{Store, ids};
 use switchboard_crypto::ApiKeyHash;
 
 async fn store(dir: &tempfile::TempDir) -> Store {
-    let target = match std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-    {
-        Some(admin_url) => {
-            let name = format!("sbmail_{}", ulid::Ulid::new().to_string().to_lowercase());
-            let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let (base, _) = admin_url.rsplit_once('/').unwrap();
-            DatabaseTarget::from_url(&format!("{base}/{name}")).unwrap()
-        }
-        None => DatabaseTarget::Sqlite(dir.path().join("m.db")),
-    };
-    Store::connect(&target).await.unwrap()
+    switchboard_actors::testkit::fresh_store(dir.path(), "sbmail").await
 }
 
 #[tokio::test]
@@ -71,13 +52,13 @@ async fn folder_positions_are_saved_replaced_and_forgotten() {
         highest_modseq: Some(9_000_000_000),
     };
     store
-        .set_folder_position(&session.id, &inbox)
+        .set_folder_position(&session.id, &inbox, None)
         .await
         .unwrap();
     inbox.last_uid = 42;
     inbox.highest_modseq = None;
     store
-        .set_folder_position(&session.id, &inbox)
+        .set_folder_position(&session.id, &inbox, None)
         .await
         .unwrap();
     let sent = FolderPosition {
@@ -86,7 +67,10 @@ async fn folder_positions_are_saved_replaced_and_forgotten() {
         last_uid: 3,
         highest_modseq: None,
     };
-    store.set_folder_position(&session.id, &sent).await.unwrap();
+    store
+        .set_folder_position(&session.id, &sent, None)
+        .await
+        .unwrap();
     assert_eq!(
         store.folder_position(&session.id, "INBOX").await.unwrap(),
         Some(inbox)

@@ -88,6 +88,7 @@ async fn a_retried_send_is_found_in_the_chat_not_sent_twice() {
             ..Default::default()
         }),
         media: None,
+        cluster: None,
     };
     let mut channel =
         whatsapp::WhatsApp::new(&row, whatsapp::WhatsAppConfig::default(), ctx).unwrap();

@@ -96,6 +96,11 @@ enum Scenario {
         /// Seconds to wait for the last deliveries after traffic stops.
         #[arg(long, default_value_t = 60)]
         drain_timeout: u64,
+        /// Run the pipeline once per replica count (comma-separated, e.g. 1,2,3):
+        /// that many gateways on one fresh Postgres database each time (needs
+        /// --database-url, which must be allowed to create databases).
+        #[arg(long, value_delimiter = ',')]
+        replicas: Vec<usize>,
     },
     /// Tenants with different send limits queue sends at once: measured rate against
     /// the configured one, fairness across tenants, queue latency.
@@ -364,6 +369,106 @@ async fn target(cli: &Cli, env: &[(&str, &str)]) -> anyhow::Result<(Gateway, Str
     ))
 }
 
+/// The pipeline at each replica count, on one fresh Postgres database per count.
+#[derive(Debug, Serialize)]
+struct ReplicasReport {
+    scenario: &'static str,
+    #[serde(skip)]
+    target: String,
+    runs: Vec<ReplicaRun>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplicaRun {
+    replicas: usize,
+    report: scenarios::PipelineReport,
+}
+
+impl ReplicasReport {
+    fn summary(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "pipeline over replicas on one Postgres ({})",
+            self.target
+        )];
+        for run in &self.runs {
+            let r = &run.report;
+            out.push(format!(
+                "  {} replica{}: produced {:.0}/s, delivered {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, duplicates {}",
+                run.replicas,
+                if run.replicas == 1 { "" } else { "s" },
+                r.produced_per_sec,
+                r.delivered_per_sec,
+                r.latency_ms.p50,
+                r.latency_ms.p99,
+                r.lost,
+                r.duplicates
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the pipeline with 1, 2, … gateways sharing a fresh database made from
+/// `--database-url` (one per replica count), each with the same master key.
+async fn pipeline_replicas(
+    cli: &Cli,
+    counts: &[usize],
+    params: &scenarios::PipelineParams,
+) -> anyhow::Result<ReplicasReport> {
+    let admin_url = cli
+        .database_url
+        .as_deref()
+        .filter(|u| u.starts_with("postgres"))
+        .context("--replicas needs --database-url postgres://… (replicas share Postgres)")?;
+    anyhow::ensure!(
+        cli.url.is_none(),
+        "--replicas spawns its gateways; drop --url"
+    );
+    anyhow::ensure!(
+        counts.iter().all(|n| (1..=8).contains(n)),
+        "--replicas: 1 to 8 gateways each"
+    );
+    let binary = cli.gateway.clone().unwrap_or_else(default_binary);
+    let master = switchboard_crypto::MasterKey::generate()?.to_base64();
+    let mut runs = Vec::new();
+    for &n in counts {
+        let name = format!(
+            "sbbench_{}",
+            switchboard_actors::ids::new_id("db")
+                .to_lowercase()
+                .replace('_', "")
+        );
+        let admin = sqlx::PgPool::connect(admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        admin.close().await;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .context("--database-url needs a /database path")?;
+        let url = format!("{base}/{name}");
+        let mut env: Vec<(&str, &str)> = GATEWAY_ENV.to_vec();
+        env.push(("SWITCHBOARD_MASTER_KEY", master.expose()));
+        let mut gws = Vec::new();
+        for _ in 0..n {
+            gws.push(Gateway::spawn(&binary, Some(&url), &env)?);
+        }
+        eprintln!("  {n} replica(s) up on database {name}");
+        let report = scenarios::pipeline(&gws, params).await?;
+        runs.push(ReplicaRun {
+            replicas: n,
+            report,
+        });
+        drop(gws);
+    }
+    Ok(ReplicasReport {
+        scenario: "pipeline",
+        target: format!("spawned {} on Postgres", binary.display()),
+        runs,
+    })
+}
+
 const GATEWAY_ENV: &[(&str, &str)] = &[
     ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
     ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
@@ -403,6 +508,7 @@ async fn main() -> anyhow::Result<()> {
     let mut monitor = None;
     let mut target_label = "in-process (no gateway)".to_owned();
     let mut gateway = None;
+    let mut replicas_label = None;
     let mut start_gateway = async |env: &[(&str, &str)]| -> anyhow::Result<()> {
         let (gw, label) = target(&cli, env).await?;
         if !cli.no_baseline {
@@ -686,6 +792,7 @@ async fn main() -> anyhow::Result<()> {
             duration,
             payload_bytes,
             drain_timeout,
+            replicas,
         } => {
             let duration = duration_arg("duration", duration, Duration::from_secs(3_600))?;
             anyhow::ensure!(
@@ -693,8 +800,6 @@ async fn main() -> anyhow::Result<()> {
                 "--tenants and --sessions: 1 to 100"
             );
             anyhow::ensure!((1..=20).contains(&rate.len()), "--rate: 1 to 20 steps");
-            start_gateway(GATEWAY_ENV).await?;
-            let gw = gateway.as_ref().context("gateway")?;
             let params = scenarios::PipelineParams {
                 tenants: *tenants,
                 sessions: *sessions,
@@ -703,15 +808,30 @@ async fn main() -> anyhow::Result<()> {
                 payload_bytes: *payload_bytes,
                 drain_timeout: Duration::from_secs(*drain_timeout),
             };
-            let r = scenarios::pipeline(gw, &params).await?;
-            Ran::new(r.summary(), &r, "event created → webhook received")
-                .latency(r.over_time.clone(), r.distribution.clone())
-                .fail_if(r.lost > 0 || r.invalid_signatures > 0, || {
-                    format!(
-                        "{} events lost, {} invalid signatures",
-                        r.lost, r.invalid_signatures
+            if !replicas.is_empty() {
+                let r = pipeline_replicas(&cli, replicas, &params).await?;
+                replicas_label = Some(r.target.clone());
+                let lost: u64 = r.runs.iter().map(|x| x.report.lost).sum();
+                let last = r.runs.last().map(|x| &x.report);
+                Ran::new(r.summary(), &r, "event created → webhook received")
+                    .latency(
+                        last.map(|l| l.over_time.clone()).unwrap_or_default(),
+                        last.map(|l| l.distribution.clone()).unwrap_or_default(),
                     )
-                })
+                    .fail_if(lost > 0, || format!("{lost} events lost"))
+            } else {
+                start_gateway(GATEWAY_ENV).await?;
+                let gw = gateway.as_ref().context("gateway")?;
+                let r = scenarios::pipeline(std::slice::from_ref(gw), &params).await?;
+                Ran::new(r.summary(), &r, "event created → webhook received")
+                    .latency(r.over_time.clone(), r.distribution.clone())
+                    .fail_if(r.lost > 0 || r.invalid_signatures > 0, || {
+                        format!(
+                            "{} events lost, {} invalid signatures",
+                            r.lost, r.invalid_signatures
+                        )
+                    })
+            }
         }
         Scenario::Webhooks {
             events,
@@ -740,6 +860,9 @@ async fn main() -> anyhow::Result<()> {
                 })
         }
     };
+    if let Some(label) = replicas_label {
+        target_label = label;
+    }
     let report = Report {
         scenario: serde_json::to_value(&cli.scenario)?["scenario"]
             .as_str()

@@ -469,25 +469,34 @@ impl Latency {
     }
 }
 
-/// The gateway's count of stored inbound messages of `channel`, from `/metrics`.
-async fn inbound_total(gw: &Gateway, channel: &str) -> anyhow::Result<u64> {
-    Ok(gw
-        .counter(
-            "switchboard_inbound_messages_total",
-            &[("channel", channel)],
-        )
-        .await? as u64)
+/// A counter summed over gateways (replicas of one deployment).
+async fn counter_sum(gws: &[Gateway], name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for gw in gws {
+        sum += gw.counter(name, labels).await?;
+    }
+    Ok(sum)
 }
 
-/// The gateway's stored count once it stops moving: after the sessions stop, messages
+/// The gateways' count of stored inbound messages of `channel`, from `/metrics`.
+async fn inbound_total(gws: &[Gateway], channel: &str) -> anyhow::Result<u64> {
+    Ok(counter_sum(
+        gws,
+        "switchboard_inbound_messages_total",
+        &[("channel", channel)],
+    )
+    .await? as u64)
+}
+
+/// The gateways' stored count once it stops moving: after the sessions stop, messages
 /// they produced may still be queued for the event writer (seconds of them when the
 /// run saturated it). Gives up waiting after 30 s and returns the last reading.
-async fn settled_inbound_total(gw: &Gateway, channel: &str) -> anyhow::Result<u64> {
+async fn settled_inbound_total(gws: &[Gateway], channel: &str) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = inbound_total(gw, channel).await?;
+    let mut last = inbound_total(gws, channel).await?;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = inbound_total(gw, channel).await?;
+        let now = inbound_total(gws, channel).await?;
         if now == last || Instant::now() >= deadline {
             return Ok(now);
         }
@@ -522,7 +531,12 @@ pub(crate) async fn receiving_endpoint(
 /// T tenants × S sim sessions generating inbound messages at a total rate (or a ramp
 /// of rates) for a duration each; every `message.received` goes to a verifying
 /// receiver. Lost = stored by the gateway but never delivered.
-pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<PipelineReport> {
+///
+/// `gws` are replicas of one deployment (one shared Postgres): sessions are created
+/// through each in turn (each lands on the least loaded), counters are summed over
+/// all of them. One gateway is the usual case.
+pub async fn pipeline(gws: &[Gateway], p: &PipelineParams) -> anyhow::Result<PipelineReport> {
+    let gw = gws.first().context("no gateway")?;
     anyhow::ensure!(!p.rates.is_empty(), "no rate given");
     anyhow::ensure!(
         p.rates.windows(2).all(|w| w[0] < w[1]),
@@ -541,13 +555,13 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
     }
     let secret = WebhookSecret::generate()?;
     let receiver = Receiver::start(secret.clone()).await?;
-    let before = inbound_total(gw, "sim").await?;
-    let delivered_before = gw
-        .counter(
-            "switchboard_webhook_deliveries_total",
-            &[("result", "delivered")],
-        )
-        .await?;
+    let before = inbound_total(gws, "sim").await?;
+    let delivered_before = counter_sum(
+        gws,
+        "switchboard_webhook_deliveries_total",
+        &[("result", "delivered")],
+    )
+    .await?;
     let mut keys = Vec::new();
     for t in 0..p.tenants {
         let (_, key) = gw
@@ -581,7 +595,8 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
             for _ in 0..p.sessions {
                 let body = json!({ "channel": "sim", "config": {
                     "inbound_per_second": added, "payload_bytes": p.payload_bytes } });
-                let (status, s) = gw
+                let through = &gws[sessions.len() % gws.len()];
+                let (status, s) = through
                     .call(Method::POST, "/v1/sessions", key, Some(&body))
                     .await?;
                 if status != StatusCode::CREATED {
@@ -593,8 +608,8 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
         tokio::time::sleep(p.duration.saturating_sub(step_started.elapsed())).await;
         let last = i + 1 == p.rates.len();
         if last {
-            for (key, id) in &sessions {
-                let (status, v) = gw
+            for (n, (key, id)) in sessions.iter().enumerate() {
+                let (status, v) = gws[n % gws.len()]
                     .call(Method::POST, &format!("/v1/sessions/{id}/stop"), key, None)
                     .await?;
                 if !status.is_success() {
@@ -604,9 +619,9 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
         }
         let ran = step_started.elapsed();
         let total = if last {
-            settled_inbound_total(gw, "sim").await?
+            settled_inbound_total(gws, "sim").await?
         } else {
-            inbound_total(gw, "sim").await?
+            inbound_total(gws, "sim").await?
         };
         let produced = total - last_total;
         last_total = total;
@@ -639,12 +654,12 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
     let all = started.elapsed();
     // The dispatcher counts a delivery after the receiver answered it.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let gateway_delivered = (gw
-        .counter(
-            "switchboard_webhook_deliveries_total",
-            &[("result", "delivered")],
-        )
-        .await?
+    let gateway_delivered = (counter_sum(
+        gws,
+        "switchboard_webhook_deliveries_total",
+        &[("result", "delivered")],
+    )
+    .await?
         - delivered_before) as u64;
     let tally = receiver.tally.lock().unwrap_or_else(|e| e.into_inner());
     for (step, (_, h)) in steps.iter_mut().zip(&tally.phases) {
@@ -679,7 +694,11 @@ pub async fn pipeline(gw: &Gateway, p: &PipelineParams) -> anyhow::Result<Pipeli
                 Some(best.map_or(r, |b| b.max(r)))
             }),
         steps,
-        gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
+        gateway_rss_mib: gws
+            .iter()
+            .map(Gateway::rss_kib)
+            .sum::<Option<u64>>()
+            .map(|k| k as f64 / 1024.0),
         over_time: tally.series.points(start_ms),
         distribution: crate::report::distribution(&tally.latency, 1.0),
     })

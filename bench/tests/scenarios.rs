@@ -51,7 +51,9 @@ async fn pipeline_reports_every_stored_message_delivered_once() {
         payload_bytes: 32,
         drain_timeout: Duration::from_secs(30),
     };
-    let r = scenarios::pipeline(&gw, &params).await.unwrap();
+    let r = scenarios::pipeline(std::slice::from_ref(&gw), &params)
+        .await
+        .unwrap();
     let json = serde_json::to_value(&r).unwrap();
     for key in [
         "produced",

@@ -28,6 +28,10 @@ pub struct App {
     pub sessions: Sessions,
     /// This replica's share of the sessions (leases).
     pub cluster: switchboard_actors::cluster::Cluster,
+    /// Session commands (start, stop, queries…), run wherever the session runs.
+    pub commands: switchboard_actors::cluster::commands::Commands,
+    /// Bumped when events are committed on any replica (event streams read on).
+    pub commits: tokio::sync::watch::Receiver<u64>,
     /// The shared Chromium of browser sessions.
     pub browser: Option<switchboard_actors::browser::BrowserPool>,
     /// Wakes the webhook dispatcher (after replays).

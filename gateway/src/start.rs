@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::Store;
 use switchboard_actors::browser::{BrowserPool, BrowserSettings};
+use switchboard_actors::cluster::commands::Commands;
 use switchboard_actors::cluster::{Cluster, ClusterSettings};
 use switchboard_actors::events::Events;
 use switchboard_actors::media::s3::S3Backend;
@@ -78,7 +79,9 @@ pub async fn start(
     let store = Store::connect(&config.database)
         .await
         .step("opening storage")?;
-    let metrics = telemetry::init_metrics(store.backend().as_str()).step("installing metrics")?;
+    let replica_id = replica_id(&config).step("reading this replica's id")?;
+    let metrics = telemetry::init_metrics(store.backend().as_str(), &replica_id)
+        .step("installing metrics")?;
     let addr = listener
         .local_addr()
         .step("reading the listener's address")?;
@@ -143,7 +146,6 @@ pub async fn start(
     let media = media_store(&config, &store, &keyring)
         .await
         .step("opening the media store")?;
-    let replica_id = replica_id(&config).step("reading this replica's id")?;
     let cluster = Cluster::join(
         store.clone(),
         replica_id.clone(),
@@ -156,7 +158,7 @@ pub async fn start(
     .step("joining the cluster")?;
     tracing::info!(replica = %replica_id, sessions = cluster.load(), "joined the cluster");
     let (sessions, session_tree) = Sessions::spawn(Deps {
-        replica_id: Some(replica_id),
+        cluster: Some(cluster.clone()),
         store: store.clone(),
         events: events.clone(),
         keyring: keyring.clone(),
@@ -183,6 +185,7 @@ pub async fn start(
         keyring.clone(),
         senders,
         config.limits,
+        Some(cluster.clone()),
     );
     // Tenants with queued sends resume at once, each under its own limits.
     sends.recover().await.step("recovering the send queue")?;
@@ -227,6 +230,11 @@ pub async fn start(
     }
     let leases = CancellationToken::new();
     let lease_loop = cluster.spawn(sessions.clone(), leases.clone());
+    let commands = Commands::new(cluster.clone(), sessions.clone(), store.clone());
+    let routed = commands.spawn(leases.clone());
+    let commits = cluster
+        .bus()
+        .commits_anywhere(events.commits(), cancel.clone());
     let stopping = CancellationToken::new();
     let app = Arc::new(App {
         media,
@@ -237,6 +245,8 @@ pub async fn start(
         shutdown: stopping.clone(),
         sessions: sessions.clone(),
         cluster: cluster.clone(),
+        commands,
+        commits,
         browser: Some(browser.clone()),
         config,
         store: store.clone(),
@@ -257,6 +267,7 @@ pub async fn start(
     // tree and the pipeline.
     leases.cancel();
     let _ = lease_loop.await;
+    let _ = routed.await;
     if let Err(e) = cluster.leave(&sessions).await {
         tracing::warn!(error = %e, "could not leave the cluster cleanly; its leases run out");
     }

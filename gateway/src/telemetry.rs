@@ -41,12 +41,14 @@ const LATENCY_BUCKETS: &[f64] = &[
 static RECORDER: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
 
 /// Installs the Prometheus recorder (once per process) and publishes
-/// `switchboard_build_info`.
-pub fn init_metrics(backend: &'static str) -> anyhow::Result<PrometheusHandle> {
+/// `switchboard_build_info`. Every series carries this process's `replica` label,
+/// so replicas scraped into one Prometheus stay apart.
+pub fn init_metrics(backend: &'static str, replica: &str) -> anyhow::Result<PrometheusHandle> {
     if let Some(handle) = RECORDER.get() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
+        .add_global_label("replica", replica)
         .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
     let handle = RECORDER.get_or_init(|| handle).clone();

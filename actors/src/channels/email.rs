@@ -419,6 +419,7 @@ impl Channel for Email {
                 media: self.ctx.media.clone().map(|m| (m, self.tenant_id.clone())),
                 config: self.config.clone(),
                 settings: self.ctx.settings.email.clone(),
+                cluster: self.ctx.cluster.clone(),
             };
             let task = tokio::spawn(watch(w, self.imap_secret.clone(), events, stop.clone()));
             self.watcher = Some((stop, task));

@@ -47,9 +47,7 @@ use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::network::{
     CookieParam, GetCookiesParams, SetCookiesParams,
 };
-use chromiumoxide::cdp::js_protocol::runtime::{
-    AddBindingParams, EvaluateParams, EventBindingCalled,
-};
+use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
 use chromiumoxide::page::Page;
 use contract::{QueryIds, Target, Trouble};
 use futures::StreamExt;
@@ -358,24 +356,34 @@ impl Link {
                 return;
             }
         };
-        if let Err(e) = self
+        let fence = self.ctx.fence(&self.session_id);
+        match self
             .ctx
             .store
-            .set_session_state(&self.session_id, Some((&sealed.key_id, &sealed.data)))
+            .set_session_state(
+                &self.session_id,
+                Some((&sealed.key_id, &sealed.data)),
+                fence.as_ref(),
+            )
             .await
         {
-            tracing::warn!(error = %e, "login state not saved");
+            Ok(true) => {}
+            Ok(false) => crate::sessions::session::fenced(&self.session_id, "saved login"),
+            Err(e) => tracing::warn!(error = %e, "login state not saved"),
         }
     }
 
     async fn wipe(&self) {
-        if let Err(e) = self
+        let fence = self.ctx.fence(&self.session_id);
+        match self
             .ctx
             .store
-            .set_session_state(&self.session_id, None)
+            .set_session_state(&self.session_id, None, fence.as_ref())
             .await
         {
-            tracing::error!(error = %e, "saved login not wiped");
+            Ok(true) => {}
+            Ok(false) => crate::sessions::session::fenced(&self.session_id, "wiped login"),
+            Err(e) => tracing::error!(error = %e, "saved login not wiped"),
         }
     }
 
@@ -528,19 +536,7 @@ async fn call(
     args: &[Value],
     timeout: Duration,
 ) -> Result<String, String> {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let expression = format!("({})({})", function.trim(), args.join(", "));
-    let params = EvaluateParams::builder()
-        .expression(expression)
-        .await_promise(true)
-        .return_by_value(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let result = tokio::time::timeout(timeout, page.evaluate_expression(params))
-        .await
-        .map_err(|_| "the page did not answer in time".to_owned())?
-        .map_err(|e| e.to_string())?;
-    result.into_value::<String>().map_err(|e| e.to_string())
+    crate::browser::call_function(page, function, args, timeout).await
 }
 
 /// A Voyager API call from the page.

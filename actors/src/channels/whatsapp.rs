@@ -55,9 +55,7 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 };
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
-use chromiumoxide::cdp::js_protocol::runtime::{
-    AddBindingParams, EvaluateParams, EventBindingCalled,
-};
+use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
 use chromiumoxide::page::Page;
 use contract::{PageEvent, PageMessage, StateMeaning};
 use futures::StreamExt;
@@ -72,6 +70,12 @@ use tokio::task::JoinHandle;
 
 /// How often a working session's login state is captured again.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
+/// How often it is saved when replicas share the database (another replica takes
+/// the session over from what was saved last).
+pub const SHARED_SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+/// How long after logging in the login is saved again (Chromium has written its
+/// Local Storage to disk by then).
+const STORAGE_SETTLE: Duration = Duration::from_secs(8);
 /// How long a page call made from the session actor (send, lists, pairing code) may
 /// take: below the watchdog's patience, so a stuck page is a failed call, not a hang.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
@@ -81,6 +85,10 @@ const SLOW_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CATCH_UP_MARGIN: Duration = Duration::from_secs(120);
 /// The file in a session's profile that says it holds a login.
 const PAIRED_MARKER: &str = "switchboard-paired";
+/// Beside the marker: the page's own capture of its storage at the last save
+/// ([`contract::SNAPSHOT_JS`]), packed with the profile so a replica that unpacks
+/// it can fill in what Chromium had not yet written to disk.
+const SNAPSHOT_FILE: &str = "switchboard-snapshot.json";
 /// Message ids remembered as reported (for the liveness check).
 const SEEN_LIMIT: usize = 2_000;
 
@@ -233,6 +241,29 @@ impl Saver {
         }
     }
 
+    /// Whether replicas share this session's database: then its login must be
+    /// in the database while it runs, for another replica to take it over.
+    fn shared(&self) -> bool {
+        self.ctx.cluster.is_some() && self.ctx.store.backend() == crate::storage::Backend::Postgres
+    }
+
+    /// Packs the session's live profile (its login's storage) and seals it into
+    /// the database.
+    async fn seal_profile(&self) -> Result<usize, String> {
+        let Some(pool) = &self.ctx.browser else {
+            return Err("no browser pool".into());
+        };
+        let src = pool.profile_dir(&self.session_id);
+        let bytes = tokio::task::spawn_blocking(move || {
+            profile::pack(&src, &[PAIRED_MARKER, SNAPSHOT_FILE])
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.store_state(&bytes).await?;
+        Ok(bytes.len())
+    }
+
     async fn save(&self, page: &Page, isolation: Isolation) -> Result<(), String> {
         let local_only = isolation == Isolation::Process;
         if local_only {
@@ -248,6 +279,17 @@ impl Saver {
             SLOW_CALL_TIMEOUT,
         )
         .await?;
+        if local_only && self.shared() {
+            // Replicas share the database: the profile itself goes there, with the
+            // page's capture beside it (a replica that takes the session over
+            // unpacks both).
+            let file = self.paired_marker().with_file_name(SNAPSHOT_FILE);
+            std::fs::write(&file, snapshot.as_bytes())
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let bytes = self.seal_profile().await?;
+            tracing::debug!(bytes, "browser profile sealed into the database");
+            return Ok(());
+        }
         if !local_only && snapshot.contains("\"complete\":false") {
             tracing::warn!(
                 "this login keeps keys no snapshot can capture; with browser.isolation=context \
@@ -267,11 +309,22 @@ impl Saver {
             .keyring
             .seal(bytes, binding)
             .map_err(|e| e.to_string())?;
-        self.ctx
+        let fence = self.ctx.fence(&self.session_id);
+        let saved = self
+            .ctx
             .store
-            .set_session_state(&self.session_id, Some((&sealed.key_id, &sealed.data)))
+            .set_session_state(
+                &self.session_id,
+                Some((&sealed.key_id, &sealed.data)),
+                fence.as_ref(),
+            )
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if !saved {
+            crate::sessions::session::fenced(&self.session_id, "saved login");
+            return Err("another replica holds this session now".into());
+        }
+        Ok(())
     }
 
     /// After the session's browser closed (`process` isolation): a session stopped for
@@ -293,27 +346,24 @@ impl Saver {
                 return;
             }
         };
+        // Handed over to another replica (or its lease lost): the login goes to the
+        // database (refused there if another replica holds it already) and leaves
+        // this disk.
+        let moving = self.shared()
+            && self
+                .ctx
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.holds(&self.session_id).is_none());
         match row {
-            Some(r) if r.desired_state == "running" => return,
-            Some(_) if self.paired_marker().is_file() => {
-                let src = dir.clone();
-                let packed =
-                    tokio::task::spawn_blocking(move || profile::pack(&src, &[PAIRED_MARKER]))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()));
-                let stored = match packed {
-                    Ok(bytes) => self.store_state(&bytes).await.map(|()| bytes.len()),
-                    Err(e) => Err(e),
-                };
-                match stored {
-                    Ok(bytes) => tracing::info!(bytes, "browser profile sealed into the database"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "browser profile not sealed; it stays on disk");
-                        return;
-                    }
+            Some(r) if r.desired_state == "running" && !moving => return,
+            Some(_) if self.paired_marker().is_file() => match self.seal_profile().await {
+                Ok(bytes) => tracing::info!(bytes, "browser profile sealed into the database"),
+                Err(e) => {
+                    tracing::error!(error = %e, "browser profile not sealed; it stays on disk");
+                    return;
                 }
-            }
+            },
             _ => {}
         }
         // Removed here, not by the pool, so a start right after cannot race it.
@@ -374,13 +424,16 @@ impl Saver {
 
     /// Forgets the login: saved state and profile directory.
     async fn wipe(&self) {
-        if let Err(e) = self
+        let fence = self.ctx.fence(&self.session_id);
+        match self
             .ctx
             .store
-            .set_session_state(&self.session_id, None)
+            .set_session_state(&self.session_id, None, fence.as_ref())
             .await
         {
-            tracing::error!(error = %e, "saved login not wiped");
+            Ok(true) => {}
+            Ok(false) => crate::sessions::session::fenced(&self.session_id, "wiped login"),
+            Err(e) => tracing::error!(error = %e, "saved login not wiped"),
         }
         if let Some(pool) = &self.ctx.browser {
             pool.wipe(&self.session_id);
@@ -478,9 +531,13 @@ async fn connect_and_pump(
     let page = lease.page.clone();
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease.clone());
     let isolation = lease.isolation;
-    let snapshot = saved
-        .filter(|b| !profile::is_packed(b))
-        .and_then(|b| String::from_utf8(b).ok());
+    let snapshot = match saved {
+        // A packed profile carries the page's capture from its last save.
+        Some(b) if profile::is_packed(&b) => {
+            std::fs::read_to_string(saver.paired_marker().with_file_name(SNAPSHOT_FILE)).ok()
+        }
+        other => other.and_then(|b| String::from_utf8(b).ok()),
+    };
     let restored = match snapshot {
         // With a profile on disk, the saved copy only fills what Chromium had not
         // written yet when it was killed.
@@ -543,19 +600,7 @@ async fn call(
     args: &[serde_json::Value],
     timeout: Duration,
 ) -> Result<String, String> {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let expression = format!("({})({})", function.trim(), args.join(", "));
-    let params = EvaluateParams::builder()
-        .expression(expression)
-        .await_promise(true)
-        .return_by_value(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let result = tokio::time::timeout(timeout, page.evaluate_expression(params))
-        .await
-        .map_err(|_| "the page did not answer in time".to_owned())?
-        .map_err(|e| e.to_string())?;
-    result.into_value::<String>().map_err(|e| e.to_string())
+    crate::browser::call_function(page, function, args, timeout).await
 }
 
 /// Writes a saved login back on the page's origin before WhatsApp Web loads: the
@@ -678,13 +723,35 @@ impl Pump {
         let mut loaded = false;
         let deadline = tokio::time::sleep(self.load_timeout);
         tokio::pin!(deadline);
-        let mut snapshot = tokio::time::interval(SNAPSHOT_EVERY);
+        let mut snapshot = tokio::time::interval(if self.saver.shared() {
+            SHARED_SNAPSHOT_EVERY
+        } else {
+            SNAPSHOT_EVERY
+        });
         snapshot.reset();
+        // Chromium writes Local Storage to disk a few seconds after the page does:
+        // a login is saved again once that has happened.
+        let settle = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(settle);
+        let (mut was_ready, mut settling) = (false, false);
         let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.reset();
         let end = loop {
+            if self.ready && !was_ready {
+                was_ready = true;
+                settling = true;
+                settle
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STORAGE_SETTLE);
+            }
             tokio::select! {
                 _ = self.lost.cancelled() => break ChannelEvent::Disconnected("the browser exited".into()),
+                () = &mut settle, if settling => {
+                    settling = false;
+                    if let Err(e) = self.saver.save(&self.page, self.isolation).await {
+                        tracing::warn!(error = %e, "login state not saved");
+                    }
+                }
                 _ = crashes.next() => break ChannelEvent::Disconnected("the page crashed".into()),
                 () = &mut deadline, if !loaded => {
                     break ChannelEvent::Disconnected(format!(

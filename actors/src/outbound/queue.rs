@@ -88,6 +88,9 @@ struct Inner {
     keyring: Arc<Keyring>,
     senders: Outbound,
     defaults: DefaultLimits,
+    /// Replicas sharing the database: a send on a session held elsewhere wakes that
+    /// replica's sender.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Handle to the send path; cheap to clone.
@@ -103,6 +106,7 @@ impl SendQueue {
         keyring: Arc<Keyring>,
         senders: Outbound,
         defaults: DefaultLimits,
+        cluster: Option<crate::cluster::Cluster>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -111,6 +115,7 @@ impl SendQueue {
                 keyring,
                 senders,
                 defaults,
+                cluster,
             }),
         }
     }
@@ -252,7 +257,41 @@ impl SendQueue {
             }
         };
         self.inner.senders.wake(&tenant.id, limits.send_quota());
+        if !queued.replayed {
+            self.wake_owner(&tenant.id, &session.id).await;
+        }
         Ok(queued)
+    }
+
+    /// Wakes the sender of the replica holding `session_id`, when that is another
+    /// replica (its own tick would find the send within a third of the lease TTL).
+    async fn wake_owner(&self, tenant_id: &str, session_id: &str) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        if cluster.holds(session_id).is_some()
+            || self.inner.store.backend() != crate::storage::Backend::Postgres
+        {
+            return;
+        }
+        match self
+            .inner
+            .store
+            .session_owner(session_id, crate::clock::now_ms())
+            .await
+        {
+            Ok(Some((owner, _))) if owner != cluster.id() => {
+                cluster
+                    .bus()
+                    .publish(crate::cluster::bus::Signal::Sends(
+                        owner,
+                        tenant_id.to_owned(),
+                    ))
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "send owner not read; its tick finds the send"),
+        }
     }
 }
 
@@ -323,7 +362,7 @@ mod tests {
                 browser: None,
                 channels: Arc::default(),
                 media: None,
-                replica_id: None,
+                cluster: None,
             })
             .await
             .unwrap();
@@ -349,6 +388,7 @@ mod tests {
                 keyring.clone(),
                 senders,
                 defaults,
+                None,
             );
             let key = ApiKeyHash::of("sbk_test");
             let (tenant, _) = store

@@ -1,6 +1,8 @@
 //! The send queue's senders: one task per tenant with queued messages, each
-//! with its own governor limiter (rate + burst), so a busy tenant never slows
-//! another.
+//! under its tenant's limit (rate + burst), so a busy tenant never slows another.
+//! One process keeps the limit in memory (a governor limiter); replicas on
+//! Postgres share it in the database (`send_rates`, GCRA: one conditional upsert
+//! per send), so a tenant's rate holds however many replicas run its sessions.
 //!
 //! A sender claims its tenant's oldest due `queued` message (`sending`), waits for
 //! a token from the limiter, and hands the message to the session actor. The
@@ -133,6 +135,10 @@ async fn run(
     mut quota: watch::Receiver<SendQuota>,
 ) {
     let mut limit = limiter(*quota.borrow_and_update());
+    // Replicas on Postgres share one limit per tenant, kept in the database; one
+    // process (SQLite) keeps it in memory.
+    let shared =
+        inner.replica_id.is_some() && inner.store.backend() == crate::storage::Backend::Postgres;
     // Requeued sends come due without a wake-up: poll often while there were any.
     let mut last_requeue: Option<std::time::Instant> = None;
     // When each session of this tenant last sent (pacing).
@@ -178,8 +184,16 @@ async fn run(
                 continue;
             }
         }
+        let current = *quota.borrow();
+        let ready = async {
+            if shared {
+                shared_slot(&inner, &tenant_id, current).await;
+            } else {
+                limit.until_ready().await;
+            }
+        };
         tokio::select! {
-            () = limit.until_ready() => {}
+            () = ready => {}
             () = inner.cancel.cancelled() => return, // the row is recovered at the next start
         }
         if !inner.send_interval.is_zero() {
@@ -187,6 +201,28 @@ async fn run(
         }
         if send(&inner, message).await {
             last_requeue = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// Waits for the tenant's next send slot under the limit every replica shares.
+async fn shared_slot(inner: &Inner, tenant_id: &str, q: SendQuota) {
+    let interval_us = 1_000_000 / i64::from(q.per_second.max(1));
+    loop {
+        let now_us = clock::now_us();
+        match inner
+            .store
+            .take_send_slot(tenant_id, now_us, interval_us, q.burst)
+            .await
+        {
+            Ok(None) => return,
+            Ok(Some(wait_us)) => {
+                tokio::time::sleep(Duration::from_micros(wait_us.unsigned_abs())).await;
+            }
+            Err(e) => {
+                tracing::warn!(tenant_id = %tenant_id, error = %e, "send limit not read; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 }

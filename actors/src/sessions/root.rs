@@ -102,11 +102,11 @@ impl RootState {
 
     async fn restore(&mut self, myself: &ActorRef<RootMsg>, only_tenant: Option<&str>) {
         // On a cluster, only the sessions this replica holds the lease of.
-        let rows = match &self.deps.replica_id {
-            Some(me) => self
+        let rows = match &self.deps.cluster {
+            Some(cluster) => self
                 .deps
                 .store
-                .held_sessions(me)
+                .held_sessions(cluster.id())
                 .await
                 .map(|held| held.into_iter().map(|(row, _)| row).collect()),
             None => self.deps.store.sessions_to_run().await,

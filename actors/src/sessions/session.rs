@@ -325,13 +325,18 @@ async fn process(
                 tokio::spawn(async move { acknowledge(&deps, &row, &id, level).await });
             }
             ChannelEvent::About(about) => {
-                if let Err(e) = state
+                let fence = state.deps.fence(&state.row.id);
+                match state
                     .deps
                     .store
-                    .set_session_network(&state.row.id, &about)
+                    .set_session_network(&state.row.id, &about, fence.as_ref())
                     .await
                 {
-                    tracing::warn!(error = %e, "what the network said about the login not recorded");
+                    Ok(true) => {}
+                    Ok(false) => fenced(&state.row.id, "network details"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "what the network said about the login not recorded");
+                    }
                 }
             }
             ChannelEvent::SentElsewhere(m) => sent_elsewhere(state, m).await?,
@@ -645,4 +650,13 @@ async fn acknowledge(deps: &Deps, session: &SessionRow, external_id: &str, level
         return;
     }
     tracing::warn!(external_id = %external_id, "acknowledged message never recorded as sent");
+}
+
+/// Logs a write refused because another replica holds the session now.
+pub(crate) fn fenced(session_id: &str, what: &str) {
+    tracing::warn!(
+        session_id,
+        what,
+        "write refused: another replica holds this session's lease now"
+    );
 }

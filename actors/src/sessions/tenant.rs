@@ -63,6 +63,9 @@ struct Child {
     restarts_published: HashMap<String, Instant>,
 }
 
+/// How long a release waits for the session to close its channel.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug)]
 pub struct TenantState {
     deps: Deps,
@@ -86,7 +89,13 @@ impl TenantState {
         if let Err(e) = self
             .deps
             .store
-            .set_session_status(session_id, status, Some(reason), desired)
+            .set_session_status(
+                session_id,
+                status,
+                Some(reason),
+                desired,
+                self.deps.fence(session_id).as_ref(),
+            )
             .await
         {
             tracing::error!(error = %e, session_id, "could not store session status");
@@ -285,7 +294,13 @@ impl Actor for TenantSupervisor {
                 if let Err(e) = state
                     .deps
                     .store
-                    .set_session_status(&id, status::STOPPED, Some("stopped"), Some("stopped"))
+                    .set_session_status(
+                        &id,
+                        status::STOPPED,
+                        Some("stopped"),
+                        Some("stopped"),
+                        state.deps.fence(&id).as_ref(),
+                    )
                     .await
                 {
                     tracing::error!(error = %e, "could not store session status");
@@ -296,9 +311,19 @@ impl Actor for TenantSupervisor {
                 let _ = reply.send(Ok(()));
             }
             TenantMsg::Release(id, reply) => {
+                let actor = state.children.get(&id).and_then(|c| c.actor.clone());
                 state.stop_actor(&id);
                 state.children.remove(&id);
-                let _ = reply.send(Ok(()));
+                // Answered once the session has closed its channel (a browser
+                // session saves its profile on the way out), off this actor.
+                tokio::spawn(async move {
+                    if let Some(a) = actor
+                        && a.wait(Some(RELEASE_WAIT)).await.is_err()
+                    {
+                        tracing::warn!(session_id = %id, "a released session took long to close");
+                    }
+                    let _ = reply.send(Ok(()));
+                });
             }
             TenantMsg::Logout(id, reply) => {
                 let actor = state.children.get(&id).and_then(|c| c.actor.clone());
@@ -322,6 +347,7 @@ impl Actor for TenantSupervisor {
                         status::LOGGED_OUT,
                         Some("logged out by request"),
                         Some("stopped"),
+                        state.deps.fence(&id).as_ref(),
                     )
                     .await
                 {

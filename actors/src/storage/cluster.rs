@@ -16,6 +16,41 @@ pub struct ReplicaRow {
     pub heartbeat_at: i64,
 }
 
+/// What a write from a replica's session tree is fenced by: it lands only while
+/// no other replica holds a live lease on the session: the session is unowned,
+/// its lease ran out, or `replica` holds it under `epoch` (`-1`: not held here
+/// any more, as while a graceful stop hands it over: then any epoch of `replica`'s).
+/// A replica that lost a lease (taken over after a pause, say) cannot overwrite
+/// its successor's status, saved login, network details or mailbox positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub replica: String,
+    pub epoch: i64,
+    /// Unix ms: leases that ran out before this are no one's.
+    pub now: i64,
+}
+
+/// The condition a fenced write on `sessions` adds (`$o` owner, `$e` epoch, `$n`
+/// now; all NULL: unfenced).
+macro_rules! fenced {
+    ($o:literal, $e:literal, $n:literal) => {
+        concat!(
+            "(CAST(",
+            $o,
+            " AS TEXT) IS NULL OR owner IS NULL OR lease_expires_at < ",
+            $n,
+            " OR (owner = ",
+            $o,
+            " AND (lease_epoch = ",
+            $e,
+            " OR ",
+            $e,
+            " = -1)))"
+        )
+    };
+}
+pub(crate) use fenced;
+
 /// A session lease a replica holds.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Lease {
@@ -301,5 +336,212 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// A command for a session, routed to the replica running it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CommandRow {
+    pub id: String,
+    pub session_id: String,
+    pub request: String,
+}
+
+/// The channel replicas signal each other on (Postgres `LISTEN/NOTIFY`).
+pub const NOTIFY_CHANNEL: &str = "switchboard";
+
+impl Store {
+    /// Sends `payload` to every replica listening (Postgres; nothing on SQLite,
+    /// where there is one process).
+    pub async fn notify(&self, payload: &str) -> Result<()> {
+        if let Pool::Postgres(pool) = &self.pool {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(payload)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A connection listening on [`NOTIFY_CHANNEL`] (Postgres only).
+    pub async fn listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+                l.listen(NOTIFY_CHANNEL).await?;
+                Ok(Some(l))
+            }
+            Pool::Sqlite { .. } => Ok(None),
+        }
+    }
+
+    /// Writes command `id` for session `session_id`, to be run by replica `target`.
+    pub async fn push_command(
+        &self,
+        id: &str,
+        session_id: &str,
+        target: &str,
+        request: &str,
+        now: i64,
+    ) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO session_commands (id, session_id, target, request, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(session_id)
+            .bind(target)
+            .bind(request)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Takes up to `limit` commands waiting for replica `target`, oldest first; each
+    /// is taken once, whoever else asks at the same time.
+    pub async fn take_commands(
+        &self,
+        target: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<CommandRow>> {
+        const PICK: &str = "SELECT id FROM session_commands WHERE target = $1 AND taken_at IS NULL \
+             ORDER BY created_at, id LIMIT $3";
+        let rows = match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(format!(
+                    "UPDATE session_commands SET taken_at = $2 \
+                     WHERE id IN ({PICK} FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, session_id, request"
+                )))
+                .bind(target)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            Pool::Sqlite { write: pool, .. } => {
+                sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(format!(
+                    "UPDATE session_commands SET taken_at = $2 WHERE id IN ({PICK}) \
+                     RETURNING id, session_id, request"
+                )))
+                .bind(target)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Records command `id`'s answer.
+    pub async fn answer_command(&self, id: &str, answer: &str, now: i64) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            sqlx::query("UPDATE session_commands SET answer = $2, answered_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(answer)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Command `id`'s answer (`Some(None)` while it has none; `None`: no such command).
+    pub async fn command_answer(&self, id: &str) -> Result<Option<Option<String>>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT answer FROM session_commands WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// Forgets command `id` (answered and read, or given up before it was taken:
+    /// then it is not run). True when the row went; `only_untaken` keeps a command
+    /// the owner is running.
+    pub async fn drop_command(&self, id: &str, only_untaken: bool) -> Result<bool> {
+        let n = on_write_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM session_commands WHERE id = $1 AND (NOT $2 OR taken_at IS NULL)",
+            )
+            .bind(id)
+            .bind(only_untaken)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Deletes commands created before `before` (their askers gave up long ago).
+    pub async fn sweep_commands(&self, before: i64) -> Result<u64> {
+        let n = on_write_pool!(self, |pool| {
+            sqlx::query("DELETE FROM session_commands WHERE created_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// Takes tenant `tenant_id`'s next send slot under a shared GCRA limit: one send
+    /// every `interval_us`, up to `burst` at once. `None` when taken; else how many
+    /// microseconds until one is free. `now_us` is unix microseconds.
+    ///
+    /// A slot may be taken up to a fifth of an interval (20 ms at most) early: a
+    /// sender that sleeps until its slot wakes a little late (timer, round trip),
+    /// and without that slack every late wake-up would push the schedule back,
+    /// so the tenant would get less than its rate. The rate over time is exact.
+    pub async fn take_send_slot(
+        &self,
+        tenant_id: &str,
+        now_us: i64,
+        interval_us: i64,
+        burst: u32,
+    ) -> Result<Option<i64>> {
+        let slack = (interval_us / 5).min(20_000);
+        let tolerance = interval_us.saturating_mul(i64::from(burst.max(1)) - 1) + slack;
+        let taken = on_write_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO send_rates (tenant_id, tat) VALUES ($1, $2 + $3) \
+                 ON CONFLICT (tenant_id) DO UPDATE \
+                   SET tat = (CASE WHEN send_rates.tat > $2 THEN send_rates.tat ELSE $2 END) + $3 \
+                   WHERE (CASE WHEN send_rates.tat > $2 THEN send_rates.tat ELSE $2 END) - $4 <= $2 \
+                 RETURNING tat",
+            )
+            .bind(tenant_id)
+            .bind(now_us)
+            .bind(interval_us)
+            .bind(tolerance)
+            .fetch_optional(pool)
+            .await?
+        });
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let tat = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>("SELECT tat FROM send_rates WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(Some(
+            tat.map_or(0, |t| t - tolerance - now_us)
+                .clamp(1, interval_us.max(1)),
+        ))
     }
 }

@@ -3,7 +3,8 @@
 //! and UID, so a message fetched again after a crash (its position not yet saved) is
 //! recognised and stored once; the position only says where to look from.
 
-use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
+use super::cluster::fenced;
+use super::{BeginWrite, Fence, Result, Store, on_pool, on_write_pool};
 use crate::clock;
 
 /// Where a session is in one folder.
@@ -36,29 +37,41 @@ impl Store {
         Ok(row)
     }
 
-    /// Saves where a session is in a folder (replacing what was there).
-    pub async fn set_folder_position(&self, session_id: &str, p: &FolderPosition) -> Result<()> {
-        on_write_pool!(self, |pool| {
+    /// Saves where a session is in a folder (replacing what was there). False when
+    /// `fence` refused it (another replica holds the session).
+    pub async fn set_folder_position(
+        &self,
+        session_id: &str,
+        p: &FolderPosition,
+        fence: Option<&Fence>,
+    ) -> Result<bool> {
+        let n = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
+            let n = sqlx::query(concat!(
                 "INSERT INTO mailbox_folders \
                  (session_id, folder, uid_validity, last_uid, highest_modseq, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (session_id, folder) DO UPDATE SET uid_validity = excluded.uid_validity, \
+                 SELECT $1, $2, $3, $4, $5, $6 FROM sessions WHERE id = $1 AND ",
+                fenced!("$7", "$8", "$9"),
+                " ON CONFLICT (session_id, folder) DO UPDATE SET uid_validity = excluded.uid_validity, \
                  last_uid = excluded.last_uid, highest_modseq = excluded.highest_modseq, \
-                 updated_at = excluded.updated_at",
-            )
+                 updated_at = excluded.updated_at"
+            ))
             .bind(session_id)
             .bind(&p.folder)
             .bind(p.uid_validity)
             .bind(p.last_uid)
             .bind(p.highest_modseq)
             .bind(clock::now_ms())
+            .bind(fence.map(|f| f.replica.as_str()))
+            .bind(fence.map(|f| f.epoch))
+            .bind(fence.map(|f| f.now))
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
             tx.commit().await?;
+            n
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Every folder position of a session, with when each was last saved (unix ms).

@@ -103,6 +103,49 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Takes the fetch of pending file `id` until `until` (unix ms) if nobody holds
+    /// it after `now`. False when another reader is fetching it (or it is filled).
+    pub async fn claim_media_fetch(&self, id: &str, now: i64, until: i64) -> Result<bool> {
+        let n = on_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE media SET fetch_until = $3 \
+                 WHERE id = $1 AND blob_key = '' AND fetch_until < $2",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(until)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Extends the fetch of pending file `id` held by the caller to `until`.
+    pub async fn extend_media_fetch(&self, id: &str, until: i64) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            sqlx::query("UPDATE media SET fetch_until = $2 WHERE id = $1 AND blob_key = ''")
+                .bind(id)
+                .bind(until)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Gives up the fetch of file `id` (done, or failed: the next reader tries).
+    pub async fn release_media_fetch(&self, id: &str) -> Result<()> {
+        on_write_pool!(self, |pool| {
+            sqlx::query("UPDATE media SET fetch_until = 0 WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
     /// A tenant's file by id (`None` for another tenant's).
     pub async fn media(&self, tenant_id: &str, id: &str) -> Result<Option<MediaRow>> {
         let row = on_pool!(self, |pool| {

@@ -216,18 +216,25 @@ impl Store {
     /// Claims up to `limit` due jobs: each is hidden for `lease_ms` (taken again after
     /// that if its worker died) and its attempt counted.
     pub async fn claim_rag_jobs(&self, limit: i64, lease_ms: i64) -> Result<Vec<RagJob>> {
+        // On Postgres the due rows are picked `FOR UPDATE SKIP LOCKED`: replicas
+        // claiming at once each get other jobs (without it, a second claim waits for
+        // the first, then takes the same rows again). SQLite has one writer.
+        const CLAIM: &str = "UPDATE rag_jobs SET attempts = attempts + 1, next_attempt_at = $1 \
+             WHERE event_id IN (SELECT event_id FROM rag_jobs WHERE next_attempt_at <= $2 \
+             ORDER BY next_attempt_at LIMIT $3";
         let now = clock::now_ms();
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!("{CLAIM}{lock}) RETURNING event_id, tenant_id, attempts");
         let rows = on_write_pool!(self, |pool| {
-            sqlx::query_as::<_, RagJob>(
-                "UPDATE rag_jobs SET attempts = attempts + 1, next_attempt_at = $1 WHERE event_id IN (\
-                   SELECT event_id FROM rag_jobs WHERE next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) \
-                 RETURNING event_id, tenant_id, attempts",
-            )
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
+            sqlx::query_as::<_, RagJob>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         });
         Ok(rows)
     }

@@ -3,7 +3,8 @@
 //! running (`desired_state`), which is what brings it back after a gateway restart.
 
 use super::audit::{AuditEntry, insert_audit};
-use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
+use super::cluster::fenced;
+use super::{BeginWrite, Fence, Result, Store, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
 use switchboard_crypto::Sealed;
@@ -162,36 +163,62 @@ impl Store {
     }
 
     /// Saves (or with `None`, wipes) a session's sealed channel state.
-    pub async fn set_session_state(&self, id: &str, state: Option<(&str, &[u8])>) -> Result<()> {
+    /// False when `fence` refused it (another replica holds the session).
+    pub async fn set_session_state(
+        &self,
+        id: &str,
+        state: Option<(&str, &[u8])>,
+        fence: Option<&Fence>,
+    ) -> Result<bool> {
         let (key_id, data) = state.unzip();
-        on_write_pool!(self, |pool| {
+        let n = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "UPDATE sessions SET state_key_id = $1, state = $2, updated_at = $3 WHERE id = $4",
-            )
+            let n = sqlx::query(concat!(
+                "UPDATE sessions SET state_key_id = $1, state = $2, updated_at = $3 WHERE id = $4 AND ",
+                fenced!("$5", "$6", "$7")
+            ))
             .bind(key_id)
             .bind(data)
             .bind(clock::now_ms())
             .bind(id)
+            .bind(fence.map(|f| f.replica.as_str()))
+            .bind(fence.map(|f| f.epoch))
+            .bind(fence.map(|f| f.now))
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
             tx.commit().await?;
+            n
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Records what the network says about a session's login (JSON).
-    pub async fn set_session_network(&self, id: &str, network: &serde_json::Value) -> Result<()> {
-        on_write_pool!(self, |pool| {
+    /// False when `fence` refused it (another replica holds the session).
+    pub async fn set_session_network(
+        &self,
+        id: &str,
+        network: &serde_json::Value,
+        fence: Option<&Fence>,
+    ) -> Result<bool> {
+        let n = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query("UPDATE sessions SET network = $1 WHERE id = $2")
-                .bind(network.to_string())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            let n = sqlx::query(concat!(
+                "UPDATE sessions SET network = $1 WHERE id = $2 AND ",
+                fenced!("$3", "$4", "$5")
+            ))
+            .bind(network.to_string())
+            .bind(id)
+            .bind(fence.map(|f| f.replica.as_str()))
+            .bind(fence.map(|f| f.epoch))
+            .bind(fence.map(|f| f.now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             tx.commit().await?;
+            n
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Sessions that should be running (restored at start-up).
@@ -209,23 +236,30 @@ impl Store {
     }
 
     /// Records a status change (and, when given, the new desired state).
+    /// False when there is no such session, or `fence` refused it (another
+    /// replica holds the session).
     pub async fn set_session_status(
         &self,
         id: &str,
         status: &str,
         reason: Option<&str>,
         desired: Option<&str>,
+        fence: Option<&Fence>,
     ) -> Result<bool> {
         let n = on_write_pool!(self, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE sessions SET status = $1, status_reason = $2, \
-                 desired_state = COALESCE($3, desired_state), updated_at = $4 WHERE id = $5",
-            )
+                 desired_state = COALESCE($3, desired_state), updated_at = $4 WHERE id = $5 AND ",
+                fenced!("$6", "$7", "$8")
+            ))
             .bind(status)
             .bind(reason)
             .bind(desired)
             .bind(clock::now_ms())
             .bind(id)
+            .bind(fence.map(|f| f.replica.as_str()))
+            .bind(fence.map(|f| f.epoch))
+            .bind(fence.map(|f| f.now))
             .execute(pool)
             .await?
             .rows_affected()

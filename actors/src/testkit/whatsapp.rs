@@ -56,7 +56,10 @@
 //! - `POST /_standin/detach {"phone"}` silently detaches the pages' message listeners.
 //! - `POST /_standin/passkey {"phone","required"}` flags a phone whose linking needs a passkey.
 //! - `POST /_standin/unregistered {"phone"}`: that number is not on WhatsApp.
-//! - `GET /_standin/state` counts pages, devices, refused robots and dismissed modals.
+//! - `GET /_standin/state` counts pages, devices, refused robots and dismissed modals,
+//!   and per phone the most pages of one device ever open at once
+//!   (`max_open_pages`): a page opened for a device that already has one makes the
+//!   older hear `CONFLICT`, as WhatsApp Web does ("open in another window").
 //!
 //! Media, replies, reactions, edits and read state, as the page has them:
 //! - **Media** is end-to-end encrypted ([`media`]): a sender uploads
@@ -252,7 +255,12 @@ struct Client {
     /// Whether the page was told its session (chats, contacts, history) since it loaded.
     announced: bool,
     queue: Vec<Value>,
+    first_poll: Option<Instant>,
     last_poll: Option<Instant>,
+    /// When its latest poll request came in (a request held open counts once).
+    last_request: Option<Instant>,
+    /// Told `CONFLICT` (a newer page of its device polled).
+    conflicted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -264,6 +272,9 @@ struct Phone {
     /// Every message of the account, both ways, oldest first (for history sync).
     history: Vec<Value>,
     passkey: bool,
+    /// The most pages of one of the phone's devices seen open at once: pages that
+    /// polled after the newest of them first did.
+    max_open_pages: usize,
 }
 
 #[derive(Debug, Default)]
@@ -289,6 +300,40 @@ struct World {
 }
 
 impl World {
+    /// Counts the pages of `device` (of `phone`) open now: those that sent a poll
+    /// since the newest of them first did (a page of a dead browser, or one that
+    /// navigated away, sends no more; a request it left open does not count). As
+    /// on WhatsApp Web, the older pages hear `CONFLICT` ("WhatsApp is open in
+    /// another window").
+    fn count_open_pages(&mut self, device: &str, phone: &str) {
+        let newest = self
+            .clients
+            .values()
+            .filter(|c| c.device.as_deref() == Some(device))
+            .filter_map(|c| c.first_poll)
+            .max();
+        let Some(newest) = newest else {
+            return;
+        };
+        let mut open = 0;
+        for c in self
+            .clients
+            .values_mut()
+            .filter(|c| c.device.as_deref() == Some(device))
+        {
+            if c.last_request.is_some_and(|t| t >= newest) {
+                open += 1;
+            }
+            if c.first_poll.is_some_and(|t| t < newest) && !c.conflicted {
+                c.conflicted = true;
+                c.queue
+                    .push(json!({ "type": "state", "state": "CONFLICT" }));
+            }
+        }
+        let p = self.phones.entry(phone.to_owned()).or_default();
+        p.max_open_pages = p.max_open_pages.max(open);
+    }
+
     fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
@@ -787,6 +832,15 @@ impl WhatsAppStandin {
         self.changed();
     }
 
+    /// The most pages of one of `phone`'s linked devices that were ever open at
+    /// once (see [`World::count_open_pages`]); 1 when each ran alone.
+    pub fn max_open_pages(&self, phone: &str) -> usize {
+        self.world()
+            .phones
+            .get(phone)
+            .map_or(0, |p| p.max_open_pages)
+    }
+
     /// How many pages polled within the last `within`.
     pub fn live_pages(&self, within: Duration) -> usize {
         self.world()
@@ -901,6 +955,7 @@ impl WhatsAppStandin {
                         "phones": w.phones.keys().collect::<Vec<_>>(),
                         "refused": w.refused,
                         "modals_dismissed": w.modals_dismissed,
+                        "max_open_pages": w.phones.iter().map(|(k, p)| (k.clone(), p.max_open_pages)).collect::<HashMap<_, _>>(),
                     }),
                 )
             }
@@ -1213,7 +1268,8 @@ impl WhatsAppStandin {
             );
         };
         let device = q.get("device").filter(|d| !d.is_empty()).cloned();
-        let deadline = Instant::now() + POLL_HOLD;
+        let requested = Instant::now();
+        let deadline = requested + POLL_HOLD;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -1247,9 +1303,15 @@ impl WhatsAppStandin {
                 let info = phone.as_ref().map(|p| w.session_info(p));
                 let client = w.clients.entry(client_id.clone()).or_default();
                 client.last_poll = Some(Instant::now());
+                client.last_request = Some(requested);
+                client.first_poll.get_or_insert(requested);
                 if let (Some(d), None) = (&device, &client.device) {
                     client.device = Some(d.clone());
                 }
+                if let (Some(d), Some(p)) = (client.device.clone(), &phone) {
+                    w.count_open_pages(&d, p);
+                }
+                let client = w.clients.entry(client_id.clone()).or_default();
                 let mut next_rotation = None;
                 let mut fresh_page = false;
                 if client.device.is_none() {

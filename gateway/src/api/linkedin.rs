@@ -136,7 +136,7 @@ pub async fn profile(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     }
     let found = ctx
         .app
-        .sessions
+        .commands
         .query(&caller.tenant.id, &session.id, Query::Profile(who))
         .await
         .map_err(|e| match e {

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::time::Duration;
 use switchboard_actors::media::{MediaError, NewMedia};
 use switchboard_actors::storage::MediaRow;
 
@@ -183,7 +184,68 @@ fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
 /// its page open within 30 s (else 503 `session_not_connected`); a file
 /// gone from the network is 410 `media_unavailable`; one that did not come whole, or
 /// whose bytes are not the ones the message named, is 502 `media_not_downloaded`.
+///
+/// One fetch per file, however many readers ask at once on whichever replicas:
+/// the first claims it (`media.fetch_until`, renewed while it runs), the others
+/// wait for the row to fill, and take over the fetch if the claim runs out (the
+/// fetching replica died) or was given up (the fetch failed).
 async fn fetch_pending(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    row: MediaRow,
+) -> Result<MediaRow, ApiError> {
+    const CLAIM_MS: i64 = 30_000;
+    let store = &ctx.app.store;
+    let deadline = tokio::time::Instant::now() + FETCH_WAIT;
+    loop {
+        let now = switchboard_actors::clock::now_ms();
+        if store
+            .claim_media_fetch(&row.id, now, now + CLAIM_MS)
+            .await?
+        {
+            let fetch = fetch_claimed(ctx, caller, row.clone());
+            tokio::pin!(fetch);
+            let got = loop {
+                tokio::select! {
+                    got = &mut fetch => break got,
+                    () = tokio::time::sleep(Duration::from_millis(CLAIM_MS as u64 / 3)) => {
+                        let until = switchboard_actors::clock::now_ms() + CLAIM_MS;
+                        if let Err(e) = store.extend_media_fetch(&row.id, until).await {
+                            tracing::warn!(media_id = %row.id, error = %e, "media fetch claim not renewed");
+                        }
+                    }
+                }
+            };
+            if let Err(e) = store.release_media_fetch(&row.id).await {
+                tracing::warn!(media_id = %row.id, error = %e, "media fetch claim not released; it runs out");
+            }
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let again = ctx
+            .app
+            .media
+            .get(&caller.tenant.id, &row.id)
+            .await
+            .map_err(media_error)?;
+        if !again.is_pending() {
+            return Ok(again);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "media_busy",
+                    "another request is still fetching this file; retry",
+                )
+            });
+        }
+    }
+}
+
+/// [`fetch_pending`] once this request holds the fetch.
+async fn fetch_claimed(
     ctx: &Ctx<'_>,
     caller: &Caller,
     row: MediaRow,
@@ -203,7 +265,7 @@ async fn fetch_pending(
         error: None,
     };
     ctx.app
-        .sessions
+        .commands
         .query(&caller.tenant.id, &session_id, Query::FetchMedia(source, described))
         .await
         .map_err(|e| match e {
@@ -242,6 +304,9 @@ async fn fetch_pending(
     }
     Ok(row)
 }
+
+/// How long a reader waits for another reader's fetch of the same file.
+const FETCH_WAIT: Duration = Duration::from_secs(300);
 
 /// `GET /v1/media/{id}`.
 pub async fn download(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> ApiResult {

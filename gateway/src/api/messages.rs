@@ -475,7 +475,7 @@ pub async fn attachment(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     };
     let got = ctx
         .app
-        .sessions
+        .commands
         .query(
             &caller.tenant.id,
             &m.session_id,
@@ -587,7 +587,7 @@ pub async fn react(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Ap
         ));
     };
     ctx.app
-        .sessions
+        .commands
         .query(
             &caller.tenant.id,
             &m.session_id,
@@ -619,7 +619,7 @@ pub async fn mark_read(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     }
     let done = ctx
         .app
-        .sessions
+        .commands
         .query(&caller.tenant.id, &session.id, Query::MarkRead(chat))
         .await?;
     json(StatusCode::OK, &done)

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use switchboard_actors::channels::email::config::EmailConfig;
 use switchboard_actors::channels::{self, ChannelKind, InboundMessage};
 use switchboard_actors::clock::{self, rfc3339};
-use switchboard_actors::cluster::Placement;
 use switchboard_actors::events::body_binding;
 use switchboard_actors::ids;
 use switchboard_actors::sessions::{Fault, status};
@@ -221,7 +220,9 @@ pub async fn list(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
     let mut view = SessionView::from(&row);
-    if row.desired_state == "running" {
+    // What the session costs is known where it runs (asking another replica on
+    // every read would make status polling a cross-replica call).
+    if row.desired_state == "running" && ctx.app.cluster.holds(&row.id).is_some() {
         view.memory = memory(ctx, &row).await;
     }
     if row.channel.parse() == Ok(ChannelKind::Email) {
@@ -252,7 +253,7 @@ pub async fn get(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 async fn memory(ctx: &Ctx<'_>, row: &SessionRow) -> Option<serde_json::Value> {
     let page = ctx
         .app
-        .sessions
+        .commands
         .query(&row.tenant_id, &row.id, Query::Memory)
         .await
         .ok()
@@ -374,7 +375,7 @@ pub async fn pairing_code(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>
     }
     let code = ctx
         .app
-        .sessions
+        .commands
         .query(
             &caller.tenant.id,
             &row.id,
@@ -389,65 +390,21 @@ pub async fn parties(ctx: &Ctx<'_>, caller: &Caller, query: Query) -> ApiResult 
     let row = load(ctx, caller).await?;
     let list = ctx
         .app
-        .sessions
+        .commands
         .query(&caller.tenant.id, &row.id, query)
         .await?;
     json(StatusCode::OK, &serde_json::json!({ "data": list }))
 }
 
 /// Runs a session: here when this replica takes it (the least loaded, or holding
-/// it already), else left wanting to run for a less loaded replica, which takes it
-/// on its next tick. Running elsewhere already: nothing to do.
+/// it already), else on the replica that does (see `Commands::start`).
 pub(crate) async fn run(ctx: &Ctx<'_>, row: SessionRow) -> Result<(), ApiError> {
-    match ctx.app.cluster.place(&row.id).await? {
-        Placement::Here => ctx.app.sessions.start(row).await?,
-        Placement::Left => {
-            ctx.app
-                .store
-                .set_session_status(
-                    &row.id,
-                    status::STARTING,
-                    Some("waiting for a replica to take it"),
-                    Some("running"),
-                )
-                .await?;
-        }
-        Placement::Elsewhere(_) => {}
-    }
-    Ok(())
+    Ok(ctx.app.commands.start(row).await?)
 }
 
-/// Stops a session: here when this replica runs it (or none does); run by another
-/// replica, its row stops wanting to run and that replica stops it on its next
-/// tick (within a third of the lease TTL).
+/// Stops a session on the replica running it (or here, when none does).
 pub(crate) async fn halt(ctx: &Ctx<'_>, tenant_id: &str, id: &str) -> Result<(), ApiError> {
-    let cluster = &ctx.app.cluster;
-    if cluster.holds(id).is_none()
-        && let Some((owner, _)) = ctx.app.store.session_owner(id, clock::now_ms()).await?
-        && owner != cluster.id()
-    {
-        ctx.app.store.want_stopped(id).await?;
-        return Ok(());
-    }
-    ctx.app.sessions.stop(tenant_id, id).await?;
-    cluster.forget(id).await?;
-    Ok(())
-}
-
-/// Refuses what only the replica running the session can do, until commands are
-/// routed between replicas.
-async fn here_only(ctx: &Ctx<'_>, id: &str) -> Result<(), ApiError> {
-    if ctx.app.cluster.holds(id).is_none()
-        && let Some((owner, _)) = ctx.app.store.session_owner(id, clock::now_ms()).await?
-        && owner != ctx.app.cluster.id()
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "session_elsewhere",
-            format!("the session runs on replica {owner}; send this request to that replica"),
-        ));
-    }
-    Ok(())
+    Ok(ctx.app.commands.stop(tenant_id, id).await?)
 }
 
 pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
@@ -478,16 +435,13 @@ pub async fn stop(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
 
 pub async fn restart(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    here_only(ctx, &row.id).await?;
-    halt(ctx, &caller.tenant.id, &row.id).await?;
-    run(ctx, row.clone()).await?;
+    ctx.app.commands.restart(&caller.tenant.id, &row.id).await?;
     view(ctx, caller, &row.id).await
 }
 
 pub async fn logout(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let row = load(ctx, caller).await?;
-    here_only(ctx, &row.id).await?;
-    ctx.app.sessions.logout(&caller.tenant.id, &row.id).await?;
+    ctx.app.commands.logout(&caller.tenant.id, &row.id).await?;
     view(ctx, caller, &row.id).await
 }
 
@@ -498,7 +452,7 @@ pub async fn fault(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> Ap
         return Err(not_sim("faults"));
     }
     ctx.app
-        .sessions
+        .commands
         .fault(&caller.tenant.id, &row.id, body.fault)
         .await?;
     json(
@@ -551,7 +505,7 @@ pub async fn challenge(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -
     }
     let answer = ctx
         .app
-        .sessions
+        .commands
         .query(
             &caller.tenant.id,
             &row.id,
@@ -591,7 +545,7 @@ pub async fn sim_inbound(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>)
     };
     let answer = ctx
         .app
-        .sessions
+        .commands
         .query(
             &caller.tenant.id,
             &session.id,

@@ -73,7 +73,7 @@ pub async fn session_events(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incomin
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let store = app.store.clone();
     let keyring = app.keyring.clone();
-    let mut commits = app.events.commits();
+    let mut commits = app.commits.clone();
     let shutdown = app.shutdown.clone();
     let (tenant, session) = (caller.tenant.id.clone(), id.to_owned());
     tokio::spawn(async move {

@@ -521,18 +521,25 @@ async fn health_readiness_metrics_and_openapi() {
             .unwrap()
             .starts_with("text/plain")
     );
+    // Every series names the replica (the id kept in the data directory).
+    let replica = std::fs::read_to_string(gw.data_dir.join("replica.id")).unwrap();
     assert!(
-        m.text.contains(
-            r#"switchboard_http_requests_total{route="/v1/me",method="GET",status="200"} 1"#
-        ),
+        m.text
+            .lines()
+            .filter(|l| l.starts_with("switchboard_"))
+            .all(|l| l.contains(&format!("replica=\"{}\"", replica.trim()))),
         "{}",
         m.text
     );
+    let text = super::support::without_replica_label(&m.text);
     assert!(
-        m.text
-            .contains("switchboard_http_request_duration_seconds_bucket{route=\"/v1/me\"")
+        text.contains(
+            r#"switchboard_http_requests_total{route="/v1/me",method="GET",status="200"} 1"#
+        ),
+        "{text}"
     );
-    assert!(m.text.contains(&format!(
+    assert!(text.contains("switchboard_http_request_duration_seconds_bucket{route=\"/v1/me\""));
+    assert!(text.contains(&format!(
         "switchboard_build_info{{version=\"{}\",storage=\"{backend}\"}} 1",
         env!("CARGO_PKG_VERSION")
     )));

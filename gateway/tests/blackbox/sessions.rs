@@ -93,8 +93,8 @@ async fn status_events(gw: &Gateway, key: &str, id: &str) -> Vec<(String, String
 }
 
 async fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
-    let m = gw.request(Method::GET, "/metrics", &[], None).await;
-    m.text
+    gw.metrics()
+        .await
         .lines()
         .find(|l| l.starts_with(line_prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -443,11 +443,22 @@ async fn sse_read(
     last_id: Option<&str>,
     n: usize,
 ) -> Vec<(String, String)> {
+    sse_read_at(&gw.base, key, session, last_id, n).await
+}
+
+/// [`sse_read`] from the gateway at `base`: `(event id, type)` in stream order.
+pub(crate) async fn sse_read_at(
+    base: &str,
+    key: &str,
+    session: &str,
+    last_id: Option<&str>,
+    n: usize,
+) -> Vec<(String, String)> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
-    let mut req = http::Request::get(format!("{}/v1/sessions/{session}/events", gw.base))
-        .header("x-api-key", key);
+    let mut req =
+        http::Request::get(format!("{base}/v1/sessions/{session}/events")).header("x-api-key", key);
     if let Some(id) = last_id {
         req = req.header("last-event-id", id);
     }

@@ -245,6 +245,14 @@ impl Gateway {
     }
 
     /// The tenant's stored events of type `ty` (the latest 200).
+    /// `/metrics` with this process's `replica` label (on every series) taken out,
+    /// so series read as they are named in code.
+    pub async fn metrics(&self) -> String {
+        let m = self.request(Method::GET, "/metrics", &[], None).await;
+        assert_eq!(m.status, StatusCode::OK);
+        without_replica_label(&m.text)
+    }
+
     pub async fn events_of(&self, key: &str, ty: &str) -> Vec<Value> {
         let r = self
             .tenant(
@@ -508,4 +516,26 @@ impl Drop for Gateway {
             let _ = child.wait();
         }
     }
+}
+
+/// Prometheus text with the `replica="…"` label removed from every series.
+pub fn without_replica_label(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let Some(start) = line.find("replica=\"") else {
+                return line.to_owned();
+            };
+            let value_start = start + "replica=\"".len();
+            let Some(len) = line[value_start..].find('"') else {
+                return line.to_owned();
+            };
+            let mut end = value_start + len + 1;
+            if line[end..].starts_with(',') {
+                end += 1;
+            }
+            let out = format!("{}{}", &line[..start], &line[end..]);
+            out.replace("{}", "")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

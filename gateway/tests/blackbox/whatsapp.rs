@@ -1054,9 +1054,9 @@ async fn a_missing_module_is_named_and_optional_ones_fall_back() {
             .contains("WAWebCollections"),
         "{failed}"
     );
-    let m = gw.request(Method::GET, "/metrics", &[], None).await;
     assert!(
-        m.text
+        gw.metrics()
+            .await
             .contains("switchboard_whatsapp_missing_modules_total{module=\"WAWebCollections\"}"),
         "counted by name"
     );

@@ -66,6 +66,8 @@ pub struct Watch {
     pub media: Option<(crate::media::MediaStore, String)>,
     pub config: EmailConfig,
     pub settings: super::Settings,
+    /// This replica's leases, which fence saved positions (`None`: one process).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Why a connected mailbox stopped.
@@ -411,10 +413,19 @@ impl Watch {
     }
 
     async fn save(&self, f: &mut Folder, p: FolderPosition) -> Outcome {
-        self.store
-            .set_folder_position(&self.session_id, &p)
+        let fence = self.cluster.as_ref().map(|c| c.fence(&self.session_id));
+        let saved = self
+            .store
+            .set_folder_position(&self.session_id, &p, fence.as_ref())
             .await
             .map_err(|e| ImapError::Network(format!("position not saved: {e}")))?;
+        if !saved {
+            // Another replica runs this mailbox now: stop here, moving nothing.
+            crate::sessions::session::fenced(&self.session_id, "mailbox position");
+            return Err(ImapError::Network(
+                "another replica holds this session now".into(),
+            ));
+        }
         f.position = Some(p);
         Ok(())
     }
