@@ -5,23 +5,29 @@
 //! after that event, so it misses nothing; without it the stream starts at the
 //! newest event (only what happens from now on). A `: keep-alive` comment goes out
 //! every 15 s so proxies keep the connection open. The stream ends when the client
-//! goes away or the gateway shuts down.
+//! goes away or the gateway shuts down. On Postgres, where replicas write a
+//! session's events concurrently, an event committed late (after one with a higher
+//! `seq`) is still sent, within two seconds of the ones after it.
 
 use super::auth::Caller;
 use super::{ApiError, ApiResult, Ctx, ResBody};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming};
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard_actors::events::body_binding;
 use switchboard_actors::ids;
 use tokio::sync::mpsc;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const PAGE: u32 = 200;
+/// How long after sending an event a stream on Postgres still looks for events
+/// committed late before it (see `session_events`).
+const LATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// A response body fed by a channel.
 pub(crate) struct ChannelBody(pub(crate) mpsc::Receiver<Bytes>);
@@ -76,8 +82,16 @@ pub async fn session_events(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incomin
     let mut commits = app.commits.clone();
     let shutdown = app.shutdown.clone();
     let (tenant, session) = (caller.tenant.id.clone(), id.to_owned());
+    // Replicas write a session's events concurrently (the owner, and whichever
+    // replica queued a send), so on Postgres an event can become visible after one
+    // with a higher `seq`: the stream reads again from before its last
+    // `LATE_WINDOW` of events and sends what it had not, so a late commit is not
+    // skipped.
+    let late = app.store.backend() == switchboard_actors::storage::Backend::Postgres;
     tokio::spawn(async move {
         let mut cursor = cursor;
+        let mut window: VecDeque<(String, Instant)> = VecDeque::new();
+        let mut in_window: HashSet<String> = HashSet::new();
         if tx
             .send(Bytes::from_static(b"retry: 2000\n\n"))
             .await
@@ -87,6 +101,14 @@ pub async fn session_events(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incomin
         }
         loop {
             commits.borrow_and_update();
+            while let Some((id, at)) = window.front() {
+                if at.elapsed() < LATE_WINDOW {
+                    break;
+                }
+                in_window.remove(id);
+                cursor = Some(id.clone());
+                window.pop_front();
+            }
             let rows = match store
                 .session_events_after(&tenant, &session, cursor.as_deref(), PAGE)
                 .await
@@ -97,7 +119,12 @@ pub async fn session_events(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incomin
                     return;
                 }
             };
+            let mut fresh = 0;
             for e in &rows {
+                if in_window.contains(&e.id) {
+                    continue;
+                }
+                fresh += 1;
                 let Ok(body) =
                     keyring.open(&e.body_key_id, &e.body, body_binding(&e.tenant_id, &e.id))
                 else {
@@ -113,9 +140,20 @@ pub async fn session_events(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incomin
                 if tx.send(Bytes::from(frame)).await.is_err() {
                     return;
                 }
-                cursor = Some(e.id.clone());
+                if late {
+                    window.push_back((e.id.clone(), Instant::now()));
+                    in_window.insert(e.id.clone());
+                } else {
+                    cursor = Some(e.id.clone());
+                }
             }
             if rows.len() == PAGE as usize {
+                if fresh == 0 {
+                    // A whole page sent already (a burst): read on after it.
+                    cursor = rows.last().map(|e| e.id.clone());
+                    window.clear();
+                    in_window.clear();
+                }
                 continue;
             }
             tokio::select! {
