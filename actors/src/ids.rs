@@ -11,6 +11,8 @@ pub const API_KEY: &str = "key";
 pub const MESSAGE: &str = "msg";
 /// Prefix of RAG reply drafts.
 pub const DRAFT: &str = "dft";
+/// Prefix of suppression list entries.
+pub const SUPPRESSION: &str = "sup";
 
 /// Ids made in the same millisecond take the previous one's random part plus one,
 /// so ids from this process sort in the order they were made, not only by millisecond.

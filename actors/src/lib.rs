@@ -40,6 +40,7 @@ pub mod rotation;
 pub mod sessions;
 pub mod storage;
 pub mod supervision;
+pub mod suppression;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod webhooks;

@@ -26,6 +26,7 @@ mod outbox;
 mod rag;
 mod sealed;
 mod sessions;
+mod suppressions;
 mod tenants;
 mod webhooks;
 
@@ -45,6 +46,7 @@ pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};
 pub use sessions::{
     SECRETS_PURPOSE as SESSION_SECRETS_PURPOSE, STATE_PURPOSE as SESSION_STATE_PURPOSE, SessionRow,
 };
+pub use suppressions::SuppressionRow;
 pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
 pub use webhooks::{Endpoint, EndpointPatch, EndpointStatus, type_matches};
 

@@ -32,6 +32,7 @@ pub mod reply_settings;
 pub mod routes;
 pub mod sessions;
 pub mod stream;
+pub mod suppressions;
 pub mod system;
 pub mod tenants;
 pub mod webhooks;
@@ -211,6 +212,10 @@ async fn dispatch_tenant(
         RouteId::CreateOwnKey => keys::create_own(&ctx, &caller, req).await,
         RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
         RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
+        RouteId::CreateSuppression => suppressions::create(&ctx, &caller, req).await,
+        RouteId::ListSuppressions => suppressions::list(&ctx, &caller, req).await,
+        RouteId::DeleteSuppression => suppressions::delete(&ctx, &caller).await,
+        RouteId::ImportSuppressions => suppressions::import(&ctx, &caller, req).await,
         RouteId::CreateWebhook => webhooks::create(&ctx, &caller, req).await,
         RouteId::ListWebhooks => webhooks::list(&ctx, &caller).await,
         RouteId::GetWebhook => webhooks::get(&ctx, &caller).await,

@@ -229,6 +229,21 @@ async fn shared_slot(inner: &Inner, tenant_id: &str, q: SendQuota) {
 
 /// Sends one message; returns whether it went back to the queue for later.
 async fn send(inner: &Inner, row: MessageRow) -> bool {
+    // Consent first: a suppressed recipient is never sent to, on any send path.
+    match suppressed(inner, &row).await {
+        Ok(Some(why)) => {
+            metrics::counter!("switchboard_sends_suppressed_total").increment(1);
+            finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(why)).await;
+            return false;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            // Unknown is not "allowed": the send waits for the list to be readable.
+            tracing::warn!(message_id = %row.id, error = %e, "suppression list not read; the send waits");
+            requeue(inner, &row, Duration::from_secs(1)).await;
+            return true;
+        }
+    }
     let message = match message_of(inner, &row).await {
         Ok(m) => m,
         Err(why) => {
@@ -299,6 +314,29 @@ async fn send(inner: &Inner, row: MessageRow) -> bool {
             false
         }
     }
+}
+
+/// Why `row`'s recipient must not be messaged (`recipient_suppressed: …`), if the
+/// tenant's suppression list names them on the session's channel.
+async fn suppressed(inner: &Inner, row: &MessageRow) -> Result<Option<String>, crate::StoreError> {
+    let Some(session) = inner.store.session_by_id(&row.session_id).await? else {
+        return Ok(None);
+    };
+    let Ok(kind) = session.channel.parse::<crate::channels::ChannelKind>() else {
+        return Ok(None);
+    };
+    let address = crate::suppression::recipient(kind, &row.peer);
+    let entry = inner
+        .store
+        .suppression_for(&row.tenant_id, kind.as_str(), &address)
+        .await?;
+    Ok(entry.map(|e| {
+        format!(
+            "recipient_suppressed: {address} is on the tenant's suppression list ({}{})",
+            e.id,
+            e.reason.map(|r| format!(": {r}")).unwrap_or_default()
+        )
+    }))
 }
 
 /// The message to hand to the channel: text and extras opened, and the answered

@@ -351,7 +351,31 @@ fn schemas() -> Value {
         },
         "Key": key,
         "CreatedKey": created_key,
-        "KeyList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Key") } } }
+        "KeyList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Key") } } },
+        "CreateSuppression": {
+            "type": "object", "additionalProperties": false, "required": ["channel", "address"],
+            "properties": {
+                "channel": { "type": "string", "enum": ["whatsapp", "email", "linkedin", "sim", "*"] },
+                "address": { "type": "string", "minLength": 1, "maxLength": 320, "description": "a phone number (stored in E.164), an e-mail address (stored in lower case), a LinkedIn member URN" },
+                "reason": { "type": "string", "maxLength": 500 }
+            }
+        },
+        "Suppression": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string", "pattern": "^sup_" },
+                "channel": { "type": "string" },
+                "address": { "type": "string" },
+                "reason": { "type": ["string", "null"] },
+                "source": { "type": "string", "enum": ["api", "import", "opt_out", "bounce", "erasure"] },
+                "created_at": { "type": "string", "format": "date-time" }
+            }
+        },
+        "SuppressionList": { "type": "object", "properties": {
+            "data": { "type": "array", "items": schema_ref("Suppression") },
+            "next_cursor": { "type": ["string", "null"] } } },
+        "SuppressionImport": { "type": "object", "properties": {
+            "added": { "type": "integer" }, "existing": { "type": "integer" } } }
     });
     let mailbox_schema = json!({ "type": ["object", "null"], "description": "E-mail sessions: sync state per followed folder.",
         "properties": { "folders": { "type": "array", "items": { "type": "object", "properties": {

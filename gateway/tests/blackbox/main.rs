@@ -15,6 +15,7 @@ mod messages;
 mod process;
 mod rag;
 mod sessions;
+mod suppressions;
 mod webhooks;
 mod whatsapp;
 mod whatsapp_media;
