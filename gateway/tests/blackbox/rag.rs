@@ -524,3 +524,74 @@ async fn knowledge_base_requests_are_validated_and_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// A contact on the suppression list gets no auto-reply and no approved draft: the
+/// reply is written and queued, and its send ends `failed` with
+/// `recipient_suppressed`; another contact's reply goes out.
+#[tokio::test]
+async fn a_suppressed_contact_gets_neither_an_auto_reply_nor_an_approved_draft() {
+    use super::suppressions::settled;
+    let gw = Gateway::start_with(options()).await;
+    let (_, key) = gw.create_tenant("careful shop").await;
+    add_document(&gw, &key, "Opening hours", HOURS).await;
+    let session = working_session(&gw, &key).await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            "/v1/suppressions",
+            Some(json!({ "channel": "sim", "address": "+15550100", "reason": "said STOP" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    set_replies(&gw, &key, &session, json!({ "mode": "auto" })).await;
+    ask(&gw, &key, &session, "+15550100", "Are you open on Sundays?").await;
+    ask(&gw, &key, &session, "+15550111", "Are you open on Sundays?").await;
+    let replies = wait_events(&gw, &key, "rag.reply", 2).await;
+    for reply in &replies {
+        let to = reply["data"]["to"].as_str().unwrap();
+        let m = settled(&gw, &key, reply["data"]["message_id"].as_str().unwrap()).await;
+        if to == "+15550100" {
+            assert_eq!(m["status"], "failed", "{m}");
+            assert!(
+                m["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("recipient_suppressed"),
+                "{m}"
+            );
+        } else {
+            assert_ne!(m["status"], "failed", "{m}");
+        }
+    }
+
+    set_replies(&gw, &key, &session, json!({ "mode": "draft" })).await;
+    ask(
+        &gw,
+        &key,
+        &session,
+        "+15550100",
+        "When are you open on Saturdays?",
+    )
+    .await;
+    let drafted = wait_events(&gw, &key, "rag.draft", 1).await;
+    let draft_id = drafted[0]["data"]["draft_id"].as_str().unwrap();
+    let r = gw
+        .tenant(
+            &key,
+            Method::POST,
+            &format!("/v1/drafts/{draft_id}/approve"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let m = settled(&gw, &key, r.json["message_id"].as_str().unwrap()).await;
+    assert_eq!(m["status"], "failed", "{m}");
+    assert!(
+        m["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("recipient_suppressed"),
+        "{m}"
+    );
+}

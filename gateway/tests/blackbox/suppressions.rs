@@ -197,7 +197,7 @@ async fn send(gw: &Gateway, key: &str, session: &str, to: &str, text: &str) -> S
 }
 
 /// Waits until message `id` is `failed` or `sent`; its view.
-async fn settled(gw: &Gateway, key: &str, id: &str) -> Value {
+pub(super) async fn settled(gw: &Gateway, key: &str, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let r = gw
