@@ -54,11 +54,15 @@ pub fn normalize(scope: Scope, address: &str) -> Result<String, String> {
         Scope::Channel(ChannelKind::Email) => {
             email(a).ok_or_else(|| format!("`{a}` is not an e-mail address"))
         }
-        Scope::Channel(ChannelKind::Linkedin) => Ok(a.to_owned()),
+        Scope::Channel(ChannelKind::Linkedin) => Ok(linkedin(a)),
         Scope::Channel(ChannelKind::Sim) => Ok(a.to_owned()),
-        Scope::All => Ok(phone(a)
-            .or_else(|| email(a))
-            .unwrap_or_else(|| a.to_owned())),
+        Scope::All => Ok(phone(a).or_else(|| email(a)).unwrap_or_else(|| {
+            if a.contains("/in/") {
+                linkedin(a)
+            } else {
+                a.to_owned()
+            }
+        })),
     }
 }
 
@@ -66,6 +70,19 @@ pub fn normalize(scope: Scope, address: &str) -> Result<String, String> {
 /// when it has none: a WhatsApp group, say, is never a suppressed person).
 pub fn recipient(channel: ChannelKind, to: &str) -> String {
     normalize(Scope::Channel(channel), to).unwrap_or_else(|_| to.trim().to_owned())
+}
+
+/// Why a send to `address` is refused: the error a suppressed send ends with.
+pub fn refusal(address: &str, entry: &crate::storage::SuppressionRow) -> String {
+    format!(
+        "recipient_suppressed: {address} is on the tenant's suppression list ({}{})",
+        entry.id,
+        entry
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    )
 }
 
 /// A phone number in E.164, from `+4915112345678`, `4915112345678`,
@@ -88,6 +105,19 @@ fn phone(a: &str) -> Option<String> {
     }
     let parsed = phonenumber::parse(None, format!("+{digits}")).ok()?;
     Some(parsed.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// A LinkedIn member: a URN as given (`urn:li:fsd_profile:ACoAA…`, case matters),
+/// else a public id in lower case, from a profile URL (`…/in/<id>/`) or bare.
+fn linkedin(a: &str) -> String {
+    if a.starts_with("urn:") {
+        return a.to_owned();
+    }
+    let id = match a.find("/in/") {
+        Some(i) => a[i + 4..].split(['/', '?', '#']).next().unwrap_or_default(),
+        None => a,
+    };
+    id.to_lowercase()
 }
 
 /// An e-mail address in lower case, from `a@b` or `Name <a@b>`.
@@ -169,5 +199,16 @@ mod tests {
         );
         assert_eq!(recipient(ChannelKind::WhatsApp, "1203@g.us"), "1203@g.us");
         assert_eq!(recipient(ChannelKind::Email, "X <A@B.C>"), "a@b.c");
+        for written in [
+            "https://www.linkedin.com/in/Linus-T/",
+            "http://127.0.0.1:9/in/linus-t?trk=x",
+            "Linus-T",
+        ] {
+            assert_eq!(recipient(ChannelKind::Linkedin, written), "linus-t");
+        }
+        assert_eq!(
+            recipient(ChannelKind::Linkedin, "urn:li:fsd_profile:ACoAAB"),
+            "urn:li:fsd_profile:ACoAAB"
+        );
     }
 }

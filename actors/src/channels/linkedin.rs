@@ -1645,8 +1645,26 @@ impl Link {
         }
     }
 
-    /// The member `target` names, as a profile URN (a lookup for a public id).
+    /// The member `target` names, as a profile URN (a lookup for a public id),
+    /// refused when the tenant's suppression list names that URN: a send by
+    /// profile URL to a member suppressed by URN ends here, before it reaches them.
     async fn member(&self, target: &Target) -> Result<String, ChannelError> {
+        let urn = self.resolve(target).await?;
+        let entry = self
+            .ctx
+            .store
+            .suppression_for(&self.tenant_id, ChannelKind::Linkedin.as_str(), &urn)
+            .await
+            .map_err(|e| ChannelError::Busy(format!("suppression list not read: {e}")))?;
+        match entry {
+            Some(e) => Err(ChannelError::Rejected(crate::suppression::refusal(
+                &urn, &e,
+            ))),
+            None => Ok(urn),
+        }
+    }
+
+    async fn resolve(&self, target: &Target) -> Result<String, ChannelError> {
         match target {
             Target::Member(urn) => Ok(urn.clone()),
             Target::PublicId(id) => {

@@ -330,13 +330,7 @@ async fn suppressed(inner: &Inner, row: &MessageRow) -> Result<Option<String>, c
         .store
         .suppression_for(&row.tenant_id, kind.as_str(), &address)
         .await?;
-    Ok(entry.map(|e| {
-        format!(
-            "recipient_suppressed: {address} is on the tenant's suppression list ({}{})",
-            e.id,
-            e.reason.map(|r| format!(": {r}")).unwrap_or_default()
-        )
-    }))
+    Ok(entry.map(|e| crate::suppression::refusal(&address, &e)))
 }
 
 /// The message to hand to the channel: text and extras opened, and the answered

@@ -766,3 +766,105 @@ async fn linkedin_caps_hold_back_invitations_across_a_sigkill_and_999_pauses_the
     );
     let _ = gw.stop();
 }
+
+#[tokio::test]
+async fn a_suppressed_member_is_never_invited_or_messaged() {
+    let standin = standin(StandinConfig::default()).await;
+    standin.add_account(USER, "pw", "ada-lovelace", None);
+    for (who, first, last) in [
+        ("linus-t", "Linus", "Torvalds"),
+        ("grace-hopper", "Grace", "Hopper"),
+        ("alan-t", "Alan", "Turing"),
+    ] {
+        standin.add_member(who, first, last);
+    }
+    let gw = Gateway::start_with(options(&standin)).await;
+    let (_, key) = gw.create_tenant("linkedin consent").await;
+    let id = create(&gw, &key, cookie_config(&standin, USER, test_caps())).await;
+    gw.wait_status(&key, &id, "WORKING", Duration::from_secs(60))
+        .await;
+
+    // Linus suppressed by member URN, Grace by profile URL (kept as her public id).
+    let linus = format!(
+        "urn:li:fsd_profile:{}",
+        switchboard_actors::testkit::linkedin::member_id("linus-t")
+    );
+    for (address, reason) in [
+        (linus.as_str(), "asked not to be contacted"),
+        ("https://www.linkedin.com/in/Grace-Hopper/", "opted out"),
+    ] {
+        let r = post(
+            &gw,
+            &key,
+            "/v1/suppressions",
+            json!({ "channel": "linkedin", "address": address, "reason": reason }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+
+    // Invitations by URL, public id and URN, and a message by URL: each fails
+    // `recipient_suppressed` (Linus by URL after his URN is looked up, before anything
+    // is sent to him); Alan's invitation goes.
+    let site = standin.url().trim_end_matches('/').to_owned();
+    let mut refused = vec![];
+    for (path, to) in [
+        ("invitations", format!("{site}/in/linus-t/")),
+        ("invitations", linus.clone()),
+        ("invitations", "grace-hopper".to_owned()),
+        ("messages", format!("{site}/in/linus-t/")),
+        (
+            "messages",
+            "https://www.linkedin.com/in/grace-hopper/".to_owned(),
+        ),
+    ] {
+        let r = post(
+            &gw,
+            &key,
+            &format!("/v1/sessions/{id}/{path}"),
+            if path == "invitations" {
+                json!({ "to": to, "note": "Hello" })
+            } else {
+                json!({ "to": to, "text": "Hello" })
+            },
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{to}: {}", r.text);
+        refused.push((to, r.json["id"].as_str().unwrap().to_owned()));
+    }
+    let r = post(
+        &gw,
+        &key,
+        &format!("/v1/sessions/{id}/invitations"),
+        json!({ "to": "alan-t" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let alan = r.json["id"].as_str().unwrap().to_owned();
+    for (to, m) in &refused {
+        let m = super::suppressions::settled(&gw, &key, m).await;
+        assert_eq!(m["status"], "failed", "{to}: {m}");
+        assert!(
+            m["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("recipient_suppressed:"),
+            "{to}: {m}"
+        );
+    }
+    gw.wait_message_status(&key, &alan, "sent").await;
+    let invited: Vec<String> = standin
+        .invitations(USER)
+        .into_iter()
+        .map(|i| i.to)
+        .collect();
+    assert_eq!(invited, ["alan-t"], "only Alan is invited");
+    assert!(standin.sent(USER).is_empty(), "no message went out");
+    let failed = gw.events_of(&key, "message.failed").await;
+    for (to, m) in &refused {
+        assert!(
+            failed.iter().any(|e| e["data"]["message_id"] == m.as_str()),
+            "a message.failed for {to}"
+        );
+    }
+}
