@@ -125,6 +125,10 @@ pub enum ChannelError {
     /// The network refused this request for good (bad recipient, bad number).
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The recipient's server refused `address` for good (an SMTP 5xx for the
+    /// mailbox): a hard bounce, which puts it on the suppression list.
+    #[error("bounced: {why}")]
+    Bounced { address: String, why: String },
     /// The channel cannot carry this (a field, a kind of message, a request).
     #[error("not supported: {0}")]
     Unsupported(String),

@@ -41,6 +41,9 @@ pub struct Publish {
     /// The RAG actor answers this event (an inbound message): a job for it is
     /// committed with the event when its session's replies are on.
     pub feeds_rag: bool,
+    /// Suppression entries committed with the event; when none of them is new (the
+    /// contact was on the list already) the event is not stored.
+    pub suppress: Vec<crate::storage::SuppressionRow>,
 }
 
 impl Publish {
@@ -59,6 +62,7 @@ impl Publish {
             targets: Targets::Subscribers,
             message: None,
             feeds_rag: false,
+            suppress: Vec::new(),
         }
     }
 }
@@ -183,6 +187,7 @@ impl Events {
             targets: p.targets,
             message: p.message,
             feeds_rag: p.feeds_rag,
+            suppress: p.suppress,
         };
         let (ack, done) = oneshot::channel();
         self.tx

@@ -196,6 +196,9 @@ pub enum SessionError {
     /// The network refused the request for good.
     #[error("{0}")]
     Rejected(String),
+    /// A hard bounce of `address` (see [`crate::channels::ChannelError::Bounced`]).
+    #[error("{why}")]
+    Bounced { address: String, why: String },
     #[error("{0}")]
     Unsupported(String),
     /// Momentarily unable to take the request; retrying later can succeed.
@@ -213,6 +216,7 @@ impl From<crate::channels::ChannelError> for SessionError {
         use crate::channels::ChannelError as C;
         match e {
             C::Rejected(m) => Self::Rejected(m),
+            C::Bounced { address, why } => Self::Bounced { address, why },
             C::Unsupported(m) => Self::Unsupported(m),
             C::Busy(m) => Self::Busy(m),
             C::Later(at) => Self::Later(at),

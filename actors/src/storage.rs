@@ -24,9 +24,11 @@ mod media;
 pub(crate) mod messages;
 mod outbox;
 mod rag;
+mod retention;
 mod sealed;
 mod sessions;
 mod suppressions;
+mod tenant_settings;
 mod tenants;
 mod webhooks;
 
@@ -42,11 +44,13 @@ pub use messages::{
 };
 pub use outbox::{AttemptResult, Claimed, Outcome};
 pub use rag::{DRAFT_PURPOSE, DraftRow, KbDocumentRow, RagJob};
+pub use retention::SWEEP_BATCH;
 pub use sealed::{SEALED_COLUMNS, SealedColumn, SealedRow};
 pub use sessions::{
     SECRETS_PURPOSE as SESSION_SECRETS_PURPOSE, STATE_PURPOSE as SESSION_STATE_PURPOSE, SessionRow,
 };
 pub use suppressions::SuppressionRow;
+pub use tenant_settings::SETTINGS_TTL;
 pub use tenants::{LimitOverrides, LimitsPatch, Tenant, TenantPatch, TenantStatus};
 pub use webhooks::{Endpoint, EndpointPatch, EndpointStatus, type_matches};
 
@@ -215,7 +219,21 @@ impl BeginWrite for PgPool {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// Tenants' consent settings as last read (see [`SETTINGS_TTL`]).
+    consent_cache: ConsentCache,
 }
+
+type ConsentCache = std::sync::Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (
+                std::time::Instant,
+                std::sync::Arc<crate::consent::ConsentSettings>,
+            ),
+        >,
+    >,
+>;
 
 impl Store {
     /// Opens the database, creating the SQLite file if needed, and runs migrations.
@@ -261,7 +279,10 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            consent_cache: ConsentCache::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -72,6 +72,20 @@ pub fn recipient(channel: ChannelKind, to: &str) -> String {
     normalize(Scope::Channel(channel), to).unwrap_or_else(|_| to.trim().to_owned())
 }
 
+/// Every recipient of a send, each in its normal form: an e-mail may go to several
+/// (`a@x.org, Bo <b@y.org>`), a suppressed one refuses the whole send.
+pub fn recipients(channel: ChannelKind, to: &str) -> Vec<String> {
+    match channel {
+        ChannelKind::Email => to
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| recipient(channel, a))
+            .collect(),
+        _ => vec![recipient(channel, to)],
+    }
+}
+
 /// Why a send to `address` is refused: the error a suppressed send ends with.
 pub fn refusal(address: &str, entry: &crate::storage::SuppressionRow) -> String {
     format!(
@@ -199,6 +213,10 @@ mod tests {
         );
         assert_eq!(recipient(ChannelKind::WhatsApp, "1203@g.us"), "1203@g.us");
         assert_eq!(recipient(ChannelKind::Email, "X <A@B.C>"), "a@b.c");
+        assert_eq!(
+            recipients(ChannelKind::Email, "a@x.org, Bo <B@y.org>,"),
+            ["a@x.org", "b@y.org"]
+        );
         for written in [
             "https://www.linkedin.com/in/Linus-T/",
             "http://127.0.0.1:9/in/linus-t?trk=x",

@@ -138,6 +138,24 @@ impl Keyring {
         out
     }
 
+    /// An HMAC-SHA256 tag over `data` under the key derived for `label` from the
+    /// current master key: for tokens this gateway hands out and reads back.
+    pub fn tag(&self, label: &str, data: &[u8]) -> [u8; 32] {
+        tag_with(&self.current, label, data)
+    }
+
+    /// Whether `tag` is [`Self::tag`] of `data` under the current master key or a
+    /// retired one (tokens outlive a rotation), cut to 16–32 bytes. Compared in
+    /// constant time.
+    pub fn verify_tag(&self, label: &str, data: &[u8], tag: &[u8]) -> bool {
+        if !(16..=32).contains(&tag.len()) {
+            return false;
+        }
+        self.by_id
+            .values()
+            .any(|k| crate::constant_time_eq(&tag_with(k, label, data)[..tag.len()], tag))
+    }
+
     fn cipher(key: &MasterKey, salt: &[u8]) -> Aes256Gcm {
         data_key_cipher(key, salt, HKDF_INFO)
     }
@@ -192,6 +210,19 @@ impl Keyring {
             .map(Zeroizing::new)
             .map_err(|_| OpenError::Authentication)
     }
+}
+
+fn tag_with(key: &MasterKey, label: &str, data: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let hk = Hkdf::<Sha256>::new(None, key.bytes());
+    let mut derived = Zeroizing::new([0u8; 32]);
+    let info = [b"switchboard tag key v1: ".as_slice(), label.as_bytes()].concat();
+    hk.expand(&info, derived.as_mut())
+        .expect("32 bytes is a valid HKDF length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(derived.as_ref())
+        .expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -286,5 +317,19 @@ mod tests {
             tampered[i] ^= 1 << bit;
             prop_assert!(ring.open(&sealed.key_id, &tampered, binding()).is_err());
         }
+    }
+
+    #[test]
+    fn tags_verify_under_current_and_retired_keys_only() {
+        let old = MasterKey::generate().unwrap();
+        let ring = Keyring::new(old.clone(), []);
+        let t = ring.tag("unsubscribe", b"ten_1\nada@example.com");
+        let rotated = Keyring::new(MasterKey::generate().unwrap(), [old]);
+        assert!(rotated.verify_tag("unsubscribe", b"ten_1\nada@example.com", &t[..16]));
+        assert!(!rotated.verify_tag("unsubscribe", b"ten_1\nbob@example.com", &t[..16]));
+        assert!(!rotated.verify_tag("other", b"ten_1\nada@example.com", &t[..16]));
+        assert!(!rotated.verify_tag("unsubscribe", b"ten_1\nada@example.com", &t[..8]));
+        let stranger = Keyring::new(MasterKey::generate().unwrap(), []);
+        assert!(!stranger.verify_tag("unsubscribe", b"ten_1\nada@example.com", &t[..16]));
     }
 }

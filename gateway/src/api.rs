@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod consent;
 pub mod dashboard;
 pub mod drafts;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod stream;
 pub mod suppressions;
 pub mod system;
 pub mod tenants;
+pub mod unsubscribe;
 pub mod webhooks;
 
 pub use error::ApiError;
@@ -185,6 +187,8 @@ async fn dispatch(
         RouteId::Readyz => system::readyz(&ctx).await,
         RouteId::Metrics => system::metrics(&ctx),
         RouteId::OpenApi => openapi::serve(),
+        RouteId::ShowUnsubscribe => unsubscribe::show(&ctx).await,
+        RouteId::Unsubscribe => unsubscribe::unsubscribe(&ctx, req).await,
         RouteId::CreateTenant => tenants::create(&ctx, req).await,
         RouteId::ListTenants => tenants::list(&ctx, req).await,
         RouteId::Cluster => system::cluster(&ctx).await,
@@ -212,6 +216,8 @@ async fn dispatch_tenant(
         RouteId::CreateOwnKey => keys::create_own(&ctx, &caller, req).await,
         RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
         RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
+        RouteId::GetConsent => consent::get(&ctx, &caller).await,
+        RouteId::PutConsent => consent::put(&ctx, &caller, req).await,
         RouteId::CreateSuppression => suppressions::create(&ctx, &caller, req).await,
         RouteId::ListSuppressions => suppressions::list(&ctx, &caller, req).await,
         RouteId::DeleteSuppression => suppressions::delete(&ctx, &caller).await,

@@ -52,6 +52,8 @@
 //! | `email.poll_interval`            | `SWITCHBOARD_EMAIL_POLL_INTERVAL`           | `60s`                 |
 //! | `email.connects_per_second_per_host` | `SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST` | 10       |
 //! | `email.max_message_bytes`        | `SWITCHBOARD_EMAIL_MAX_MESSAGE_BYTES`       | 52428800 (50 MiB; larger: headers only) |
+//! | `retention.sweep_interval`       | `SWITCHBOARD_RETENTION_SWEEP_INTERVAL`      | `60s` (tenants' retention applied) |
+//! | `public_url`                     | `SWITCHBOARD_PUBLIC_URL`                    | none (e-mail carries no one-click unsubscribe URL) |
 //! | `browser.open_timeout`           | `SWITCHBOARD_BROWSER_OPEN_TIMEOUT`          | `45s`                 |
 //! | `browser.isolation`              | `SWITCHBOARD_BROWSER_ISOLATION`             | `process` (or `context`) |
 //! | `browser.single_process`         | `SWITCHBOARD_BROWSER_SINGLE_PROCESS`        | true (own browsers)   |
@@ -294,6 +296,8 @@ pub struct Config {
     pub channels: channels::Settings,
     pub rag: RagConfig,
     pub media: MediaConfig,
+    /// How often tenants' retention settings are applied (`retention.sweep_interval`).
+    pub retention_sweep_interval: Duration,
 }
 
 /// The media store (`data_dir/media`).
@@ -328,6 +332,7 @@ struct FileConfig {
     database_url: Option<String>,
     admin_token: Option<String>,
     master_key: Option<String>,
+    public_url: Option<String>,
     #[serde(default)]
     log: FileLog,
     #[serde(default)]
@@ -353,6 +358,8 @@ struct FileConfig {
     rag: FileRag,
     #[serde(default)]
     media: FileMedia,
+    #[serde(default)]
+    retention: FileRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +384,12 @@ struct FileLinkedIn {
     url: Option<String>,
     cool_down: Option<String>,
     catch_up_every: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    sweep_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +537,8 @@ const KNOWN_ENV: &[&str] = &[
     "SWITCHBOARD_EMAIL_POLL_INTERVAL",
     "SWITCHBOARD_EMAIL_CONNECTS_PER_SECOND_PER_HOST",
     "SWITCHBOARD_EMAIL_MAX_MESSAGE_BYTES",
+    "SWITCHBOARD_PUBLIC_URL",
+    "SWITCHBOARD_RETENTION_SWEEP_INTERVAL",
     "SWITCHBOARD_MEDIA_MAX_FILE_BYTES",
     "SWITCHBOARD_MEDIA_MAX_TENANT_BYTES",
     "SWITCHBOARD_MEDIA_RETENTION",
@@ -1383,6 +1398,9 @@ impl Config {
                 )),
             }
         };
+        // Where this gateway is reached from outside: links it hands out (one-click
+        // unsubscribe in e-mail) start with it.
+        let public_url = api_url("public_url", file.public_url, "SWITCHBOARD_PUBLIC_URL")?;
         let (model_dir, _) = Layer::file(fr.model_dir, p)
             .env(env, "rag.model_dir", "SWITCHBOARD_MODEL_DIR", |s| {
                 Ok(PathBuf::from(s))
@@ -1432,7 +1450,17 @@ impl Config {
             concurrency: check_range("rag.concurrency", &origin, concurrency, 1, 64)? as usize,
         };
 
+        let retention_sweep_interval = positive(
+            "retention.sweep_interval",
+            duration(
+                "retention.sweep_interval",
+                file.retention.sweep_interval,
+                "SWITCHBOARD_RETENTION_SWEEP_INTERVAL",
+                "60s",
+            )?,
+        )?;
         Ok(Config {
+            retention_sweep_interval,
             cluster,
             rag,
             media,
@@ -1456,6 +1484,7 @@ impl Config {
                     poll_interval,
                     connects_per_second_per_host,
                     max_message_bytes,
+                    public_url,
                 },
                 linkedin: LinkedInSettings {
                     url: li_url,

@@ -217,6 +217,12 @@ pub async fn start(
         })
         .step("starting the RAG actor")?;
     spawn_media_retention(media.clone(), config.media.retention, cancel.clone());
+    switchboard_actors::retention::spawn(
+        store.clone(),
+        Some(media.clone()),
+        config.retention_sweep_interval,
+        cancel.clone(),
+    );
     {
         let sends = sends.clone();
         cluster.on_sends_waiting(Box::new(move |tenant| {

@@ -26,7 +26,7 @@ pub mod oauth;
 pub mod parse;
 pub mod smtp;
 
-use super::{Channel, ChannelError, ChannelEvent, Context, OutboundMessage};
+use super::{Channel, ChannelError, ChannelEvent, ChannelKind, Context, OutboundMessage};
 use config::{Auth, EmailConfig, Server};
 use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -51,6 +51,9 @@ pub struct Settings {
     pub connects_per_second_per_host: u32,
     /// Messages larger than this are reported from their headers only.
     pub max_message_bytes: u64,
+    /// The gateway's public base URL (`https://gw.example.com`): one-click
+    /// unsubscribe links in `List-Unsubscribe` start with it. `None`: mailto only.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(60),
             connects_per_second_per_host: 10,
             max_message_bytes: 50 * 1024 * 1024,
+            public_url: None,
         }
     }
 }
@@ -153,6 +157,33 @@ pub struct Email {
 }
 
 impl Email {
+    /// How the recipient of a send to `to` unsubscribes, when the tenant asks for
+    /// `List-Unsubscribe`: a one-click link of this gateway for one recipient (it
+    /// names them), and the tenant's unsubscribe mailbox.
+    async fn unsubscribe(&self, to: &str) -> Result<Option<smtp::Unsubscribe>, ChannelError> {
+        let consent = self
+            .ctx
+            .store
+            .consent(&self.tenant_id)
+            .await
+            .map_err(|e| ChannelError::Busy(format!("consent settings not read: {e}")))?;
+        if !consent.list_unsubscribe.enabled {
+            return Ok(None);
+        }
+        let recipients = crate::suppression::recipients(ChannelKind::Email, to);
+        let url = match (&self.ctx.settings.email.public_url, recipients.as_slice()) {
+            (Some(base), [one]) => Some(format!(
+                "{base}/v1/unsubscribe/{}",
+                crate::consent::unsubscribe_token(&self.ctx.keyring, &self.tenant_id, one)
+            )),
+            _ => None,
+        };
+        Ok(Some(smtp::Unsubscribe {
+            url,
+            mailto: consent.list_unsubscribe.mailto.clone(),
+        }))
+    }
+
     pub fn new(tenant_id: &str, session_id: &str, config: EmailConfig, ctx: Context) -> Self {
         Self {
             tenant_id: tenant_id.to_owned(),
@@ -434,7 +465,13 @@ impl Channel for Email {
                 Some(r) => Some(self.answered(r).await?),
                 None => None,
             };
-            let composed = smtp::compose(&message, &self.config.from, answered.as_ref())?;
+            let unsubscribe = self.unsubscribe(&message.to).await?;
+            let composed = smtp::compose(
+                &message,
+                &self.config.from,
+                answered.as_ref(),
+                unsubscribe.as_ref(),
+            )?;
             let client = self.smtp().await?;
             match client.send(&composed.message).await {
                 Err(ChannelError::Rejected(t)) if t.starts_with("SMTP 535") => {
@@ -445,6 +482,12 @@ impl Channel for Email {
                     } else {
                         return Err(ChannelError::Rejected(t));
                     }
+                }
+                Err(ChannelError::Rejected(t)) => {
+                    return Err(match smtp::bounced_recipient(&t, &message.to) {
+                        Some(address) => ChannelError::Bounced { address, why: t },
+                        None => ChannelError::Rejected(t),
+                    });
                 }
                 other => other?,
             }

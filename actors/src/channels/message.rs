@@ -47,6 +47,10 @@ pub struct InboundMessage {
     /// What else the network says about it (type, media, group author…), or null.
     #[serde(default)]
     pub meta: serde_json::Value,
+    /// Addresses it says cannot be reached, for good (an e-mail delivery status
+    /// notification's hard bounces): they go on the suppression list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounced: Vec<String>,
 }
 
 /// A received file, as `message.received` describes it (`media`).

@@ -16,7 +16,7 @@
 //! then send it once).
 
 use super::limits::SendQuota;
-use crate::channels::OutboundMessage;
+use crate::channels::{ChannelKind, OutboundMessage};
 use crate::clock;
 use crate::events::{Events, Publish};
 use crate::sessions::{MESSAGE_FAILED, MESSAGE_SENT, SessionError, Sessions, status};
@@ -295,6 +295,29 @@ async fn send(inner: &Inner, row: MessageRow) -> bool {
             }
             true
         }
+        Err(SessionError::Bounced { address, why }) => {
+            // The address goes on the list first: a crash before the failure is
+            // stored retries the send, which then ends `recipient_suppressed`.
+            let address = crate::suppression::recipient(ChannelKind::Email, &address);
+            let event = crate::consent::bounce_event(
+                &row.tenant_id,
+                &row.session_id,
+                &address,
+                serde_json::json!({ "via": "smtp", "message_id": row.id, "diagnostic": why }),
+            );
+            let mut wait = Duration::from_millis(50);
+            while let Err(e) = inner.events.publish(event.clone()).await {
+                if inner.cancel.is_cancelled() {
+                    return true;
+                }
+                tracing::warn!(message_id = %row.id, error = %e, "bounce not stored yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            let why = format!("recipient_bounced: {address}: {why}");
+            finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(why)).await;
+            false
+        }
         Err(SessionError::Rejected(e) | SessionError::Unsupported(e)) => {
             finish(inner, &row, MESSAGE_FAILED, "failed", None, Some(e)).await;
             false
@@ -322,15 +345,19 @@ async fn suppressed(inner: &Inner, row: &MessageRow) -> Result<Option<String>, c
     let Some(session) = inner.store.session_by_id(&row.session_id).await? else {
         return Ok(None);
     };
-    let Ok(kind) = session.channel.parse::<crate::channels::ChannelKind>() else {
+    let Ok(kind) = session.channel.parse::<ChannelKind>() else {
         return Ok(None);
     };
-    let address = crate::suppression::recipient(kind, &row.peer);
-    let entry = inner
-        .store
-        .suppression_for(&row.tenant_id, kind.as_str(), &address)
-        .await?;
-    Ok(entry.map(|e| crate::suppression::refusal(&address, &e)))
+    for address in crate::suppression::recipients(kind, &row.peer) {
+        if let Some(e) = inner
+            .store
+            .suppression_for(&row.tenant_id, kind.as_str(), &address)
+            .await?
+        {
+            return Ok(Some(crate::suppression::refusal(&address, &e)));
+        }
+    }
+    Ok(None)
 }
 
 /// The message to hand to the channel: text and extras opened, and the answered

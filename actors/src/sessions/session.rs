@@ -22,7 +22,9 @@ use super::{
     MESSAGE_SENT, MESSAGE_UPDATED, Query, SESSION_CHALLENGE, SESSION_PAIRING_CODE, SESSION_QR,
     publish, status,
 };
-use crate::channels::{self, AckLevel, Channel, ChannelError, ChannelEvent, ChannelKind};
+use crate::channels::{
+    self, AckLevel, Channel, ChannelError, ChannelEvent, ChannelKind, InboundMessage,
+};
 use crate::events::Publish;
 use crate::storage::{MessageRow, MessageWrite, SessionRow};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -252,6 +254,10 @@ async fn process(
                     }
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "duplicate check failed; storing"),
+                }
+                opt_out(&state.deps, &state.row, &m).await;
+                for address in &m.bounced {
+                    bounced(&state.deps, &state.row, address, &m.external_id).await;
                 }
                 let mut data = serde_json::json!({
                     "external_id": m.external_id,
@@ -558,7 +564,7 @@ async fn about_received(
 /// sent outbound message and reported as `message.sent` with `origin: device`.
 async fn sent_elsewhere(
     state: &mut SessionState,
-    m: channels::InboundMessage,
+    m: InboundMessage,
 ) -> Result<(), ActorProcessingErr> {
     if let Ok(Some(_)) = state
         .deps
@@ -659,4 +665,74 @@ pub(crate) fn fenced(session_id: &str, what: &str) {
         what,
         "write refused: another replica holds this session's lease now"
     );
+}
+
+/// Puts the sender of an opt-out message (one of the tenant's keywords) on the
+/// suppression list with a `contact.opted_out` event, before the message itself is
+/// stored: a crash in between reports the message again, and the opt-out is not
+/// lost (nor reported twice: an address already listed adds no event).
+async fn opt_out(deps: &Deps, row: &SessionRow, m: &InboundMessage) {
+    let Ok(kind) = row.channel.parse::<ChannelKind>() else {
+        return;
+    };
+    let settings = match deps.store.consent(&row.tenant_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            // The defaults are the common keywords: better than none.
+            tracing::warn!(error = %e, "consent settings not read; using the defaults");
+            std::sync::Arc::new(crate::consent::ConsentSettings::default())
+        }
+    };
+    let Some(keyword) = settings.opt_out_keyword(kind, &m.text, m.subject.as_deref()) else {
+        return;
+    };
+    let who = m.from_phone.as_deref().unwrap_or(&m.from);
+    let address = crate::suppression::recipient(kind, who);
+    let entry = crate::storage::SuppressionRow {
+        id: crate::ids::new_id(crate::ids::SUPPRESSION),
+        tenant_id: row.tenant_id.clone(),
+        channel: kind.as_str().to_owned(),
+        address: address.clone(),
+        reason: Some(format!("sent `{keyword}`")),
+        source: "opt_out".into(),
+        created_at: crate::clock::now_ms(),
+    };
+    let data = serde_json::json!({
+        "channel": kind.as_str(),
+        "address": address,
+        "from": m.from,
+        "keyword": keyword,
+        "external_id": m.external_id,
+        "suppression_id": entry.id,
+    });
+    let mut event = Publish::new(&row.tenant_id, crate::consent::CONTACT_OPTED_OUT, data);
+    event.session_id = Some(row.id.clone());
+    event.channel = Some(row.channel.clone());
+    event.suppress = vec![entry];
+    let mut wait = Duration::from_millis(50);
+    while let Err(e) = deps.events.publish(event.clone()).await {
+        tracing::warn!(error = %e, "opt-out not stored yet; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+    metrics::counter!("switchboard_opt_outs_total", "channel" => kind.as_str()).increment(1);
+}
+
+/// Puts `address`, which a delivery status notification says is gone for good, on
+/// the suppression list (reason `bounced`) with a `contact.bounced` event, before
+/// the notification itself is stored (as [`opt_out`] does).
+async fn bounced(deps: &Deps, row: &SessionRow, address: &str, external_id: &str) {
+    let address = crate::suppression::recipient(ChannelKind::Email, address);
+    let event = crate::consent::bounce_event(
+        &row.tenant_id,
+        &row.id,
+        &address,
+        serde_json::json!({ "external_id": external_id, "via": "dsn" }),
+    );
+    let mut wait = Duration::from_millis(50);
+    while let Err(e) = deps.events.publish(event.clone()).await {
+        tracing::warn!(error = %e, "bounce not stored yet; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
 }

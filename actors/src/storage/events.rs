@@ -34,6 +34,9 @@ pub struct NewEvent {
     /// Queue a RAG job with it, if its session's replies are on (the publisher
     /// decides which events the RAG actor answers).
     pub feeds_rag: bool,
+    /// Suppression entries added in the same transaction (an existing entry is
+    /// kept); the event is kept only if one of them is new.
+    pub suppress: Vec<super::SuppressionRow>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -170,6 +173,30 @@ impl Store {
                     None => {
                         keep.push(true);
                         enqueued.push(None);
+                    }
+                }
+                if !e.suppress.is_empty() {
+                    let mut added = 0;
+                    for r in &e.suppress {
+                        added += sqlx::query(
+                            "INSERT INTO suppressions (id, tenant_id, channel, address, reason, source, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, channel, address) DO NOTHING",
+                        )
+                        .bind(&r.id)
+                        .bind(&r.tenant_id)
+                        .bind(&r.channel)
+                        .bind(&r.address)
+                        .bind(&r.reason)
+                        .bind(&r.source)
+                        .bind(r.created_at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                    if added == 0
+                        && let Some(k) = keep.last_mut()
+                    {
+                        *k = false;
                     }
                 }
             }

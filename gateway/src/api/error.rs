@@ -143,6 +143,9 @@ impl From<SessionError> for ApiError {
             SessionError::Rejected(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected_by_network", m)
             }
+            SessionError::Bounced { why, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "recipient_bounced", why)
+            }
             SessionError::Unsupported(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", m)
             }

@@ -160,7 +160,7 @@ fn webhooks() -> Value {
     let s = |props: Value| json!({ "type": "object", "properties": props });
     let str_ = json!({ "type": "string" });
     let opt = json!({ "type": ["string", "null"] });
-    let events: [(&str, &str, Value); 12] = [
+    let events: [(&str, &str, Value); 14] = [
         (
             "session.status",
             "A session changed status (STARTING, SCAN_QR, CHALLENGE, WORKING, STOPPED, LOGGED_OUT, FAILED) or kept it with a new reason, such as `throttled_by_network: …` while LinkedIn asks the account to rest.",
@@ -200,6 +200,22 @@ fn webhooks() -> Value {
             s(
                 json!({ "message_id": str_, "status": { "const": "failed" }, "to": str_, "external_id": { "type": "null" }, "error": str_ }),
             ),
+        ),
+        (
+            "contact.opted_out",
+            "A contact sent one of the tenant's opt-out keywords (or used a one-click unsubscribe link): they are on the suppression list now (committed with this event, before the message itself is stored). Sent once per address.",
+            s(json!({
+                "channel": str_, "address": str_, "from": opt, "keyword": opt,
+                "external_id": opt, "suppression_id": str_
+            })),
+        ),
+        (
+            "contact.bounced",
+            "Mail to an address bounced for good: the SMTP server refused the mailbox (`via: smtp`, with the send's `message_id`, which ends `failed` / `recipient_bounced`) or a delivery status notification in the mailbox said so (`via: dsn`, with its `external_id`). The address is on the suppression list now (reason `bounced`). Sent once per address.",
+            s(json!({
+                "channel": { "const": "email" }, "address": str_, "suppression_id": str_,
+                "via": { "enum": ["smtp", "dsn"] }, "message_id": opt, "external_id": opt, "diagnostic": opt
+            })),
         ),
         (
             "message.reaction",
@@ -374,6 +390,21 @@ fn schemas() -> Value {
         "SuppressionList": { "type": "object", "properties": {
             "data": { "type": "array", "items": schema_ref("Suppression") },
             "next_cursor": { "type": ["string", "null"] } } },
+        "Consent": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "opt_out_keywords": { "type": "array", "maxItems": 50, "items": { "type": "string", "minLength": 1, "maxLength": 40 },
+                    "default": ["STOP", "UNSUBSCRIBE", "STOPP", "ARRET", "BAJA"],
+                    "description": "An inbound message whose whole text (e-mail: also its first line or subject) is one of these, in any case, puts the sender on the suppression list (source `opt_out`) and emits `contact.opted_out`. `[]`: none." },
+                "list_unsubscribe": { "type": "object", "additionalProperties": false, "properties": {
+                    "enabled": { "type": "boolean", "default": false, "description": "E-mail sends carry `List-Unsubscribe` (a one-click URL of this gateway, and `mailto` if set) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058)." },
+                    "mailto": { "type": "string", "format": "email" } } },
+                "retention": { "type": "object", "additionalProperties": false,
+                    "description": "How long to keep each kind of record (`30d`, `12h`; at least `1m`); absent: for ever. Undelivered webhook deliveries and queued sends are never removed.",
+                    "properties": {
+                        "messages": { "type": "string" }, "events": { "type": "string" }, "media": { "type": "string" } } }
+            }
+        },
         "SuppressionImport": { "type": "object", "properties": {
             "added": { "type": "integer" }, "existing": { "type": "integer" } } }
     });

@@ -25,6 +25,10 @@ pub enum RouteId {
     CreateOwnKey,
     ListOwnKeys,
     RevokeOwnKey,
+    GetConsent,
+    ShowUnsubscribe,
+    Unsubscribe,
+    PutConsent,
     CreateSuppression,
     ListSuppressions,
     DeleteSuppression,
@@ -212,6 +216,28 @@ pub static ROUTES: &[Route] = &[
     ),
     with(
         route(
+            Method::GET,
+            "/v1/unsubscribe/{token}",
+            ShowUnsubscribe,
+            Public,
+            "The page behind an e-mail's `List-Unsubscribe` link: a button that posts to the same URL (fetching it unsubscribes nobody). 404 `unknown_link` for a token this gateway did not make.",
+        ),
+        None,
+        (200, None),
+    ),
+    with(
+        route(
+            Method::POST,
+            "/v1/unsubscribe/{token}",
+            Unsubscribe,
+            Public,
+            "One-click unsubscribe (RFC 8058; body `List-Unsubscribe=One-Click`): the link's address goes on its tenant's suppression list for e-mail (source `list_unsubscribe`) with `contact.opted_out`. The same answer when it is listed already.",
+        ),
+        None,
+        (200, None),
+    ),
+    with(
+        route(
             Method::POST,
             "/v1/tenants",
             CreateTenant,
@@ -352,6 +378,28 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (204, None),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/consent",
+            GetConsent,
+            Tenant,
+            "The tenant's consent and retention settings (the defaults until set): opt-out keywords, `List-Unsubscribe` on e-mail sends, retention of messages, events and media.",
+        ),
+        None,
+        (200, Some("Consent")),
+    ),
+    with(
+        route(
+            Method::PUT,
+            "/v1/consent",
+            PutConsent,
+            Tenant,
+            "Replace the tenant's consent and retention settings (absent fields take their defaults; audited). 422 `validation_failed` names the bad field.",
+        ),
+        Some("Consent"),
+        (200, Some("Consent")),
     ),
     with(
         route(

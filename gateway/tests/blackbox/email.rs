@@ -938,3 +938,187 @@ async fn stored_and_fetched_files_go_out_as_attachments_byte_for_byte() {
     assert_eq!(Sha256::digest(&got), Sha256::digest(&pdf));
     assert!(prices.contains("application/pdf"), "{prices}");
 }
+
+/// Sends `text` to `to` from session `id`; the message's id.
+async fn send_mail(gw: &Gateway, key: &str, id: &str, to: &str, text: &str) -> String {
+    let r = gw
+        .tenant(
+            key,
+            Method::POST,
+            &format!("/v1/sessions/{id}/messages"),
+            Some(json!({ "to": to, "subject": "News", "text": text })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    r.json["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits for message `id` to settle; its error when it failed.
+async fn failure(gw: &Gateway, key: &str, id: &str) -> Option<String> {
+    let m = super::suppressions::settled(gw, key, id).await;
+    (m["status"] == "failed").then(|| m["error"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn suppressed(gw: &Gateway, key: &str) -> Vec<Value> {
+    let r = gw.tenant(key, Method::GET, "/v1/suppressions", None).await;
+    r.json["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn bounces_and_one_click_unsubscribes_stop_further_mail() {
+    let servers = servers();
+    servers.add_user("carol", "carol-pw").unwrap();
+    let mut opts = options();
+    opts.env.push((
+        "SWITCHBOARD_PUBLIC_URL".into(),
+        "https://gw.example.test".into(),
+    ));
+    let gw = Gateway::start_with(opts).await;
+    let (key, _rx) = setup(&gw).await;
+    let id = create(&gw, &key, config(&servers, ALICE_PW, &["INBOX"])).await;
+    wait_status(&gw, &key, &id, "WORKING").await;
+    let r = gw
+        .tenant(
+            &key,
+            Method::PUT,
+            "/v1/consent",
+            Some(json!({ "list_unsubscribe": { "enabled": true, "mailto": "unsubscribe@example.test" } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // A hard bounce at the SMTP server (550 5.1.1: no such user): the send fails and
+    // the address goes on the list; the next send to it never reaches the server.
+    let first = send_mail(&gw, &key, &id, "ghost@example.test", "Hello").await;
+    let why = failure(&gw, &key, &first).await.expect("a bounce fails");
+    assert!(
+        why.starts_with("recipient_bounced: ghost@example.test"),
+        "{why}"
+    );
+    let bounced = gw.events_of(&key, "contact.bounced").await;
+    assert_eq!(bounced.len(), 1, "{bounced:?}");
+    assert_eq!(bounced[0]["data"]["via"], "smtp");
+    assert_eq!(bounced[0]["data"]["message_id"], first.as_str());
+    let list = suppressed(&gw, &key).await;
+    assert_eq!(
+        (&list[0]["address"], &list[0]["reason"], &list[0]["source"]),
+        (
+            &json!("ghost@example.test"),
+            &json!("bounced"),
+            &json!("bounce")
+        )
+    );
+    let again = send_mail(&gw, &key, &id, "Ghost <GHOST@example.test>", "Hello?").await;
+    let why = failure(&gw, &key, &again).await.expect("suppressed");
+    assert!(why.starts_with("recipient_suppressed"), "{why}");
+
+    // A bounce reported later, as a delivery status notification in the mailbox.
+    let dsn = b"From: MAILER-DAEMON@mx.example.test\r\nTo: alice@example.test\r\n\
+Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-1@mx.example.test>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n\
+--r\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; carol@example.test\r\nAction: failed\r\nStatus: 5.2.1\r\n\
+Diagnostic-Code: smtp; 550 5.2.1 mailbox disabled\r\n\r\n--r--\r\n";
+    servers.deliver("alice", dsn).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.events_of(&key, "contact.bounced").await.len() < 2 {
+        assert!(Instant::now() < deadline, "no bounce from the DSN");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bounced = gw.events_of(&key, "contact.bounced").await;
+    let carol = bounced
+        .iter()
+        .find(|e| e["data"]["address"] == "carol@example.test")
+        .unwrap();
+    assert_eq!(carol["data"]["via"], "dsn", "{carol}");
+    let to_carol = send_mail(&gw, &key, &id, "carol@example.test", "Hello").await;
+    let why = failure(&gw, &key, &to_carol).await.expect("suppressed");
+    assert!(why.starts_with("recipient_suppressed"), "{why}");
+    assert!(
+        servers
+            .read_folder("carol", "INBOX")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    // Mail to Bob carries the unsubscribe headers; the one-click link (POST) puts
+    // him on the list, once; fetching it (GET) only shows a button.
+    let to_bob = send_mail(&gw, &key, &id, "bob@example.test", "Our news").await;
+    assert_eq!(failure(&gw, &key, &to_bob).await, None);
+    let inbox = servers.read_folder("bob", "INBOX").await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let raw = String::from_utf8_lossy(&inbox[0]).replace("\r\n ", " ");
+    assert_eq!(
+        header(&raw, "List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click"),
+        "{raw}"
+    );
+    let links = header(&raw, "List-Unsubscribe")
+        .expect("List-Unsubscribe")
+        .to_owned();
+    assert!(
+        links.ends_with("<mailto:unsubscribe@example.test?subject=unsubscribe>"),
+        "{links}"
+    );
+    let path = links
+        .strip_prefix("<https://gw.example.test")
+        .and_then(|l| l.split_once('>'))
+        .map(|(p, _)| p.to_owned())
+        .expect("a one-click link of this gateway first");
+    let page = gw.request(Method::GET, &path, &[], None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("bob@example.test") && page.text.contains("method=post"));
+    assert_eq!(
+        suppressed(&gw, &key).await.len(),
+        2,
+        "a GET unsubscribes nobody"
+    );
+    for _ in 0..2 {
+        let r = gw
+            .request(
+                Method::POST,
+                &path,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                Some(b"List-Unsubscribe=One-Click".to_vec()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let opted = gw.events_of(&key, "contact.opted_out").await;
+    assert_eq!(opted.len(), 1, "once: {opted:?}");
+    assert_eq!(opted[0]["data"]["address"], "bob@example.test");
+    assert_eq!(opted[0]["data"]["via"], "list_unsubscribe");
+    let bob = suppressed(&gw, &key)
+        .await
+        .into_iter()
+        .find(|e| e["address"] == "bob@example.test")
+        .expect("bob is listed");
+    assert_eq!(bob["source"], "list_unsubscribe");
+    // Nothing more reaches him, alone or among others.
+    for to in [
+        "bob@example.test",
+        "carol@example.test, Bob <bob@example.test>",
+    ] {
+        let m = send_mail(&gw, &key, &id, to, "More news").await;
+        let why = failure(&gw, &key, &m).await.expect("suppressed");
+        assert!(why.starts_with("recipient_suppressed"), "{to}: {why}");
+    }
+    assert_eq!(servers.read_folder("bob", "INBOX").await.unwrap().len(), 1);
+
+    // A link this gateway did not make (or changed by a byte) leads nowhere.
+    let mut forged = path.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    for p in [forged.as_str(), "/v1/unsubscribe/nonsense"] {
+        let r = gw.request(Method::POST, p, &[], None).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "unknown_link"),
+            "{p}: {}",
+            r.text
+        );
+    }
+    assert_eq!(suppressed(&gw, &key).await.len(), 3);
+}

@@ -595,3 +595,140 @@ async fn a_suppressed_contact_gets_neither_an_auto_reply_nor_an_approved_draft()
         "{m}"
     );
 }
+
+/// Waits for the `rag.reply` to `question` and the message it queued, settled.
+async fn reply_to(gw: &Gateway, key: &str, question: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = events(gw, key, "rag.reply")
+            .await
+            .into_iter()
+            .find(|e| e["data"]["question"] == question)
+        {
+            let id = r["data"]["message_id"].as_str().unwrap().to_owned();
+            return super::suppressions::settled(gw, key, &id).await;
+        }
+        assert!(Instant::now() < deadline, "no reply to `{question}`");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn stop_from_a_contact_blocks_the_next_auto_reply_to_them() {
+    let gw = Gateway::start_with(options()).await;
+    let (_, key) = gw.create_tenant("polite shop").await;
+    add_document(&gw, &key, "Opening hours", HOURS).await;
+    let session = working_session(&gw, &key).await;
+    set_replies(&gw, &key, &session, json!({ "mode": "auto" })).await;
+
+    // The defaults, until the tenant sets its own.
+    let r = gw.tenant(&key, Method::GET, "/v1/consent", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["opt_out_keywords"],
+        json!(["STOP", "UNSUBSCRIBE", "STOPP", "ARRET", "BAJA"])
+    );
+
+    let ada = "+15550100";
+    ask(&gw, &key, &session, ada, "Are you open on Sundays?").await;
+    let m = reply_to(&gw, &key, "Are you open on Sundays?").await;
+    assert_ne!(m["status"], "failed", "answered before she opts out: {m}");
+
+    // `Stop!` (any case, punctuation ignored) opts her out, once however often she
+    // says it; a sentence that merely contains the word does not.
+    ask(&gw, &key, &session, ada, "Stop!").await;
+    ask(&gw, &key, &session, ada, "STOP").await;
+    ask(
+        &gw,
+        &key,
+        &session,
+        "+15550111",
+        "Please don't stop the offers",
+    )
+    .await;
+    let opted = wait_events(&gw, &key, "contact.opted_out", 1).await;
+    assert_eq!(opted[0]["data"]["address"], ada, "{}", opted[0]);
+    assert_eq!(opted[0]["data"]["channel"], "sim");
+    assert_eq!(opted[0]["data"]["keyword"], "STOP");
+    let r = gw.tenant(&key, Method::GET, "/v1/suppressions", None).await;
+    let entries = r.json["data"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 1, "{}", r.text);
+    assert_eq!(entries[0]["address"], ada);
+    assert_eq!(entries[0]["source"], "opt_out");
+    assert_eq!(entries[0]["id"], opted[0]["data"]["suppression_id"]);
+
+    // Her next question gets no reply that leaves the gateway.
+    ask(&gw, &key, &session, ada, "When are you open on Saturdays?").await;
+    let m = reply_to(&gw, &key, "When are you open on Saturdays?").await;
+    assert_eq!(m["status"], "failed", "{m}");
+    assert!(
+        m["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("recipient_suppressed"),
+        "{m}"
+    );
+    let sent = events(&gw, &key, "message.sent").await;
+    assert!(
+        !sent.iter().any(|e| e["data"]["message_id"] == m["id"]),
+        "never sent"
+    );
+
+    // The tenant's own keywords replace the defaults; bad settings change nothing.
+    for (bad, field) in [
+        (json!({ "opt_out_keywords": [""] }), "opt_out_keywords"),
+        (
+            json!({ "retention": { "events": "soon" } }),
+            "retention.events",
+        ),
+        (
+            json!({ "list_unsubscribe": { "enabled": true, "mailto": "x" } }),
+            "mailto",
+        ),
+    ] {
+        let r = gw
+            .tenant(&key, Method::PUT, "/v1/consent", Some(bad.clone()))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{bad}: {}",
+            r.text
+        );
+        assert!(r.text.contains(field), "{}", r.text);
+    }
+    let r = gw
+        .tenant(
+            &key,
+            Method::PUT,
+            "/v1/consent",
+            Some(json!({ "opt_out_keywords": ["alto", "basta"], "colour": "red" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_field"),
+        "{}",
+        r.text
+    );
+    let r = gw
+        .tenant(
+            &key,
+            Method::PUT,
+            "/v1/consent",
+            Some(json!({ "opt_out_keywords": ["alto", "basta"] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    ask(&gw, &key, &session, "+15550122", "STOP").await;
+    ask(&gw, &key, &session, "+15550133", "Alto.").await;
+    let opted = wait_events(&gw, &key, "contact.opted_out", 2).await;
+    let addresses: Vec<&str> = opted
+        .iter()
+        .map(|e| e["data"]["address"].as_str().unwrap())
+        .collect();
+    assert!(addresses.contains(&"+15550133"), "{addresses:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let opted = events(&gw, &key, "contact.opted_out").await;
+    assert_eq!(opted.len(), 2, "STOP is no longer a keyword: {opted:?}");
+}

@@ -477,6 +477,10 @@ fn inbound(
             message.subject = p.subject;
             message.thread_id = Some(p.thread_id);
             message.attachments = p.attachments;
+            message.bounced = p.bounced.iter().map(|b| b.address.clone()).collect();
+            if !p.bounced.is_empty() {
+                meta["bounced"] = serde_json::json!(p.bounced);
+            }
             meta["message_id"] = p.message_id.into();
             meta["message_id_missing"] = p.message_id_missing.into();
             meta["in_reply_to"] = p.in_reply_to.into();

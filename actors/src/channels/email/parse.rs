@@ -74,6 +74,19 @@ pub struct ParsedMail {
     /// The Date header (unix ms), if it could be read.
     pub date: Option<i64>,
     pub attachments: Vec<AttachmentInfo>,
+    /// A delivery status notification (RFC 3464): the recipients whose delivery
+    /// failed for good (`Action: failed`, a `5.x.x` status).
+    pub bounced: Vec<Bounce>,
+}
+
+/// A recipient a delivery status notification says is gone for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bounce {
+    pub address: String,
+    /// Its status code (`5.1.1`).
+    pub status: String,
+    /// What the receiving server said (`Diagnostic-Code`), if given.
+    pub diagnostic: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +150,78 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         text_from_html,
         date: message.date().map(|d| d.to_timestamp() * 1000),
         attachments,
+        bounced: bounces(&message),
     })
+}
+
+/// The hard bounces a delivery status notification reports: its
+/// `message/delivery-status` part read as RFC 3464 field groups (one per recipient
+/// after the per-message group), each with `Final-Recipient: rfc822; <address>`,
+/// `Action: failed` and a permanent (`5.x.x`) `Status`.
+fn bounces(message: &mail_parser::Message<'_>) -> Vec<Bounce> {
+    let Some(part) = message.parts.iter().find(|p| {
+        p.content_type().is_some_and(|c| {
+            c.ctype().eq_ignore_ascii_case("message")
+                && c.subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("delivery-status"))
+        })
+    }) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(part.contents());
+    let mut out = Vec::new();
+    for group in text.replace("\r\n", "\n").split("\n\n") {
+        let fields = dsn_fields(group);
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        let (Some(recipient), Some(action), Some(status)) = (
+            field("Final-Recipient").or_else(|| field("Original-Recipient")),
+            field("Action"),
+            field("Status"),
+        ) else {
+            continue;
+        };
+        let address = recipient
+            .split_once(';')
+            .map_or(recipient, |(_, a)| a)
+            .trim()
+            .trim_matches(['<', '>']);
+        if action.eq_ignore_ascii_case("failed")
+            && status.starts_with("5.")
+            && address.contains('@')
+        {
+            out.push(Bounce {
+                address: address.to_owned(),
+                status: status
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or(status)
+                    .to_owned(),
+                diagnostic: field("Diagnostic-Code").map(str::to_owned),
+            });
+        }
+    }
+    out
+}
+
+/// `Name: value` fields of one group, continuation lines unfolded.
+fn dsn_fields(group: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in group.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = fields.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    fields
 }
 
 /// The bytes of the `index`th attachment of a raw message, with what it is.
@@ -372,5 +456,31 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
         assert_eq!((t.as_str(), cut), ("é", true));
         let (t, cut) = truncate("ab".into(), 3);
         assert_eq!((t.as_str(), cut), ("ab", false));
+    }
+
+    #[test]
+    fn a_delivery_status_notification_names_its_hard_bounces() {
+        let raw = "From: MAILER-DAEMON@mx.example\r\nTo: me@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not be delivered.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example\r\nArrival-Date: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\n\
+Final-Recipient: rfc822; Gone@Example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1\r\n <gone@example.org>: user unknown\r\n\r\n\
+Final-Recipient: rfc822; later@example.org\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n\
+--b\r\nContent-Type: message/rfc822-headers\r\n\r\nSubject: hello\r\n\r\n--b--\r\n";
+        let p = parse(raw.as_bytes()).unwrap();
+        assert_eq!(p.bounced.len(), 1, "{:?}", p.bounced);
+        assert_eq!(p.bounced[0].address, "Gone@Example.org");
+        assert_eq!(p.bounced[0].status, "5.1.1");
+        assert!(
+            p.bounced[0]
+                .diagnostic
+                .as_deref()
+                .unwrap()
+                .contains("user unknown")
+        );
+        let plain =
+            parse(b"From: a@b.c\r\nSubject: Status: 5.1.1\r\n\r\nAction: failed\r\n").unwrap();
+        assert!(plain.bounced.is_empty());
     }
 }

@@ -108,6 +108,29 @@ fn refusal(e: lettre::transport::smtp::Error) -> ChannelError {
     }
 }
 
+/// The recipient a permanent SMTP refusal (`SMTP 550: 5.1.1 …`, as [`refusal`]
+/// writes it) says does not exist or takes no mail, when the send had one: a hard
+/// bounce. Refusals about the sender, the message or a policy (530s, 552, 554,
+/// 5.7.x) are not: they say nothing about the mailbox.
+pub fn bounced_recipient(refusal: &str, to: &str) -> Option<String> {
+    let rest = refusal.strip_prefix("SMTP ")?;
+    let (code, text) = rest.split_once(": ").unwrap_or((rest, ""));
+    let enhanced = text.split_whitespace().next().filter(|w| {
+        w.split('.').count() == 3 && w.split('.').all(|p| p.chars().all(|c| c.is_ascii_digit()))
+    });
+    let mailbox = match enhanced {
+        // 5.1.x: bad destination mailbox or system; 5.2.1: mailbox disabled.
+        Some(e) => e.starts_with("5.1.") || e == "5.2.1",
+        None => matches!(code, "550" | "551" | "553"),
+    };
+    let recipients: Vec<&str> = to
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    (mailbox && recipients.len() == 1).then(|| recipients[0].to_owned())
+}
+
 /// lettre writes "permanent error (550): text": keep the text.
 fn strip_code(text: &str) -> &str {
     text.split_once("): ").map_or(text, |(_, t)| t)
@@ -132,11 +155,36 @@ enum Body {
     Alternative(MultiPart),
 }
 
-/// Composes `m` from `from`, threaded under `answered` when it is a reply.
+/// How a recipient unsubscribes (RFC 2369 / RFC 8058): a one-click HTTPS URL that
+/// takes a POST, and a mailbox to write to; either may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unsubscribe {
+    pub url: Option<String>,
+    pub mailto: Option<String>,
+}
+
+impl Unsubscribe {
+    /// `List-Unsubscribe`'s value (the URL first, as Gmail and Yahoo read it), and
+    /// whether it takes a one-click POST (`List-Unsubscribe-Post`).
+    fn header(&self) -> Option<(String, bool)> {
+        let mut links = Vec::new();
+        if let Some(u) = &self.url {
+            links.push(format!("<{u}>"));
+        }
+        if let Some(m) = &self.mailto {
+            links.push(format!("<mailto:{m}?subject=unsubscribe>"));
+        }
+        (!links.is_empty()).then(|| (links.join(", "), self.url.is_some()))
+    }
+}
+
+/// Composes `m` from `from`, threaded under `answered` when it is a reply, with
+/// `List-Unsubscribe` headers when `unsubscribe` is given.
 pub fn compose(
     m: &OutboundMessage,
     from: &super::config::From,
     answered: Option<&Answered>,
+    unsubscribe: Option<&Unsubscribe>,
 ) -> Result<Composed, ChannelError> {
     let bad = |field: &str, e: &dyn std::fmt::Display| {
         ChannelError::Rejected(format!("`{field}` is not usable: {e}"))
@@ -182,6 +230,19 @@ pub fn compose(
             refs.push(parent.clone());
         }
         b = b.in_reply_to(parent).references(refs.join(" "));
+    }
+    if let Some((links, one_click)) = unsubscribe.and_then(Unsubscribe::header) {
+        use lettre::message::header::{HeaderName, HeaderValue};
+        b = b.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            links,
+        ));
+        if one_click {
+            b = b.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ));
+        }
     }
     let body = match &m.html {
         Some(html) => Body::Alternative(MultiPart::alternative_plain_html(
@@ -247,7 +308,7 @@ mod tests {
             references: vec!["b0@example.com".into(), "b1@example.com".into()],
             subject: Some("Plans".into()),
         };
-        let c = compose(&m, &from(), Some(&answered)).unwrap();
+        let c = compose(&m, &from(), Some(&answered), None).unwrap();
         assert_eq!(c.message_id, "msg_01@example.com");
         let raw = String::from_utf8(c.message.formatted()).unwrap();
         assert!(raw.contains("Message-ID: <msg_01@example.com>"), "{raw}");
@@ -274,12 +335,81 @@ mod tests {
             subject: Some("H".into()),
             ..Default::default()
         };
-        let raw =
-            String::from_utf8(compose(&m, &from(), None).unwrap().message.formatted()).unwrap();
+        let raw = String::from_utf8(
+            compose(&m, &from(), None, None)
+                .unwrap()
+                .message
+                .formatted(),
+        )
+        .unwrap();
         assert!(raw.contains("multipart/alternative"), "{raw}");
         let parsed = super::super::parse::parse(raw.as_bytes()).unwrap();
         assert_eq!(parsed.text.trim(), "Plain words");
         assert!(!parsed.text_from_html);
+    }
+
+    #[test]
+    fn unsubscribe_headers_offer_one_click_only_with_a_url() {
+        let m = OutboundMessage {
+            id: "msg_04".into(),
+            to: "a@example.com".into(),
+            text: "News".into(),
+            ..Default::default()
+        };
+        let both = Unsubscribe {
+            url: Some("https://gw.example.com/v1/unsubscribe/t.k".into()),
+            mailto: Some("unsub@example.com".into()),
+        };
+        let raw = String::from_utf8(
+            compose(&m, &from(), None, Some(&both))
+                .unwrap()
+                .message
+                .formatted(),
+        )
+        .unwrap()
+        .replace("\r\n ", " ");
+        assert!(
+            raw.contains("List-Unsubscribe: <https://gw.example.com/v1/unsubscribe/t.k>, <mailto:unsub@example.com?subject=unsubscribe>"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+            "{raw}"
+        );
+        let mailto = Unsubscribe { url: None, ..both };
+        let raw = String::from_utf8(
+            compose(&m, &from(), None, Some(&mailto))
+                .unwrap()
+                .message
+                .formatted(),
+        )
+        .unwrap();
+        assert!(raw.contains("List-Unsubscribe: <mailto:"), "{raw}");
+        assert!(!raw.contains("List-Unsubscribe-Post"), "{raw}");
+    }
+
+    #[test]
+    fn only_refusals_of_the_mailbox_are_bounces() {
+        let to = "gone@example.org";
+        assert_eq!(
+            bounced_recipient("SMTP 550: 5.1.1 no such user here", to).as_deref(),
+            Some(to)
+        );
+        assert_eq!(
+            bounced_recipient("SMTP 550: mailbox unavailable", to).as_deref(),
+            Some(to)
+        );
+        assert_eq!(bounced_recipient("SMTP 554: 5.7.1 spam", to), None);
+        assert_eq!(
+            bounced_recipient("SMTP 535: 5.7.8 bad credentials", to),
+            None
+        );
+        assert_eq!(bounced_recipient("SMTP 552: 5.3.4 too big", to), None);
+        assert_eq!(
+            bounced_recipient("SMTP 550: 5.1.1 no such user", "a@x.org, b@y.org"),
+            None,
+            "which of two is not said"
+        );
     }
 
     #[test]
@@ -304,8 +434,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let raw =
-            String::from_utf8(compose(&m, &from(), None).unwrap().message.formatted()).unwrap();
+        let raw = String::from_utf8(
+            compose(&m, &from(), None, None)
+                .unwrap()
+                .message
+                .formatted(),
+        )
+        .unwrap();
         let parsed = super::super::parse::parse(raw.as_bytes()).unwrap();
         assert_eq!(parsed.to.len(), 2);
         assert_eq!(parsed.attachments[0].filename.as_deref(), Some("q.txt"));
@@ -315,7 +450,7 @@ mod tests {
             ..m
         };
         assert!(matches!(
-            compose(&bad, &from(), None),
+            compose(&bad, &from(), None, None),
             Err(ChannelError::Rejected(_))
         ));
     }
