@@ -101,6 +101,10 @@ enum Scenario {
         /// --database-url, which must be allowed to create databases).
         #[arg(long, value_delimiter = ',')]
         replicas: Vec<usize>,
+        /// Give each bench tenant this retention of events and messages (e.g. 1m):
+        /// the gateway's sweeper (every 5 s here) deletes while traffic runs.
+        #[arg(long)]
+        retention: Option<String>,
     },
     /// Tenants with different send limits queue sends at once: measured rate against
     /// the configured one, fairness across tenants, queue latency.
@@ -472,6 +476,8 @@ async fn pipeline_replicas(
 const GATEWAY_ENV: &[(&str, &str)] = &[
     ("SWITCHBOARD_ALLOW_PRIVATE_WEBHOOKS", "true"),
     ("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "512"),
+    // Tenants without a retention cost a sweep one query.
+    ("SWITCHBOARD_RETENTION_SWEEP_INTERVAL", "5s"),
 ];
 
 #[tokio::main]
@@ -793,6 +799,7 @@ async fn main() -> anyhow::Result<()> {
             payload_bytes,
             drain_timeout,
             replicas,
+            retention,
         } => {
             let duration = duration_arg("duration", duration, Duration::from_secs(3_600))?;
             anyhow::ensure!(
@@ -807,6 +814,7 @@ async fn main() -> anyhow::Result<()> {
                 duration,
                 payload_bytes: *payload_bytes,
                 drain_timeout: Duration::from_secs(*drain_timeout),
+                retention: retention.clone(),
             };
             if !replicas.is_empty() {
                 let r = pipeline_replicas(&cli, replicas, &params).await?;

@@ -269,6 +269,9 @@ pub struct PipelineParams {
     pub payload_bytes: usize,
     /// Give up waiting for deliveries this long after the traffic stops.
     pub drain_timeout: Duration,
+    /// Each tenant's retention of events and messages (`1m`): the sweeper runs
+    /// while the traffic does.
+    pub retention: Option<String>,
 }
 
 /// One step of the ramp.
@@ -568,6 +571,13 @@ pub async fn pipeline(gws: &[Gateway], p: &PipelineParams) -> anyhow::Result<Pip
             .unthrottled_tenant(&format!("bench-pipeline-{t}"))
             .await?;
         receiving_endpoint(gw, &key, &receiver, &secret).await?;
+        if let Some(r) = &p.retention {
+            let body = json!({ "retention": { "events": r, "messages": r } });
+            let (status, v) = gw
+                .call(Method::PUT, "/v1/consent", &key, Some(&body))
+                .await?;
+            anyhow::ensure!(status.is_success(), "setting the retention: {status} {v}");
+        }
         keys.push(key);
     }
     let r = receiver.clone();

@@ -50,6 +50,9 @@ async fn pipeline_reports_every_stored_message_delivered_once() {
         duration: Duration::from_millis(1500),
         payload_bytes: 32,
         drain_timeout: Duration::from_secs(30),
+        // The tenants' retention set as `--retention` does (the sweep itself is
+        // measured by hand: see the README).
+        retention: Some("1m".into()),
     };
     let r = scenarios::pipeline(std::slice::from_ref(&gw), &params)
         .await
