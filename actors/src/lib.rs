@@ -30,6 +30,7 @@ pub mod channels;
 pub mod clock;
 pub mod cluster;
 pub mod consent;
+pub mod contacts;
 pub mod events;
 pub mod ids;
 pub mod media;

@@ -18,6 +18,7 @@ mod account_actions;
 mod api_keys;
 mod audit;
 mod cluster;
+mod contacts;
 mod events;
 mod mailboxes;
 mod media;
@@ -35,6 +36,7 @@ mod webhooks;
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
 pub use cluster::{CommandRow, Fence, Lease, NOTIFY_CHANNEL, ReplicaRow};
+pub use contacts::{ERASED, erased_external_id};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
 pub use mailboxes::FolderPosition;
 pub use media::MediaRow;
@@ -250,7 +252,10 @@ impl Store {
                     // FULL: a committed event survives power loss, not only a process crash.
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true);
+                    .foreign_keys(true)
+                    // Deleted and overwritten content is zeroed, not left in free
+                    // pages: an erased contact is gone from the file too.
+                    .pragma("secure_delete", "on");
                 // A local file: checking a connection before each use only costs a
                 // round trip to its worker thread.
                 let write = SqlitePoolOptions::new()

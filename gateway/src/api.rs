@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod body;
 pub mod consent;
+pub mod contacts;
 pub mod dashboard;
 pub mod drafts;
 pub mod error;
@@ -217,6 +218,8 @@ async fn dispatch_tenant(
         RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
         RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
         RouteId::GetConsent => consent::get(&ctx, &caller).await,
+        RouteId::ExportContact => contacts::export(&ctx, &caller).await,
+        RouteId::EraseContact => contacts::erase(&ctx, &caller, req).await,
         RouteId::PutConsent => consent::put(&ctx, &caller, req).await,
         RouteId::CreateSuppression => suppressions::create(&ctx, &caller, req).await,
         RouteId::ListSuppressions => suppressions::list(&ctx, &caller, req).await,

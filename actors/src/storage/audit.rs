@@ -69,6 +69,20 @@ macro_rules! insert_audit {
 pub(crate) use insert_audit;
 
 impl Store {
+    /// Records `entry` about `target` of `tenant_id` on its own (for reads worth
+    /// auditing, such as a contact export).
+    pub async fn record_audit(
+        &self,
+        entry: &AuditEntry,
+        tenant_id: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<()> {
+        super::on_write_pool!(self, |pool| {
+            insert_audit!(pool, entry, tenant_id, target).await?;
+        });
+        Ok(())
+    }
+
     /// The newest `limit` audit entries, optionally for one tenant, newest first.
     pub async fn list_audit(
         &self,

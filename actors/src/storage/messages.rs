@@ -427,10 +427,12 @@ impl Store {
             sqlx::query_as::<_, MessageRow>(concat!(
                 "SELECT ",
                 message_columns!(),
-                " FROM messages WHERE session_id = $1 AND external_id = $2"
+                " FROM messages WHERE session_id = $1 AND (external_id = $2 OR external_id = $3)"
             ))
             .bind(session_id)
             .bind(external_id)
+            // An erased message keeps its network id hashed: still known as received.
+            .bind(super::contacts::erased_external_id(external_id))
             .fetch_optional(pool)
             .await?
         });

@@ -118,6 +118,14 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
 
 /// Parses the query string, refusing parameters the route does not know.
+/// A path segment percent-decoded (`%2B` and a literal `+` both stay `+`).
+pub fn decode_path(raw: &str) -> String {
+    form_urlencoded::parse(format!("v={}", raw.replace('+', "%2B").replace('&', "%26")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 pub fn query_pairs(
     query: Option<&str>,
     allowed: &[&str],

@@ -125,10 +125,7 @@ pub async fn profile(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     let session = load(ctx, caller).await?;
     linkedin_only(&session, "profiles")?;
     let raw = ctx.params[1].as_str();
-    let who: String = form_urlencoded::parse(format!("v={}", raw.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let who = super::body::decode_path(raw);
     if contract::target(&who, &ctx.app.config.channels.linkedin.url)
         .is_none_or(|t| matches!(t, contract::Target::Conversation(_)))
     {

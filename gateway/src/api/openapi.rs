@@ -383,13 +383,34 @@ fn schemas() -> Value {
                 "channel": { "type": "string" },
                 "address": { "type": "string" },
                 "reason": { "type": ["string", "null"] },
-                "source": { "type": "string", "enum": ["api", "import", "opt_out", "bounce", "erasure"] },
+                "source": { "type": "string", "enum": ["api", "import", "opt_out", "list_unsubscribe", "bounce", "erasure"] },
                 "created_at": { "type": "string", "format": "date-time" }
             }
         },
         "SuppressionList": { "type": "object", "properties": {
             "data": { "type": "array", "items": schema_ref("Suppression") },
             "next_cursor": { "type": ["string", "null"] } } },
+        "ContactExport": {
+            "type": "object",
+            "properties": {
+                "address": { "type": "string", "description": "the address in its normal form" },
+                "exported_at": { "type": "string", "format": "date-time" },
+                "channels": { "type": "array", "items": { "type": "string" } },
+                "messages": { "type": "array", "items": { "type": "object" }, "description": "each with its text opened" },
+                "events": { "type": "array", "items": { "type": "object" }, "description": "the stored envelopes" },
+                "drafts": { "type": "array", "items": { "type": "object" } },
+                "media": { "type": "array", "items": { "type": "string" } },
+                "suppressions": { "type": "array", "items": schema_ref("Suppression") }
+            }
+        },
+        "ContactErasure": {
+            "type": "object",
+            "properties": {
+                "messages": { "type": "integer" }, "events": { "type": "integer" },
+                "drafts": { "type": "integer" }, "media": { "type": "integer" },
+                "suppressed": { "type": "array", "items": schema_ref("Suppression") }
+            }
+        },
         "Consent": {
             "type": "object", "additionalProperties": false,
             "properties": {

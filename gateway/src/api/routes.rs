@@ -26,6 +26,8 @@ pub enum RouteId {
     ListOwnKeys,
     RevokeOwnKey,
     GetConsent,
+    ExportContact,
+    EraseContact,
     ShowUnsubscribe,
     Unsubscribe,
     PutConsent,
@@ -378,6 +380,31 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (204, None),
+    ),
+    with(
+        route(
+            Method::GET,
+            "/v1/contacts/{address}/export",
+            ExportContact,
+            Tenant,
+            "Everything the tenant holds about one contact (GDPR art. 15), as one JSON document: messages (text opened), events, drafts, media ids, suppression entries. `address` (percent-encoded) is a phone number, e-mail address or LinkedIn member, matched in its normal form on every channel. Audited (`contact.export`, the address as a hash).",
+        ),
+        None,
+        (200, Some("ContactExport")),
+    ),
+    with(
+        queried(
+            route(
+                Method::DELETE,
+                "/v1/contacts/{address}",
+                EraseContact,
+                Tenant,
+                "Erase a contact (GDPR art. 17): message bodies, extras, addresses and network ids removed, drafts and received files deleted, events re-sealed with their personal fields `[erased]` (ids, types, times kept). The address goes on the suppression list (source `erasure`) unless `suppress=false`. Webhooks already delivered are not recalled. Audited (`contact.erase`, the address as a hash).",
+            ),
+            &["suppress"],
+        ),
+        None,
+        (200, Some("ContactErasure")),
     ),
     with(
         route(
