@@ -15,6 +15,7 @@
 //!   [`kb`] (documents, search), [`drafts`], [`reply_settings`], [`system`],
 //!   [`dashboard`], [`openapi`].
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod consent;
@@ -193,6 +194,7 @@ async fn dispatch(
         RouteId::CreateTenant => tenants::create(&ctx, req).await,
         RouteId::ListTenants => tenants::list(&ctx, req).await,
         RouteId::Cluster => system::cluster(&ctx).await,
+        RouteId::AdminAudit => audit::admin(&ctx, req).await,
         RouteId::GetTenant => tenants::get(&ctx).await,
         RouteId::UpdateTenant => tenants::update(&ctx, req).await,
         RouteId::DeleteTenant => tenants::delete(&ctx).await,
@@ -218,6 +220,7 @@ async fn dispatch_tenant(
         RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
         RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
         RouteId::GetConsent => consent::get(&ctx, &caller).await,
+        RouteId::TenantAudit => audit::tenant(&ctx, &caller, req).await,
         RouteId::ExportContact => contacts::export(&ctx, &caller).await,
         RouteId::EraseContact => contacts::erase(&ctx, &caller, req).await,
         RouteId::PutConsent => consent::put(&ctx, &caller, req).await,

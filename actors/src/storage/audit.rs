@@ -83,6 +83,28 @@ impl Store {
         Ok(())
     }
 
+    /// A page of audit entries, oldest first, after entry `after`: one tenant's, or
+    /// every tenant's and the operators' (`tenant_id` `None`).
+    pub async fn audit_page(
+        &self,
+        tenant_id: Option<&str>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, AuditRecord>(
+                "SELECT id, at, actor, tenant_id, action, target, details, request_id FROM audit_log \
+                 WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            )
+            .bind(tenant_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
     /// The newest `limit` audit entries, optionally for one tenant, newest first.
     pub async fn list_audit(
         &self,

@@ -390,6 +390,22 @@ fn schemas() -> Value {
         "SuppressionList": { "type": "object", "properties": {
             "data": { "type": "array", "items": schema_ref("Suppression") },
             "next_cursor": { "type": ["string", "null"] } } },
+        "AuditEntry": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string", "description": "also the paging cursor" },
+                "at": { "type": "string", "format": "date-time" },
+                "actor": { "type": "string", "description": "the key id, `admin` or `cli`" },
+                "tenant_id": { "type": ["string", "null"] },
+                "action": { "type": "string", "examples": ["session.create", "webhook.delete", "suppression.create", "contact.erase"] },
+                "target": { "type": ["string", "null"] },
+                "details": { "type": "object" },
+                "request_id": { "type": ["string", "null"] }
+            }
+        },
+        "AuditPage": { "type": "object", "properties": {
+            "data": { "type": "array", "items": schema_ref("AuditEntry") },
+            "next_cursor": { "type": ["string", "null"] } } },
         "ContactExport": {
             "type": "object",
             "properties": {

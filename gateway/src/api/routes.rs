@@ -26,6 +26,8 @@ pub enum RouteId {
     ListOwnKeys,
     RevokeOwnKey,
     GetConsent,
+    TenantAudit,
+    AdminAudit,
     ExportContact,
     EraseContact,
     ShowUnsubscribe,
@@ -250,6 +252,20 @@ pub static ROUTES: &[Route] = &[
         (201, Some("CreatedTenant")),
     ),
     with(
+        queried(
+            route(
+                Method::GET,
+                "/v1/admin/audit",
+                AdminAudit,
+                Admin,
+                "The whole audit log, oldest first (`limit`, `after`: cursor paging; `tenant_id` for one tenant's): who (`actor`: a key id, `admin`, `cli`), what (`action`), when, which `target`, from which request. Append-only.",
+            ),
+            &["limit", "after", "tenant_id"],
+        ),
+        None,
+        (200, Some("AuditPage")),
+    ),
+    with(
         route(
             Method::GET,
             "/v1/cluster",
@@ -405,6 +421,17 @@ pub static ROUTES: &[Route] = &[
         ),
         None,
         (200, Some("ContactErasure")),
+    ),
+    with(
+        paged(route(
+            Method::GET,
+            "/v1/audit",
+            TenantAudit,
+            Tenant,
+            "The calling tenant's audit log, oldest first (`limit`, `after`: cursor paging): who (`actor`, the key id), what, when, `target`, `request_id`. Append-only.",
+        )),
+        None,
+        (200, Some("AuditPage")),
     ),
     with(
         route(

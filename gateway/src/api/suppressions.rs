@@ -73,6 +73,14 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
     let row = entry(&caller.tenant.id, &body, "api")?;
     let (stored, new) = ctx.app.store.add_suppression(&row).await?;
     let status = if new {
+        audit(
+            ctx,
+            caller,
+            "suppression.create",
+            &stored.id,
+            serde_json::json!({ "channel": stored.channel }),
+        )
+        .await;
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -117,6 +125,7 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
     {
         return Err(ApiError::not_found("suppression"));
     }
+    audit(ctx, caller, "suppression.delete", id, serde_json::json!({})).await;
     no_content()
 }
 
@@ -183,10 +192,39 @@ pub async fn import(ctx: &Ctx<'_>, caller: &Caller, req: Request<Incoming>) -> A
             existing += 1;
         }
     }
-    json(
-        StatusCode::OK,
-        &serde_json::json!({ "added": added, "existing": existing }),
+    let counts = serde_json::json!({ "added": added, "existing": existing });
+    audit(
+        ctx,
+        caller,
+        "suppression.import",
+        &caller.tenant.id,
+        counts.clone(),
     )
+    .await;
+    json(StatusCode::OK, &counts)
+}
+
+/// Records a change of the list (after it, not in its transaction: an entry
+/// added or removed by a request that then failed to record is logged as a
+/// warning).
+async fn audit(
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    action: &'static str,
+    target: &str,
+    details: serde_json::Value,
+) {
+    let mut entry = switchboard_actors::storage::AuditEntry::new(caller.key_id.clone(), action)
+        .request_id(Some(ctx.request_id.to_owned()));
+    entry.details = details;
+    if let Err(e) = ctx
+        .app
+        .store
+        .record_audit(&entry, Some(&caller.tenant.id), Some(target))
+        .await
+    {
+        tracing::warn!(error = %e, action, "audit entry not recorded");
+    }
 }
 
 /// CSV rows as entries, numbered by line (a first row naming the columns is skipped).

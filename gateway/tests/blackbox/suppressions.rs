@@ -307,3 +307,131 @@ async fn a_suppressed_recipient_is_never_sent_to() {
         "the suppressed send reached the stand-in"
     );
 }
+
+/// Every entry of an audit listing at `path` (`?limit=…` included), page by page.
+async fn audit_pages(gw: &Gateway, key: Option<&str>, path: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let p = match &next {
+            Some(c) => format!("{path}&after={c}"),
+            None => path.to_owned(),
+        };
+        let r = match key {
+            Some(k) => gw.tenant(k, Method::GET, &p, None).await,
+            None => gw.admin(Method::GET, &p, None).await,
+        };
+        assert_eq!(r.status, StatusCode::OK, "{p}: {}", r.text);
+        out.extend(r.json["data"].as_array().unwrap().iter().cloned());
+        match r.json["next_cursor"].as_str() {
+            Some(c) => next = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_reads_back_who_did_what_paged_and_per_tenant() {
+    let gw = Gateway::start_with(Options::default()).await;
+    let (a, key_a) = gw.create_tenant("audited").await;
+    let (b, key_b) = gw.create_tenant("other").await;
+    let keys = gw.tenant(&key_a, Method::GET, "/v1/keys", None).await;
+    let key_id = keys.json["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let r = gw
+        .tenant(
+            &key_a,
+            Method::POST,
+            "/v1/suppressions",
+            Some(json!({ "channel": "email", "address": "x@y.org" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let created_request = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let entry = r.json["id"].as_str().unwrap().to_owned();
+    let r = gw
+        .tenant(
+            &key_a,
+            Method::DELETE,
+            &format!("/v1/suppressions/{entry}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = gw
+        .tenant(
+            &key_a,
+            Method::PUT,
+            "/v1/consent",
+            Some(json!({ "opt_out_keywords": ["STOP"] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = gw
+        .tenant(
+            &key_b,
+            Method::POST,
+            "/v1/suppressions",
+            Some(json!({ "channel": "sim", "address": "+15550100" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    // Two at a time, oldest first, each entry once.
+    let mine = audit_pages(&gw, Some(&key_a), "/v1/audit?limit=2").await;
+    let actions: Vec<&str> = mine.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for want in ["suppression.create", "suppression.delete", "consent.update"] {
+        assert!(actions.contains(&want), "{want}: {actions:?}");
+    }
+    let mut ids: Vec<i64> = mine
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let sorted = {
+        let mut s = ids.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(ids, sorted, "oldest first");
+    ids.dedup();
+    assert_eq!(ids.len(), mine.len(), "no entry twice");
+    assert!(
+        mine.iter().all(|e| e["tenant_id"] == a.as_str()),
+        "only mine: {mine:?}"
+    );
+    let created = mine
+        .iter()
+        .find(|e| e["action"] == "suppression.create")
+        .unwrap();
+    assert_eq!(created["actor"], key_id.as_str(), "{created}");
+    assert_eq!(created["target"], entry.as_str());
+    assert_eq!(created["request_id"], created_request.as_str());
+    assert!(created["at"].as_str().unwrap().ends_with('Z'));
+
+    // Operators read everyone's, or one tenant's; a tenant key cannot.
+    let all = audit_pages(&gw, None, "/v1/admin/audit?limit=50").await;
+    assert!(all.iter().any(|e| e["tenant_id"] == b.as_str()));
+    assert!(
+        all.iter().any(|e| e["action"] == "tenant.create"),
+        "{all:?}"
+    );
+    let only_a = audit_pages(
+        &gw,
+        None,
+        &format!("/v1/admin/audit?limit=50&tenant_id={a}"),
+    )
+    .await;
+    assert_eq!(only_a.len(), mine.len());
+    let r = gw
+        .tenant(&key_a, Method::GET, "/v1/admin/audit", None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    for bad in [
+        "/v1/audit?after=yesterday",
+        "/v1/audit?limit=0",
+        "/v1/audit?colour=red",
+    ] {
+        let r = gw.tenant(&key_a, Method::GET, bad, None).await;
+        assert!(r.status.is_client_error(), "{bad}: {}", r.text);
+    }
+}
