@@ -40,6 +40,7 @@ pub mod rag_feed;
 pub mod rag_host;
 pub mod retention;
 pub mod rotation;
+pub mod scopes;
 pub mod sessions;
 pub mod storage;
 pub mod supervision;

@@ -9,6 +9,7 @@ use crate::api::ApiError;
 use crate::config::DefaultLimits;
 use crate::views::{CreatedKeyView, KeyView, TenantView};
 use switchboard_actors::Store;
+use switchboard_actors::scopes::Scopes;
 use switchboard_actors::storage::{AuditEntry, LimitOverrides, LimitsPatch, TenantPatch};
 use switchboard_crypto::GeneratedApiKey;
 
@@ -113,17 +114,26 @@ pub async fn update_tenant(
     Ok(TenantView::new(&tenant, defaults))
 }
 
-/// Creates another key for a tenant; `not_found` if the tenant does not exist.
+/// Creates another key for a tenant holding `scopes`; `not_found` if the tenant
+/// does not exist.
 pub async fn create_key(
     store: &Store,
     tenant_id: &str,
     name: Option<&str>,
+    scopes: Scopes,
     audit: AuditEntry,
 ) -> Result<CreatedKeyView, ApiError> {
     let name = name.map(|n| validate_name("name", n)).transpose()?;
     let key = generate_key()?;
     let record = store
-        .create_api_key(tenant_id, name.as_deref(), &key.hash, &key.prefix, &audit)
+        .create_api_key(
+            tenant_id,
+            name.as_deref(),
+            &key.hash,
+            &key.prefix,
+            scopes,
+            &audit,
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(CreatedKeyView {

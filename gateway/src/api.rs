@@ -38,6 +38,7 @@ pub mod stream;
 pub mod suppressions;
 pub mod system;
 pub mod tenants;
+pub mod trail;
 pub mod unsubscribe;
 pub mod webhooks;
 
@@ -176,108 +177,159 @@ async fn dispatch(
         body::query_pairs(req.uri().query(), route.query)?;
     }
     match route.access {
-        Access::Public => {}
-        Access::Admin => auth::admin(ctx.app, req.headers())?,
+        Access::Public => dispatch_public(route.id, &ctx, req).await,
+        Access::Admin => {
+            auth::admin(ctx.app, req.headers())?;
+            let result = dispatch_admin(route.id, &ctx, req).await;
+            let who = trail::Who::Admin;
+            record(&ctx, route, who, &result).await;
+            result
+        }
         Access::Tenant => {
             let caller = auth::tenant(ctx.app, req.headers()).await?;
-            return dispatch_tenant(route.id, ctx, caller, req).await;
+            let result = match route.id.scope() {
+                Some(scope) if !caller.scopes.contains(scope) => {
+                    Err(ApiError::insufficient_scope(scope))
+                }
+                _ => dispatch_tenant(route.id, &ctx, &caller, req).await,
+            };
+            let who = trail::Who::Key {
+                key_id: &caller.key_id,
+                tenant_id: &caller.tenant.id,
+            };
+            record(&ctx, route, who, &result).await;
+            result
         }
     }
-    match route.id {
+}
+
+/// Puts an authenticated call on the audit trail, with how it ended.
+async fn record(
+    ctx: &Ctx<'_>,
+    route: &'static routes::Route,
+    who: trail::Who<'_>,
+    result: &ApiResult,
+) {
+    let outcome = match result {
+        Ok(res) => trail::Outcome {
+            status: res.status().as_u16(),
+            error: None,
+        },
+        Err(e) => trail::Outcome {
+            status: e.status.as_u16(),
+            error: Some(e.code),
+        },
+    };
+    ctx.app
+        .trail
+        .record(route, &ctx.params, who, ctx.request_id, outcome)
+        .await;
+}
+
+async fn dispatch_public(id: RouteId, ctx: &Ctx<'_>, req: Request<Incoming>) -> ApiResult {
+    match id {
         RouteId::Dashboard => dashboard::serve(),
         RouteId::Healthz => system::healthz(),
-        RouteId::Readyz => system::readyz(&ctx).await,
-        RouteId::Metrics => system::metrics(&ctx),
+        RouteId::Readyz => system::readyz(ctx).await,
+        RouteId::Metrics => system::metrics(ctx),
         RouteId::OpenApi => openapi::serve(),
-        RouteId::ShowUnsubscribe => unsubscribe::show(&ctx).await,
-        RouteId::Unsubscribe => unsubscribe::unsubscribe(&ctx, req).await,
-        RouteId::CreateTenant => tenants::create(&ctx, req).await,
-        RouteId::ListTenants => tenants::list(&ctx, req).await,
-        RouteId::Cluster => system::cluster(&ctx).await,
-        RouteId::AdminAudit => audit::admin(&ctx, req).await,
-        RouteId::GetTenant => tenants::get(&ctx).await,
-        RouteId::UpdateTenant => tenants::update(&ctx, req).await,
-        RouteId::DeleteTenant => tenants::delete(&ctx).await,
-        RouteId::CreateTenantKey => keys::create_for_tenant(&ctx, req).await,
-        RouteId::ListTenantKeys => keys::list_for_tenant(&ctx).await,
-        RouteId::RevokeTenantKey => keys::revoke_for_tenant(&ctx).await,
-        // Tenant routes returned above, through `dispatch_tenant`.
+        RouteId::ShowUnsubscribe => unsubscribe::show(ctx).await,
+        RouteId::Unsubscribe => unsubscribe::unsubscribe(ctx, req).await,
         other => Err(ApiError::internal(format!(
-            "tenant route {other:?} reached without a caller"
+            "route {other:?} is not a public route"
         ))),
     }
 }
 
+async fn dispatch_admin(id: RouteId, ctx: &Ctx<'_>, req: Request<Incoming>) -> ApiResult {
+    match id {
+        RouteId::CreateTenant => tenants::create(ctx, req).await,
+        RouteId::ListTenants => tenants::list(ctx, req).await,
+        RouteId::Cluster => system::cluster(ctx).await,
+        RouteId::AdminAudit => audit::admin(ctx, req).await,
+        RouteId::GetTenant => tenants::get(ctx).await,
+        RouteId::UpdateTenant => tenants::update(ctx, req).await,
+        RouteId::DeleteTenant => tenants::delete(ctx).await,
+        RouteId::CreateTenantKey => keys::create_for_tenant(ctx, req).await,
+        RouteId::ListTenantKeys => keys::list_for_tenant(ctx).await,
+        RouteId::RevokeTenantKey => keys::revoke_for_tenant(ctx).await,
+        other => Err(ApiError::internal(format!(
+            "route {other:?} is not an admin route"
+        ))),
+    }
+}
+
+/// Runs a tenant route whose scope the caller holds.
 async fn dispatch_tenant(
     id: RouteId,
-    ctx: Ctx<'_>,
-    caller: auth::Caller,
+    ctx: &Ctx<'_>,
+    caller: &auth::Caller,
     req: Request<Incoming>,
 ) -> ApiResult {
     match id {
-        RouteId::Me => tenants::me(&ctx, &caller),
-        RouteId::CreateOwnKey => keys::create_own(&ctx, &caller, req).await,
-        RouteId::ListOwnKeys => keys::list_own(&ctx, &caller).await,
-        RouteId::RevokeOwnKey => keys::revoke_own(&ctx, &caller).await,
-        RouteId::GetConsent => consent::get(&ctx, &caller).await,
-        RouteId::TenantAudit => audit::tenant(&ctx, &caller, req).await,
-        RouteId::ExportContact => contacts::export(&ctx, &caller).await,
-        RouteId::EraseContact => contacts::erase(&ctx, &caller, req).await,
-        RouteId::PutConsent => consent::put(&ctx, &caller, req).await,
-        RouteId::CreateSuppression => suppressions::create(&ctx, &caller, req).await,
-        RouteId::ListSuppressions => suppressions::list(&ctx, &caller, req).await,
-        RouteId::DeleteSuppression => suppressions::delete(&ctx, &caller).await,
-        RouteId::ImportSuppressions => suppressions::import(&ctx, &caller, req).await,
-        RouteId::CreateWebhook => webhooks::create(&ctx, &caller, req).await,
-        RouteId::ListWebhooks => webhooks::list(&ctx, &caller).await,
-        RouteId::GetWebhook => webhooks::get(&ctx, &caller).await,
-        RouteId::UpdateWebhook => webhooks::update(&ctx, &caller, req).await,
-        RouteId::DeleteWebhook => webhooks::delete(&ctx, &caller).await,
-        RouteId::RotateWebhookSecret => webhooks::rotate_secret(&ctx, &caller, req).await,
-        RouteId::TestWebhook => webhooks::test(&ctx, &caller).await,
-        RouteId::ReplayWebhook => webhooks::replay(&ctx, &caller, req).await,
-        RouteId::ListEvents => events::list(&ctx, &caller, req).await,
-        RouteId::GetEvent => events::get(&ctx, &caller).await,
-        RouteId::ListEventAttempts => events::attempts(&ctx, &caller).await,
-        RouteId::ReplayEvent => events::replay(&ctx, &caller).await,
-        RouteId::CreateSession => sessions::create(&ctx, &caller, req).await,
-        RouteId::ListSessions => sessions::list(&ctx, &caller).await,
-        RouteId::GetSession => sessions::get(&ctx, &caller).await,
-        RouteId::DeleteSession => sessions::delete(&ctx, &caller).await,
-        RouteId::StartSession => sessions::start(&ctx, &caller).await,
-        RouteId::StopSession => sessions::stop(&ctx, &caller).await,
-        RouteId::RestartSession => sessions::restart(&ctx, &caller).await,
-        RouteId::LogoutSession => sessions::logout(&ctx, &caller).await,
-        RouteId::FaultSession => sessions::fault(&ctx, &caller, req).await,
-        RouteId::SessionQr => sessions::qr(&ctx, &caller, req).await,
-        RouteId::PairingCode => sessions::pairing_code(&ctx, &caller, req).await,
-        RouteId::SubmitChallenge => sessions::challenge(&ctx, &caller, req).await,
-        RouteId::SendInvitation => linkedin::invite(&ctx, &caller, req).await,
-        RouteId::AcceptInvitation => linkedin::accept(&ctx, &caller, req).await,
-        RouteId::SessionProfile => linkedin::profile(&ctx, &caller).await,
-        RouteId::SessionLimits => linkedin::limits(&ctx, &caller).await,
-        RouteId::TestConnection => sessions::test_connection(&ctx, &caller).await,
-        RouteId::SessionGroups => sessions::parties(&ctx, &caller, Query::Groups).await,
-        RouteId::SessionContacts => sessions::parties(&ctx, &caller, Query::Contacts).await,
-        RouteId::SessionEvents => stream::session_events(&ctx, &caller, req).await,
-        RouteId::SendMessage => messages::send(&ctx, &caller, req).await,
-        RouteId::ListSessionMessages => messages::list(&ctx, &caller, req).await,
-        RouteId::GetMessage => messages::get(&ctx, &caller).await,
-        RouteId::MessageAttachment => messages::attachment(&ctx, &caller).await,
-        RouteId::ReactToMessage => messages::react(&ctx, &caller, req).await,
-        RouteId::MarkChatRead => messages::mark_read(&ctx, &caller).await,
-        RouteId::UploadMedia => media::upload(&ctx, &caller, req).await,
-        RouteId::GetMedia => media::download(&ctx, &caller, req).await,
-        RouteId::SimInbound => sessions::sim_inbound(&ctx, &caller, req).await,
-        RouteId::GetReplySettings => reply_settings::get(&ctx, &caller).await,
-        RouteId::PutReplySettings => reply_settings::put(&ctx, &caller, req).await,
-        RouteId::CreateKbDocument => kb::create_document(&ctx, &caller, req).await,
-        RouteId::ListKbDocuments => kb::list_documents(&ctx, &caller).await,
-        RouteId::DeleteKbDocument => kb::delete_document(&ctx, &caller).await,
-        RouteId::SearchKb => kb::search(&ctx, &caller, req).await,
-        RouteId::ListDrafts => drafts::list(&ctx, &caller, req).await,
-        RouteId::ApproveDraft => drafts::approve(&ctx, &caller, req).await,
-        RouteId::RejectDraft => drafts::reject(&ctx, &caller).await,
+        RouteId::Me => tenants::me(ctx, caller),
+        RouteId::CreateOwnKey => keys::create_own(ctx, caller, req).await,
+        RouteId::ListOwnKeys => keys::list_own(ctx, caller).await,
+        RouteId::RevokeOwnKey => keys::revoke_own(ctx, caller).await,
+        RouteId::GetConsent => consent::get(ctx, caller).await,
+        RouteId::TenantAudit => audit::tenant(ctx, caller, req).await,
+        RouteId::ExportContact => contacts::export(ctx, caller).await,
+        RouteId::EraseContact => contacts::erase(ctx, caller, req).await,
+        RouteId::PutConsent => consent::put(ctx, caller, req).await,
+        RouteId::CreateSuppression => suppressions::create(ctx, caller, req).await,
+        RouteId::ListSuppressions => suppressions::list(ctx, caller, req).await,
+        RouteId::DeleteSuppression => suppressions::delete(ctx, caller).await,
+        RouteId::ImportSuppressions => suppressions::import(ctx, caller, req).await,
+        RouteId::CreateWebhook => webhooks::create(ctx, caller, req).await,
+        RouteId::ListWebhooks => webhooks::list(ctx, caller).await,
+        RouteId::GetWebhook => webhooks::get(ctx, caller).await,
+        RouteId::UpdateWebhook => webhooks::update(ctx, caller, req).await,
+        RouteId::DeleteWebhook => webhooks::delete(ctx, caller).await,
+        RouteId::RotateWebhookSecret => webhooks::rotate_secret(ctx, caller, req).await,
+        RouteId::TestWebhook => webhooks::test(ctx, caller).await,
+        RouteId::ReplayWebhook => webhooks::replay(ctx, caller, req).await,
+        RouteId::ListEvents => events::list(ctx, caller, req).await,
+        RouteId::GetEvent => events::get(ctx, caller).await,
+        RouteId::ListEventAttempts => events::attempts(ctx, caller).await,
+        RouteId::ReplayEvent => events::replay(ctx, caller).await,
+        RouteId::CreateSession => sessions::create(ctx, caller, req).await,
+        RouteId::ListSessions => sessions::list(ctx, caller).await,
+        RouteId::GetSession => sessions::get(ctx, caller).await,
+        RouteId::DeleteSession => sessions::delete(ctx, caller).await,
+        RouteId::StartSession => sessions::start(ctx, caller).await,
+        RouteId::StopSession => sessions::stop(ctx, caller).await,
+        RouteId::RestartSession => sessions::restart(ctx, caller).await,
+        RouteId::LogoutSession => sessions::logout(ctx, caller).await,
+        RouteId::FaultSession => sessions::fault(ctx, caller, req).await,
+        RouteId::SessionQr => sessions::qr(ctx, caller, req).await,
+        RouteId::PairingCode => sessions::pairing_code(ctx, caller, req).await,
+        RouteId::SubmitChallenge => sessions::challenge(ctx, caller, req).await,
+        RouteId::SendInvitation => linkedin::invite(ctx, caller, req).await,
+        RouteId::AcceptInvitation => linkedin::accept(ctx, caller, req).await,
+        RouteId::SessionProfile => linkedin::profile(ctx, caller).await,
+        RouteId::SessionLimits => linkedin::limits(ctx, caller).await,
+        RouteId::TestConnection => sessions::test_connection(ctx, caller).await,
+        RouteId::SessionGroups => sessions::parties(ctx, caller, Query::Groups).await,
+        RouteId::SessionContacts => sessions::parties(ctx, caller, Query::Contacts).await,
+        RouteId::SessionEvents => stream::session_events(ctx, caller, req).await,
+        RouteId::SendMessage => messages::send(ctx, caller, req).await,
+        RouteId::ListSessionMessages => messages::list(ctx, caller, req).await,
+        RouteId::GetMessage => messages::get(ctx, caller).await,
+        RouteId::MessageAttachment => messages::attachment(ctx, caller).await,
+        RouteId::ReactToMessage => messages::react(ctx, caller, req).await,
+        RouteId::MarkChatRead => messages::mark_read(ctx, caller).await,
+        RouteId::UploadMedia => media::upload(ctx, caller, req).await,
+        RouteId::GetMedia => media::download(ctx, caller, req).await,
+        RouteId::SimInbound => sessions::sim_inbound(ctx, caller, req).await,
+        RouteId::GetReplySettings => reply_settings::get(ctx, caller).await,
+        RouteId::PutReplySettings => reply_settings::put(ctx, caller, req).await,
+        RouteId::CreateKbDocument => kb::create_document(ctx, caller, req).await,
+        RouteId::ListKbDocuments => kb::list_documents(ctx, caller).await,
+        RouteId::DeleteKbDocument => kb::delete_document(ctx, caller).await,
+        RouteId::SearchKb => kb::search(ctx, caller, req).await,
+        RouteId::ListDrafts => drafts::list(ctx, caller, req).await,
+        RouteId::ApproveDraft => drafts::approve(ctx, caller, req).await,
+        RouteId::RejectDraft => drafts::reject(ctx, caller).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} is not a tenant route"
         ))),

@@ -37,6 +37,8 @@ pub struct App {
     /// Wakes the webhook dispatcher (after replays).
     pub dispatch_wakeup: Arc<tokio::sync::Notify>,
     pub limiters: KeyLimiters,
+    /// Records every authenticated call in the audit log.
+    pub trail: crate::api::trail::Trail,
     /// Renders `/metrics`; `None` when no recorder is installed (e.g. in unit tests).
     pub metrics: Option<PrometheusHandle>,
     /// Files tenants send and receive (`data_dir/media`).

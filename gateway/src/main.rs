@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use switchboard_actors::scopes::Scopes;
 use switchboard_actors::storage::{AuditEntry, LimitOverrides};
 use switchboard_actors::{Store, rotation};
 use switchboard_gateway::api::ApiError;
@@ -80,6 +81,10 @@ enum KeyCommand {
         tenant_id: String,
         #[arg(long)]
         name: Option<String>,
+        /// Scopes the key holds, comma-separated (e.g. `messages:send,messages:read`);
+        /// without it, every scope.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
     },
     /// List a tenant's keys as JSON.
     List { tenant_id: String },
@@ -232,11 +237,25 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> anyhow::Result<()> 
             }
             print_json(&serde_json::json!({ "deleted": id }))
         }
-        AdminCommand::Key(KeyCommand::Create { tenant_id, name }) => {
-            let created =
-                admin::create_key(&store, &tenant_id, name.as_deref(), audit("api_key.create"))
-                    .await
-                    .map_err(api_err)?;
+        AdminCommand::Key(KeyCommand::Create {
+            tenant_id,
+            name,
+            scopes,
+        }) => {
+            let scopes = match scopes {
+                None => Scopes::all(),
+                Some(names) => Scopes::parse(names.iter().map(|n| n.trim()))
+                    .map_err(|bad| anyhow::anyhow!("`{bad}` is not a scope"))?,
+            };
+            let created = admin::create_key(
+                &store,
+                &tenant_id,
+                name.as_deref(),
+                scopes,
+                audit("api_key.create"),
+            )
+            .await
+            .map_err(api_err)?;
             print_json(&created)
         }
         AdminCommand::Key(KeyCommand::List { tenant_id }) => {

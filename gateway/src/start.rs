@@ -12,6 +12,7 @@
 //! test can call it with `127.0.0.1:0` and a future of its own, in-process.
 
 use crate::api::rate_limit::KeyLimiters;
+use crate::api::trail::Trail;
 use crate::app::App;
 use crate::config::{Config, MediaBackendConfig};
 use crate::{bootstrap, rag, server, telemetry};
@@ -242,7 +243,10 @@ pub async fn start(
         .bus()
         .commits_anywhere(events.commits(), cancel.clone());
     let stopping = CancellationToken::new();
+    let trail_stop = CancellationToken::new();
+    let (trail, trail_writer) = Trail::spawn(store.clone(), trail_stop.clone());
     let app = Arc::new(App {
+        trail,
         media,
         knowledge,
         rag_stats,
@@ -268,6 +272,11 @@ pub async fn start(
         stopping.cancel();
     };
     server::serve(listener, app, stop).await;
+    // No call comes any more: the last ones reach the audit log.
+    trail_stop.cancel();
+    if tokio::time::timeout(grace, trail_writer).await.is_err() {
+        tracing::warn!("the audit writer did not finish within the grace period");
+    }
     // HTTP is drained; hand the sessions over (stopped here, leases released: the
     // other replicas, or this one's next start, take them at once), then stop the
     // tree and the pipeline.

@@ -46,6 +46,8 @@ pub struct KeyView {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// What the key may do.
+    pub scopes: Vec<&'static str>,
 }
 
 impl From<&ApiKeyRecord> for KeyView {
@@ -63,6 +65,10 @@ impl From<&ApiKeyRecord> for KeyView {
             created_at: rfc3339(k.created_at),
             last_used_at: k.last_used_at.map(rfc3339),
             revoked_at: k.revoked_at.map(rfc3339),
+            // A stored value this build cannot read grants nothing.
+            scopes: k
+                .scopes()
+                .map_or_else(|_| Vec::new(), |s| s.names().collect()),
         }
     }
 }

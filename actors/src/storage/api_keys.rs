@@ -3,7 +3,8 @@
 
 use super::audit::{AuditEntry, insert_audit};
 use super::tenants::{Tenant, TenantRow};
-use super::{BeginWrite, Result, Store, on_pool, on_write_pool};
+use super::{BeginWrite, Result, Store, StoreError, on_pool, on_write_pool};
+use crate::scopes::Scopes;
 use crate::{clock, ids};
 use serde::Serialize;
 use switchboard_crypto::ApiKeyHash;
@@ -18,10 +19,18 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The key's scopes as stored: names joined by spaces, `None` for every scope.
+    pub scopes: Option<String>,
 }
 
 impl ApiKeyRecord {
-    pub(crate) fn new(tenant_id: &str, name: Option<&str>, prefix: &str, now: i64) -> Self {
+    pub(crate) fn new(
+        tenant_id: &str,
+        name: Option<&str>,
+        prefix: &str,
+        scopes: Scopes,
+        now: i64,
+    ) -> Self {
         Self {
             id: ids::new_id(ids::API_KEY),
             tenant_id: tenant_id.to_owned(),
@@ -30,7 +39,13 @@ impl ApiKeyRecord {
             created_at: now,
             last_used_at: None,
             revoked_at: None,
+            scopes: scopes.to_stored(),
         }
+    }
+
+    /// What the key may do.
+    pub fn scopes(&self) -> Result<Scopes> {
+        Scopes::from_stored(self.scopes.as_deref()).map_err(StoreError::Corrupt)
     }
 }
 
@@ -38,14 +53,16 @@ impl ApiKeyRecord {
 #[derive(Debug, Clone)]
 pub struct AuthenticatedKey {
     pub key_id: String,
+    pub scopes: Scopes,
     pub tenant: Tenant,
 }
 
-pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, tenant_id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, tenant_id, name, key_hash, prefix, created_at, scopes) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 #[derive(sqlx::FromRow)]
 struct AuthRow {
     key_id: String,
+    scopes: Option<String>,
     #[sqlx(flatten)]
     tenant: TenantRow,
 }
@@ -58,10 +75,11 @@ impl Store {
         name: Option<&str>,
         hash: &ApiKeyHash,
         prefix: &str,
+        scopes: Scopes,
         audit: &AuditEntry,
     ) -> Result<Option<ApiKeyRecord>> {
         let now = clock::now_ms();
-        let key = ApiKeyRecord::new(tenant_id, name, prefix, now);
+        let key = ApiKeyRecord::new(tenant_id, name, prefix, scopes, now);
         let created = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
@@ -77,11 +95,16 @@ impl Store {
                     .bind(hash.as_bytes())
                     .bind(&key.prefix)
                     .bind(now)
+                    .bind(&key.scopes)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| super::conflict_or(e, "api key hash"))?;
                 let entry = AuditEntry {
-                    details: serde_json::json!({ "name": name, "prefix": prefix }),
+                    details: serde_json::json!({
+                        "name": name,
+                        "prefix": prefix,
+                        "scopes": key.scopes.as_deref().unwrap_or("*"),
+                    }),
                     ..audit.clone()
                 };
                 insert_audit!(&mut *tx, entry, Some(tenant_id), Some(&key.id)).await?;
@@ -96,7 +119,7 @@ impl Store {
     pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
         let rows = on_pool!(self, |pool| {
             sqlx::query_as::<_, ApiKeyRecord>(
-                "SELECT id, tenant_id, name, prefix, created_at, last_used_at, revoked_at \
+                "SELECT id, tenant_id, name, prefix, created_at, last_used_at, revoked_at, scopes \
                  FROM api_keys WHERE tenant_id = $1 ORDER BY id",
             )
             .bind(tenant_id)
@@ -137,7 +160,7 @@ impl Store {
 
     /// Finds the active key with this hash and its tenant (whatever the tenant's status).
     pub async fn authenticate(&self, hash: &ApiKeyHash) -> Result<Option<AuthenticatedKey>> {
-        const SQL: &str = "SELECT k.id AS key_id, t.id, t.name, t.status, t.limits, t.created_at, t.updated_at \
+        const SQL: &str = "SELECT k.id AS key_id, k.scopes, t.id, t.name, t.status, t.limits, t.created_at, t.updated_at \
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
         let row = on_pool!(self, |pool| {
@@ -148,6 +171,7 @@ impl Store {
         });
         row.map(|r| {
             Ok(AuthenticatedKey {
+                scopes: Scopes::from_stored(r.scopes.as_deref()).map_err(StoreError::Corrupt)?,
                 key_id: r.key_id,
                 tenant: Tenant::try_from(r.tenant)?,
             })

@@ -1,16 +1,18 @@
 //! The audit log: who changed tenants and keys, when, and from which request.
 //!
 //! Entries are written inside the transaction of the change they describe (see
-//! [`insert_audit!`]); reading them back is for operators and tests.
+//! [`insert_audit!`]); the gateway also appends one per authenticated API call, in
+//! batches ([`Store::append_audit`]). Reading them back is for operators and tests.
 
-use super::{Result, Store, on_pool};
+use super::{BeginWrite, Result, Store, on_pool};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// What to record about a change. `actor` is `admin` (API), `cli`, or a key id.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
     pub actor: String,
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub tenant_id: Option<String>,
     pub target: Option<String>,
     pub details: serde_json::Value,
@@ -18,10 +20,10 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    pub fn new(actor: impl Into<String>, action: &'static str) -> Self {
+    pub fn new(actor: impl Into<String>, action: impl Into<Cow<'static, str>>) -> Self {
         Self {
             actor: actor.into(),
-            action,
+            action: action.into(),
             tenant_id: None,
             target: None,
             details: serde_json::Value::Object(Default::default()),
@@ -59,7 +61,7 @@ macro_rules! insert_audit {
             .bind($crate::clock::now_ms())
             .bind(&$entry.actor)
             .bind($tenant_id)
-            .bind($entry.action)
+            .bind(&*$entry.action)
             .bind($target)
             .bind($entry.details.to_string())
             .bind(&$entry.request_id)
@@ -79,6 +81,22 @@ impl Store {
     ) -> Result<()> {
         super::on_write_pool!(self, |pool| {
             insert_audit!(pool, entry, tenant_id, target).await?;
+        });
+        Ok(())
+    }
+
+    /// Appends entries that carry their own tenant and target, in one transaction
+    /// (the gateway's record of API calls, batched).
+    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        super::on_write_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for e in entries {
+                insert_audit!(&mut *tx, e, &e.tenant_id, &e.target).await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }

@@ -8,6 +8,7 @@
 use super::api_keys::{self, ApiKeyRecord};
 use super::audit::{AuditEntry, insert_audit};
 use super::{BeginWrite, Result, Store, StoreError, on_pool, on_write_pool};
+use crate::scopes::Scopes;
 use crate::{clock, ids};
 use serde::{Deserialize, Deserializer, Serialize};
 use switchboard_crypto::ApiKeyHash;
@@ -175,7 +176,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let key = ApiKeyRecord::new(&tenant.id, key_name, key_prefix, now);
+        let key = ApiKeyRecord::new(&tenant.id, key_name, key_prefix, Scopes::all(), now);
         on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query(concat!(
@@ -198,6 +199,7 @@ impl Store {
                 .bind(key_hash.as_bytes())
                 .bind(&key.prefix)
                 .bind(now)
+                .bind(&key.scopes)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| super::conflict_or(e, "api key hash"))?;

@@ -4,12 +4,14 @@
 //! is hashed and looked up, so neither the key nor its hash is ever logged. Missing
 //! credentials → 401 `unauthenticated`; wrong or revoked → 401 `invalid_credentials`;
 //! a disabled tenant → 403 `tenant_disabled`; over the key's rate → 429 with
-//! `Retry-After`.
+//! `Retry-After`; a key without the route's scope → 403 `insufficient_scope`
+//! ([`require`]).
 
 use super::ApiError;
 use crate::app::App;
 use crate::views::EffectiveLimits;
 use http::{HeaderMap, StatusCode, header};
+use switchboard_actors::scopes::{Scope, Scopes};
 use switchboard_actors::storage::{Tenant, TenantStatus};
 use switchboard_crypto::{ApiKeyHash, constant_time_eq};
 
@@ -17,6 +19,8 @@ use switchboard_crypto::{ApiKeyHash, constant_time_eq};
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: String,
+    /// What the key may do (checked per route before its handler runs).
+    pub scopes: Scopes,
     pub tenant: Tenant,
 }
 
@@ -74,6 +78,17 @@ pub async fn tenant(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> 
     }
     Ok(Caller {
         key_id: found.key_id,
+        scopes: found.scopes,
         tenant: found.tenant,
     })
+}
+
+/// Lets the call through if the key holds `scope`; else 403 `insufficient_scope`
+/// naming it.
+pub fn require(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
+    if caller.scopes.contains(scope) {
+        Ok(())
+    } else {
+        Err(ApiError::insufficient_scope(scope))
+    }
 }

@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use switchboard_actors::StoreError;
 use switchboard_actors::channels::{ChannelError, UnknownChannel};
 use switchboard_actors::outbound::QueueError;
+use switchboard_actors::scopes::Scope;
 use switchboard_actors::sessions::SessionError;
 use switchboard_rag::embed::EmbedError;
 use switchboard_rag::kb::KbError;
@@ -24,6 +25,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Allowed methods, for 405.
     pub allow: Option<String>,
+    /// The scope that was missing, for 403 `insufficient_scope`.
+    pub scope: Option<Scope>,
 }
 
 impl ApiError {
@@ -34,6 +37,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             allow: None,
+            scope: None,
         }
     }
 
@@ -68,6 +72,19 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
     }
 
+    /// 403 for a key without the scope a route (or a key it asks for) needs; the
+    /// scope is named in the message and in `WWW-Authenticate` (RFC 6750).
+    pub fn insufficient_scope(scope: Scope) -> Self {
+        Self {
+            scope: Some(scope),
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this API key lacks the scope `{scope}`"),
+            )
+        }
+    }
+
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -98,7 +115,11 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<ResBody> {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(scope) = self.scope {
+            error["required_scope"] = scope.as_str().into();
+        }
+        let body = serde_json::json!({ "error": error });
         let mut res = full(self.status, body.to_string().into_bytes());
         let headers = res.headers_mut();
         if let Some(secs) = self.retry_after {
@@ -113,6 +134,13 @@ impl ApiError {
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(scope) = self.scope
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            ))
+        {
+            headers.insert(header::WWW_AUTHENTICATE, v);
         }
         res
     }

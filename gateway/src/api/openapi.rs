@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use std::sync::OnceLock;
 use switchboard_actors::channels::ChannelKind;
+use switchboard_actors::scopes::Scope;
 
 pub fn serve() -> ApiResult {
     json(StatusCode::OK, document())
@@ -116,14 +117,25 @@ fn build() -> Value {
                     "401".into(),
                     error_response("unauthenticated or invalid_credentials"),
                 );
-                responses.insert("403".into(), error_response("tenant_disabled"));
+                let scope = r.id.scope().map(|s| s.as_str());
+                responses.insert(
+                    "403".into(),
+                    error_response(match scope {
+                        Some(_) => "tenant_disabled, or insufficient_scope (the key lacks the scope; `required_scope` names it)",
+                        None => "tenant_disabled",
+                    }),
+                );
+                if let Some(scope) = scope {
+                    op.insert("x-required-scope".into(), json!(scope));
+                }
+                let scopes: Vec<&str> = scope.into_iter().collect();
                 responses.insert(
                     "429".into(),
                     error_response("rate_limited (see Retry-After)"),
                 );
                 op.insert(
                     "security".into(),
-                    json!([{ "apiKey": [] }, { "apiKeyBearer": [] }]),
+                    json!([{ "apiKey": scopes }, { "apiKeyBearer": scopes }]),
                 );
             }
         }
@@ -146,12 +158,25 @@ fn build() -> Value {
         "components": {
             "securitySchemes": {
                 "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token (SWITCHBOARD_ADMIN_TOKEN or data_dir/admin.token)." },
-                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
-                "apiKeyBearer": { "type": "http", "scheme": "bearer", "description": "A tenant API key." }
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key", "description": scopes_description() },
+                "apiKeyBearer": { "type": "http", "scheme": "bearer", "description": format!("A tenant API key. {}", scopes_description()) }
             },
             "schemas": schemas()
         }
     })
+}
+
+/// What each scope allows (the scope an operation needs is its `x-required-scope`,
+/// and the scope listed in its `security`).
+fn scopes_description() -> String {
+    let list: Vec<String> = Scope::ALL
+        .iter()
+        .map(|s| format!("`{}`: {}", s.as_str(), s.describe()))
+        .collect();
+    format!(
+        "Each operation needs the scope in its `x-required-scope` (403 `insufficient_scope` without it; `/v1/me` needs none). A key made without `scopes` holds every scope. Scopes: {}.",
+        list.join("; ")
+    )
 }
 
 /// Every event type, as delivered to webhooks (an `Event` whose `data` is shown) and
@@ -295,7 +320,8 @@ fn schemas() -> Value {
             "name": { "type": ["string", "null"] },
             "prefix": { "type": "string" },
             "status": { "enum": ["active", "revoked"] },
-            "created_at": ts, "last_used_at": { "type": ["string", "null"] }, "revoked_at": { "type": ["string", "null"] }
+            "created_at": ts, "last_used_at": { "type": ["string", "null"] }, "revoked_at": { "type": ["string", "null"] },
+            "scopes": { "type": "array", "items": schema_ref("Scope"), "description": "what the key may do" }
         }
     });
     let mut created_key = key.clone();
@@ -308,7 +334,8 @@ fn schemas() -> Value {
         "Error": {
             "type": "object", "required": ["error"],
             "properties": { "error": { "type": "object", "required": ["code", "message"],
-                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } }
+                "properties": { "code": { "type": "string" }, "message": { "type": "string" },
+                    "required_scope": { "type": "string", "description": "with `insufficient_scope`: the scope the key lacks" } } } }
         },
         "Health": { "type": "object", "properties": { "status": { "type": "string" }, "storage": { "type": "string" } } },
         "OpenApi": { "type": "object" },
@@ -324,6 +351,15 @@ fn schemas() -> Value {
                 "limit_overrides": schema_ref("Limits"),
                 "created_at": ts, "updated_at": ts
             }
+        },
+        "Me": {
+            "allOf": [schema_ref("Tenant"), {
+                "type": "object", "required": ["key"],
+                "properties": { "key": {
+                    "type": "object", "description": "the key of this call",
+                    "properties": { "id": { "type": "string" }, "scopes": { "type": "array", "items": schema_ref("Scope") } }
+                } }
+            }]
         },
         "Cluster": {
             "type": "object",
@@ -363,8 +399,12 @@ fn schemas() -> Value {
         },
         "CreateKey": {
             "type": "object", "additionalProperties": false,
-            "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 200 } }
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 200 },
+                "scopes": { "type": "array", "items": schema_ref("Scope"), "description": "what the key may do (422 `unknown_scope` for a name that is none). Without it: every scope for the admin's keys, the maker's scopes for a tenant's. A tenant key asking for a scope it lacks gets 403 `insufficient_scope`." }
+            }
         },
+        "Scope": { "enum": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() },
         "Key": key,
         "CreatedKey": created_key,
         "KeyList": { "type": "object", "properties": { "data": { "type": "array", "items": schema_ref("Key") } } },

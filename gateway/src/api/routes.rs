@@ -3,6 +3,7 @@
 //! so a route cannot exist without being documented.
 
 use http::Method;
+use switchboard_actors::scopes::Scope;
 
 /// Which handler a route runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,39 @@ pub enum RouteId {
     ListDrafts,
     ApproveDraft,
     RejectDraft,
+}
+
+impl RouteId {
+    /// The scope a key needs to call this route (tenant routes only; `None` for
+    /// `/v1/me`, which any key may ask, and for public and admin routes).
+    pub const fn scope(self) -> Option<Scope> {
+        use Scope::*;
+        Some(match self {
+            Dashboard | Healthz | Readyz | Metrics | OpenApi | ShowUnsubscribe | Unsubscribe
+            | CreateTenant | ListTenants | Cluster | AdminAudit | GetTenant | UpdateTenant
+            | DeleteTenant | CreateTenantKey | ListTenantKeys | RevokeTenantKey | Me => {
+                return None;
+            }
+            CreateOwnKey | ListOwnKeys | RevokeOwnKey => KeysManage,
+            TenantAudit => AuditRead,
+            GetConsent | PutConsent | ExportContact | EraseContact | CreateSuppression
+            | ListSuppressions | DeleteSuppression | ImportSuppressions => ContactsManage,
+            CreateWebhook | ListWebhooks | GetWebhook | UpdateWebhook | DeleteWebhook
+            | RotateWebhookSecret | TestWebhook | ReplayWebhook | ReplayEvent => WebhooksManage,
+            ListEvents | GetEvent | ListEventAttempts | SessionEvents => EventsRead,
+            ListSessions | GetSession | SessionProfile | SessionLimits | TestConnection
+            | SessionGroups | SessionContacts => SessionsRead,
+            CreateSession | DeleteSession | StartSession | StopSession | RestartSession
+            | LogoutSession | FaultSession | SessionQr | PairingCode | SubmitChallenge
+            | SimInbound => SessionsWrite,
+            SendMessage | ReactToMessage | MarkChatRead | SendInvitation | AcceptInvitation
+            | UploadMedia => MessagesSend,
+            ListSessionMessages | GetMessage | MessageAttachment | GetMedia => MessagesRead,
+            GetReplySettings | ListKbDocuments | SearchKb => KbRead,
+            PutReplySettings | CreateKbDocument | DeleteKbDocument => KbWrite,
+            ListDrafts | ApproveDraft | RejectDraft => DraftsApprove,
+        })
+    }
 }
 
 /// Who may call a route.
@@ -326,7 +360,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/tenants/{id}/keys",
             CreateTenantKey,
             Admin,
-            "Create an API key for a tenant; the key is returned once.",
+            "Create an API key for a tenant, with `scopes` (without them: every scope); the key is returned once.",
         ),
         Some("CreateKey"),
         (201, Some("CreatedKey")),
@@ -359,10 +393,10 @@ pub static ROUTES: &[Route] = &[
             "/v1/me",
             Me,
             Tenant,
-            "The calling tenant: id, name, limits.",
+            "The calling tenant: id, name, limits; and the calling key's id and scopes (no scope needed).",
         ),
         None,
-        (200, Some("Tenant")),
+        (200, Some("Me")),
     ),
     with(
         route(
@@ -370,7 +404,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/keys",
             CreateOwnKey,
             Tenant,
-            "Create another API key for the calling tenant; returned once.",
+            "Create another API key for the calling tenant, with `scopes` within the caller's own (without them: the caller's); returned once.",
         ),
         Some("CreateKey"),
         (201, Some("CreatedKey")),
@@ -428,7 +462,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/audit",
             TenantAudit,
             Tenant,
-            "The calling tenant's audit log, oldest first (`limit`, `after`: cursor paging): who (`actor`, the key id), what, when, `target`, `request_id`. Append-only.",
+            "The calling tenant's audit log, oldest first (`limit`, `after`: cursor paging): who (`actor`, the key id), what, when, `target`, `request_id`. Every call of its keys is there (`action` = method and route, e.g. `POST /v1/sessions/{id}/messages`; `details.status`, and `details.error` when refused, `insufficient_scope` included; a contact's address only as a hash), next to the changes (`session.create`, `suppression.delete`, …). Call entries are written in batches, within a moment of the answer. Append-only.",
         )),
         None,
         (200, Some("AuditPage")),
@@ -1122,6 +1156,15 @@ mod tests {
         match find(&Method::PUT, "/v1/tenants/x") {
             Match::MethodNotAllowed(a) => assert_eq!(a, "GET, PATCH, DELETE"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_tenant_route_but_me_needs_a_scope_and_no_other_route_has_one() {
+        for r in ROUTES {
+            let scoped = r.id.scope().is_some();
+            let expected = r.access == Tenant && r.id != Me;
+            assert_eq!(scoped, expected, "{} {}", r.method, r.path);
         }
     }
 

@@ -130,9 +130,13 @@ pub async fn delete(ctx: &Ctx<'_>) -> ApiResult {
     no_content()
 }
 
+/// The calling tenant, and which key called with what scopes (any key may ask).
 pub fn me(ctx: &Ctx<'_>, caller: &Caller) -> ApiResult {
-    json(
-        StatusCode::OK,
-        &TenantView::new(&caller.tenant, &ctx.app.config.limits),
-    )
+    let mut view = serde_json::to_value(TenantView::new(&caller.tenant, &ctx.app.config.limits))
+        .map_err(ApiError::internal)?;
+    view["key"] = serde_json::json!({
+        "id": caller.key_id,
+        "scopes": caller.scopes.names().collect::<Vec<_>>(),
+    });
+    json(StatusCode::OK, &view)
 }

@@ -14,6 +14,7 @@ mod media;
 mod messages;
 mod process;
 mod rag;
+mod scopes;
 mod sessions;
 mod suppressions;
 mod webhooks;

@@ -60,7 +60,8 @@ impl TestDb {
         matches!(self, TestDb::Postgres(_))
     }
 
-    /// Rows in `table` (a fixed name from the test, never user input).
+    /// Rows in `table` (a fixed name from the test, maybe with a `WHERE`; never user
+    /// input).
     pub async fn count(&self, table: &'static str) -> i64 {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         match self {
@@ -86,7 +87,9 @@ impl TestDb {
         [
             self.count("tenants").await,
             self.count("api_keys").await,
-            self.count("audit_log").await,
+            // The entries of changes: a refused call is recorded (its entry's action
+            // is the method and route), but it changes nothing.
+            self.count("audit_log WHERE action NOT LIKE '% %'").await,
         ]
     }
 }
