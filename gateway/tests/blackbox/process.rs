@@ -250,6 +250,28 @@ async fn admin_cli_creates_tenants_and_keys_the_server_accepts() {
     run(&["admin", "key", "revoke", &tenant_id, &second_id]);
     let keys = run(&["admin", "key", "list", &tenant_id]);
     assert_eq!(keys[1]["status"], "revoked");
+    // A scoped key; a name that is no scope is refused.
+    let reader = run(&[
+        "admin",
+        "key",
+        "create",
+        &tenant_id,
+        "--name",
+        "reader",
+        "--scopes",
+        "sessions:read,audit:read",
+    ]);
+    assert_eq!(
+        reader["scopes"],
+        serde_json::json!(["sessions:read", "audit:read"])
+    );
+    let reader_key = reader["key"].as_str().unwrap().to_owned();
+    let out = command(&env)
+        .args(["admin", "key", "create", &tenant_id, "--scopes", "root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`root` is not a scope"));
 
     // Unknown tenant: non-zero exit with a message.
     let out = command(&env)
@@ -275,4 +297,18 @@ async fn admin_cli_creates_tenants_and_keys_the_server_accepts() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+    let listed = gw
+        .tenant(&reader_key, Method::GET, "/v1/sessions", None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let refused = gw
+        .tenant(
+            &reader_key,
+            Method::POST,
+            "/v1/sessions",
+            Some(serde_json::json!({ "channel": "sim" })),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(refused.json["error"]["required_scope"], "sessions:write");
 }
