@@ -3,6 +3,7 @@
 //! with the tenant's API key. Every answer's status is counted; the gateway's own
 //! request counter (`switchboard_http_requests_total`) must agree with ours.
 
+use crate::monitor::CpuMeter;
 use crate::report::{Quantile, SeriesPoint, TimeSeries};
 use crate::scenarios::{GatewayClient, Histogram, Latency, micros_histogram};
 use crate::target::Gateway;
@@ -95,6 +96,9 @@ pub struct ApiReport {
     /// Requests the gateway counted on these routes (`switchboard_http_requests_total`).
     pub gateway_counted: u64,
     pub latency_ms: Latency,
+    /// Gateway CPU during the run per answered request, µs (with `--mix write`, the
+    /// queued sends going out meanwhile are part of it).
+    pub gateway_cpu_us_per_request: Option<f64>,
     pub routes: BTreeMap<&'static str, RouteStats>,
     #[serde(skip)]
     pub over_time: Vec<SeriesPoint>,
@@ -115,6 +119,7 @@ impl ApiReport {
                 self.requests, self.requests_per_sec, self.errors, self.gateway_counted
             ),
             format!("  latency ms: {}", self.latency_ms.line()),
+            crate::monitor::cpu_line(self.gateway_cpu_us_per_request, "answered request"),
             "  route                              requests  errors  p50 ms  p99 ms  max ms".into(),
         ];
         for (route, r) in &self.routes {
@@ -189,6 +194,7 @@ pub async fn api(gw: &Gateway, p: &ApiParams) -> anyhow::Result<ApiReport> {
     );
     let start_ms = switchboard_actors::clock::now_ms();
     let started = Instant::now();
+    let cpu = CpuMeter::start([gw.pid()]);
     let mut workers = Vec::new();
     for w in 0..p.concurrency {
         let client = GatewayClient::new(gw.base.clone());
@@ -269,6 +275,8 @@ pub async fn api(gw: &Gateway, p: &ApiParams) -> anyhow::Result<ApiReport> {
         series.merge(&seen.series)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let answered = all.len() - statuses.get("transport").copied().unwrap_or(0);
+    let cpu_per_request = cpu.per([gw.pid()], answered);
     progress.finish().await;
     let after = counted(gw, &calls).await?;
     let mut routes = BTreeMap::new();
@@ -306,6 +314,7 @@ pub async fn api(gw: &Gateway, p: &ApiParams) -> anyhow::Result<ApiReport> {
         statuses,
         gateway_counted: routes.values().map(|r| r.gateway_counted).sum(),
         latency_ms: Latency::from_micros(&all),
+        gateway_cpu_us_per_request: cpu_per_request,
         routes,
         over_time: series.points(start_ms),
         distribution: crate::report::distribution(&all, 1000.0),

@@ -397,7 +397,7 @@ impl ReplicasReport {
         for run in &self.runs {
             let r = &run.report;
             out.push(format!(
-                "  {} replica{}: produced {:.0}/s, delivered {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, duplicates {}",
+                "  {} replica{}: produced {:.0}/s, delivered {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, duplicates {}, CPU {} µs/event (all replicas)",
                 run.replicas,
                 if run.replicas == 1 { "" } else { "s" },
                 r.produced_per_sec,
@@ -405,7 +405,9 @@ impl ReplicasReport {
                 r.latency_ms.p50,
                 r.latency_ms.p99,
                 r.lost,
-                r.duplicates
+                r.duplicates,
+                r.gateway_cpu_us_per_event
+                    .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"))
             ));
         }
         out

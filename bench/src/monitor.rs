@@ -47,6 +47,45 @@ fn read(pid: u32) -> Option<(u64, u64)> {
     Some((utime + stime, rss))
 }
 
+/// CPU time (user + system) `pid` has used so far, in seconds (10 ms resolution).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    read(pid).map(|(ticks, _)| ticks as f64 / TICKS_PER_SECOND)
+}
+
+/// The gateway CPU one unit of work (a delivered event, an answered request) costs,
+/// measured from [`CpuMeter::start`] to [`CpuMeter::per`] over every process given.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    started: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(pids: impl IntoIterator<Item = Option<u32>>) -> Self {
+        Self {
+            started: total(pids),
+        }
+    }
+
+    /// CPU microseconds per unit since the start; `None` when a process could not be
+    /// read or nothing was done.
+    pub fn per(&self, pids: impl IntoIterator<Item = Option<u32>>, units: u64) -> Option<f64> {
+        let spent = total(pids)? - self.started?;
+        (units > 0).then(|| spent * 1e6 / units as f64)
+    }
+}
+
+/// The summary line of a CPU-per-unit figure.
+pub fn cpu_line(micros: Option<f64>, unit: &str) -> String {
+    match micros {
+        Some(us) => format!("  gateway CPU per {unit}: {us:.0} µs"),
+        None => format!("  gateway CPU per {unit}: not measured (the process could not be read)"),
+    }
+}
+
+fn total(pids: impl IntoIterator<Item = Option<u32>>) -> Option<f64> {
+    pids.into_iter().map(|p| p.and_then(cpu_seconds)).sum()
+}
+
 /// Samples a process until [`Monitor::finish`].
 #[derive(Debug)]
 pub struct Monitor {

@@ -5,6 +5,7 @@
 //!   concurrency; the receiver verifies every signature. Reports ingest rate, signed
 //!   deliveries per second, end-to-end latency percentiles, losses and duplicates.
 
+use crate::monitor::CpuMeter;
 use crate::receiver::Receiver;
 use crate::target::Gateway;
 use anyhow::{Context, bail};
@@ -38,6 +39,8 @@ pub struct WebhooksReport {
     pub gateway_delivered: u64,
     pub latency_ms: Latency,
     pub gateway_rss_mib: Option<f64>,
+    /// Gateway CPU per delivered event (ingest, sealing, signing, delivery), µs.
+    pub gateway_cpu_us_per_event: Option<f64>,
     #[serde(skip)]
     pub over_time: Vec<crate::report::SeriesPoint>,
     #[serde(skip)]
@@ -65,6 +68,7 @@ impl WebhooksReport {
                 self.gateway_delivered
             ),
             format!("  end-to-end latency ms: {}", self.latency_ms.line()),
+            crate::monitor::cpu_line(self.gateway_cpu_us_per_event, "delivered event"),
         ]
     }
 }
@@ -118,6 +122,7 @@ pub async fn webhooks(gw: &Gateway, p: &WebhooksParams) -> anyhow::Result<Webhoo
     );
     let start_ms = switchboard_actors::clock::now_ms();
     let started = Instant::now();
+    let cpu = CpuMeter::start([gw.pid()]);
     let mut workers = Vec::new();
     for _ in 0..p.concurrency.max(1) {
         let (next, path, key, total) = (next.clone(), path.clone(), key.clone(), p.events);
@@ -139,6 +144,7 @@ pub async fn webhooks(gw: &Gateway, p: &WebhooksParams) -> anyhow::Result<Webhoo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
+    let cpu_per_event = cpu.per([gw.pid()], receiver.distinct() as u64);
     progress.finish().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let gateway_delivered = (gw
@@ -168,6 +174,7 @@ pub async fn webhooks(gw: &Gateway, p: &WebhooksParams) -> anyhow::Result<Webhoo
         gateway_delivered,
         latency_ms: Latency::from_histogram(&tally.latency),
         gateway_rss_mib: gw.rss_kib().map(|k| k as f64 / 1024.0),
+        gateway_cpu_us_per_event: cpu_per_event,
         over_time: tally.series.points(start_ms),
         distribution: crate::report::distribution(&tally.latency, 1.0),
     })
@@ -286,6 +293,8 @@ pub struct PipelineStep {
     pub delivered: u64,
     /// End-to-end latency of the events created during the step.
     pub latency_ms: Latency,
+    /// Gateway CPU during the step per message stored in it, µs.
+    pub gateway_cpu_us_per_event: Option<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -309,6 +318,9 @@ pub struct PipelineReport {
     pub gateway_delivered: u64,
     pub latency_ms: Latency,
     pub steps: Vec<PipelineStep>,
+    /// Gateway CPU (every replica) from the first step to the last delivery, per
+    /// delivered event, µs.
+    pub gateway_cpu_us_per_event: Option<f64>,
     /// The highest stored rate of a step whose p99 stayed under 100 ms.
     pub sustained_rate_p99_under_100ms: Option<f64>,
     pub gateway_rss_mib: Option<f64>,
@@ -356,15 +368,17 @@ impl PipelineReport {
                 "  end-to-end latency ms (event created → received): {}",
                 self.latency_ms.line()
             ),
+            crate::monitor::cpu_line(self.gateway_cpu_us_per_event, "delivered event"),
         ];
         if self.steps.len() > 1 {
             out.push(
-                "  step  target/s  stored/s  delivered   p50 ms  p90 ms  p99 ms  max ms".into(),
+                "  step  target/s  stored/s  delivered   p50 ms  p90 ms  p99 ms  max ms  CPU µs/event"
+                    .into(),
             );
             for (i, s) in self.steps.iter().enumerate() {
                 let l = &s.latency_ms;
                 out.push(format!(
-                    "  {:>4}  {:>8.0}  {:>8.0}  {:>9}  {:>7.0}  {:>6.0}  {:>6.0}  {:>6.0}",
+                    "  {:>4}  {:>8.0}  {:>8.0}  {:>9}  {:>7.0}  {:>6.0}  {:>6.0}  {:>6.0}  {:>12}",
                     i + 1,
                     s.target_rate,
                     s.produced_per_sec,
@@ -372,7 +386,9 @@ impl PipelineReport {
                     l.p50,
                     l.p90,
                     l.p99,
-                    l.max
+                    l.max,
+                    s.gateway_cpu_us_per_event
+                        .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"))
                 ));
             }
         }
@@ -591,11 +607,14 @@ pub async fn pipeline(gws: &[Gateway], p: &PipelineParams) -> anyhow::Result<Pip
     );
     let start_ms = switchboard_actors::clock::now_ms();
     let started = Instant::now();
+    let pids = || gws.iter().map(Gateway::pid);
+    let cpu = CpuMeter::start(pids());
     let mut steps = Vec::new();
     let mut last_total = before;
     let (mut sessions, mut running) = (Vec::new(), 0.0);
     for (i, &rate) in p.rates.iter().enumerate() {
         let step_started = Instant::now();
+        let step_cpu = CpuMeter::start(pids());
         receiver.begin_phase(switchboard_actors::clock::now_ms());
         // A ramp adds sessions for the extra rate; the earlier ones keep running, so
         // no step pays for stopping and starting the whole load.
@@ -642,6 +661,7 @@ pub async fn pipeline(gws: &[Gateway], p: &PipelineParams) -> anyhow::Result<Pip
             produced_per_sec: produced as f64 / ran.as_secs_f64(),
             delivered: 0,
             latency_ms: Latency::from_histogram(&histogram()),
+            gateway_cpu_us_per_event: step_cpu.per(pids(), produced),
         });
     }
     let ran: f64 = steps.iter().map(|s| s.duration_secs).sum();
@@ -662,6 +682,7 @@ pub async fn pipeline(gws: &[Gateway], p: &PipelineParams) -> anyhow::Result<Pip
     }
     drain.finish().await;
     let all = started.elapsed();
+    let cpu_per_event = cpu.per(pids(), receiver.distinct() as u64);
     // The dispatcher counts a delivery after the receiver answered it.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let gateway_delivered = (counter_sum(
@@ -696,6 +717,7 @@ pub async fn pipeline(gws: &[Gateway], p: &PipelineParams) -> anyhow::Result<Pip
         invalid_signatures: tally.invalid_signatures,
         gateway_delivered,
         latency_ms: Latency::from_histogram(&tally.latency),
+        gateway_cpu_us_per_event: cpu_per_event,
         sustained_rate_p99_under_100ms: steps
             .iter()
             .filter(|s| s.delivered > 0 && s.latency_ms.p99 < 100.0)

@@ -99,6 +99,19 @@ async fn pipeline_reports_every_stored_message_delivered_once() {
         r.delivered
     );
     assert!(r.latency_ms.p50 <= r.latency_ms.p99 && r.latency_ms.p99 <= r.latency_ms.max);
+    // The gateway's CPU per delivered event, overall and per step (read from /proc).
+    let us = r.gateway_cpu_us_per_event.expect("CPU per event measured");
+    assert!(us > 0.0 && us < 1e6, "{json}");
+    assert!(json["gateway_cpu_us_per_event"].is_f64(), "{json}");
+    assert!(
+        r.steps.iter().all(|s| s.gateway_cpu_us_per_event.is_some()),
+        "{json}"
+    );
+    assert!(
+        r.summary()
+            .iter()
+            .any(|l| l.contains("gateway CPU per delivered event"))
+    );
 }
 
 #[tokio::test]
@@ -164,6 +177,11 @@ async fn api_counts_agree_with_the_gateway_request_counter() {
     let statuses: u64 = r.statuses.values().sum();
     assert_eq!(statuses, r.requests, "{json}");
     assert_eq!(r.over_time.iter().map(|p| p.count).sum::<u64>(), r.requests);
+    let us = r
+        .gateway_cpu_us_per_request
+        .expect("CPU per request measured");
+    assert!(us > 0.0 && us < 1e6, "{json}");
+    assert!(json["gateway_cpu_us_per_request"].is_f64(), "{json}");
 }
 
 #[tokio::test]
@@ -185,6 +203,8 @@ async fn webhooks_delivers_every_event_once() {
     assert_eq!((r.delivered, r.lost, r.duplicates), (200, 0, 0), "{json}");
     assert_eq!(r.gateway_delivered, 200, "{json}");
     assert_eq!(r.invalid_signatures, 0, "{json}");
+    let us = r.gateway_cpu_us_per_event.expect("CPU per event measured");
+    assert!(us > 0.0 && us < 1e6, "{json}");
 }
 
 #[tokio::test]
