@@ -116,11 +116,19 @@ impl MiniLm {
         })
     }
 
-    /// Embeds on the calling thread (call it off the async runtime).
+    /// Embeds on the calling thread (call it off the async runtime). Texts are
+    /// batched longest first, so each batch pads to a length close to its own texts'
+    /// (every position of a padded batch goes through the model); the vectors come
+    /// back in the order given.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(BATCH) {
-            out.extend(self.inner.forward(batch)?);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
+            for (&i, vector) in chunk.iter().zip(self.inner.forward(&batch)?) {
+                out[i] = vector;
+            }
         }
         Ok(out)
     }
