@@ -252,7 +252,10 @@ impl Gateway {
             .as_str()
             .context("api key")?
             .to_owned();
-        let limits = serde_json::json!({ "limits": { "api_requests_per_second": 1_000_000, "api_burst": 1_000_000 } });
+        // The queue may hold what a run queues (`api --mix write` queues faster than
+        // the sim session sends at the default send rate).
+        let limits = serde_json::json!({ "limits": {
+            "api_requests_per_second": 1_000_000, "api_burst": 1_000_000, "max_queued_sends": 1_000_000 } });
         self.admin(Method::PATCH, &format!("/v1/tenants/{id}"), Some(&limits))
             .await?;
         Ok((id, key))
