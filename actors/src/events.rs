@@ -11,14 +11,26 @@
 //!
 //! Failure: if the commit fails, every producer in that batch gets the error and
 //! may retry; nothing was written.
+//!
+//! A producer that must keep its events in order without waiting for each commit
+//! (a session's inbound messages) uses a [`Sequence`]: several of its events in
+//! flight, committed in the order given. The writer keeps that order because it
+//! takes requests in order and, once a batch holding one of a sequence's events
+//! fails, refuses the sequence's later events until the sequence has seen the
+//! failure and submits again from the failed one: what is committed is always a
+//! prefix of what was given.
 
 use crate::clock;
 use crate::storage::{NewEvent, Store, Targets};
 use serde::Serialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_crypto::{Binding, Keyring};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+
+mod sequence;
+pub use sequence::Sequence;
 
 /// Prefix of event ids.
 pub const EVENT_ID_PREFIX: &str = "evt";
@@ -26,6 +38,8 @@ pub const EVENT_ID_PREFIX: &str = "evt";
 pub const BODY_PURPOSE: &str = "event.body";
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Why a sequence's event was refused.
+const OUT_OF_TURN: &str = "an earlier event of its sequence was not stored";
 
 /// What a producer reports.
 #[derive(Debug, Clone)]
@@ -116,6 +130,33 @@ pub fn body_binding<'a>(tenant_id: &'a str, event_id: &'a str) -> Binding<'a> {
 struct Request {
     event: NewEvent,
     ack: oneshot::Sender<Result<crate::storage::EventResult, String>>,
+    /// The sequence this event belongs to: set when one of its events failed, and
+    /// until then its later events are refused (see [`Sequence`]).
+    broken: Option<Arc<AtomicBool>>,
+}
+
+/// An event handed to the writer, resolved when its batch commits.
+pub(crate) struct Pending {
+    id: String,
+    created_at: i64,
+    done: oneshot::Receiver<Result<crate::storage::EventResult, String>>,
+}
+
+impl Pending {
+    /// Waits for the commit.
+    pub(crate) async fn committed(self) -> Result<Published, PublishError> {
+        let result = self
+            .done
+            .await
+            .map_err(|_| PublishError::Closed)?
+            .map_err(PublishError::Store)?;
+        Ok(Published {
+            id: self.id,
+            created_at: self.created_at,
+            deliveries: result.deliveries,
+            enqueued: result.enqueued,
+        })
+    }
 }
 
 /// Handle for publishing events; cheap to clone.
@@ -163,6 +204,16 @@ impl Events {
 
     /// Stores the event durably, then returns its id.
     pub async fn publish(&self, p: Publish) -> Result<Published, PublishError> {
+        self.submit(p, None).await?.committed().await
+    }
+
+    /// Seals the event and hands it to the writer (waiting only for room in its
+    /// queue); the result resolves at the commit.
+    pub(crate) async fn submit(
+        &self,
+        p: Publish,
+        broken: Option<Arc<AtomicBool>>,
+    ) -> Result<Pending, PublishError> {
         let id = crate::ids::new_id(EVENT_ID_PREFIX);
         let created_at = clock::now_ms();
         let envelope = Envelope {
@@ -191,18 +242,13 @@ impl Events {
         };
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Request { event, ack })
+            .send(Request { event, ack, broken })
             .await
             .map_err(|_| PublishError::Closed)?;
-        let result = done
-            .await
-            .map_err(|_| PublishError::Closed)?
-            .map_err(PublishError::Store)?;
-        Ok(Published {
+        Ok(Pending {
             id,
             created_at,
-            deliveries: result.deliveries,
-            enqueued: result.enqueued,
+            done,
         })
     }
 }
@@ -226,8 +272,25 @@ async fn writer(
         if n == 0 {
             break;
         }
-        let (events, acks): (Vec<NewEvent>, Vec<_>) =
-            batch.drain(..).map(|r| (r.event, r.ack)).unzip();
+        let mut events = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut sequences = Vec::new();
+        for r in batch.drain(..) {
+            if let Some(broken) = r.broken {
+                if broken.load(Ordering::Acquire) {
+                    // An earlier event of its sequence failed: this one must not
+                    // overtake it.
+                    let _ = r.ack.send(Err(OUT_OF_TURN.into()));
+                    continue;
+                }
+                sequences.push(broken);
+            }
+            events.push(r.event);
+            acks.push(r.ack);
+        }
+        if events.is_empty() {
+            continue;
+        }
         match store.insert_events(&events).await {
             Ok(counts) => {
                 metrics::counter!("switchboard_events_committed_total")
@@ -240,6 +303,11 @@ async fn writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "event batch not stored; producers will retry");
+                // Before the next batch is taken: later events of these sequences
+                // are refused until each has submitted again.
+                for broken in sequences {
+                    broken.store(true, Ordering::Release);
+                }
                 for ack in acks {
                     let _ = ack.send(Err(e.to_string()));
                 }

@@ -1,22 +1,26 @@
 //! AES-256-GCM envelope encryption of data at rest under the master key.
 //!
-//! Every ciphertext gets its own data key, derived from the master key with
-//! HKDF-SHA256 and a random 16-byte salt, and a random 96-bit nonce; so no key ever
-//! encrypts enough messages for random nonces to risk colliding. The stored form is
-//! `version (1) ‖ salt (16) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`, kept beside the id
-//! of the master key that sealed it.
+//! Ciphertexts are sealed under data keys derived from the master key with
+//! HKDF-SHA256 and a random 16-byte salt, each with a random 96-bit nonce. A data key
+//! seals at most [`DATA_KEY_USES`] values (2^20) before a new salt is drawn: one key
+//! derivation per that many values rather than per value, and still far too few
+//! values per key for random nonces to risk colliding (≤ 2^40 / 2^97 per key). The
+//! stored form is `version (1) ‖ salt (16) ‖ nonce (12) ‖ ciphertext ‖ tag (16)`,
+//! kept beside the id of the master key that sealed it; opening re-derives the data
+//! key from the salt, and keeps the last few it derived.
 //!
 //! Associated data binds a ciphertext to its row (tenant, record id, purpose): a
 //! ciphertext copied into another row fails to open. A [`Keyring`] holds the current
 //! master key (which seals) and retired ones (which still open), so rotation can
 //! re-encrypt at its own pace while everything stays readable.
 
-use crate::{Error, MasterKey, token};
+use crate::{Error, MasterKey};
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 const VERSION: u8 = 1;
@@ -25,6 +29,10 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + SALT_LEN + NONCE_LEN;
 const HKDF_INFO: &[u8] = b"switchboard envelope v1 aes-256-gcm";
+/// Values one data key seals before a fresh salt (and key) is drawn.
+pub const DATA_KEY_USES: u32 = 1 << 20;
+/// Data keys kept for opening (values sealed together open without a derivation each).
+const OPEN_CACHE: usize = 64;
 
 /// AES-256-GCM under a data key derived from `key` with HKDF-SHA256, `salt` and
 /// `info` (which names the construction, so no two share a key).
@@ -82,6 +90,21 @@ pub struct Keyring {
     current: MasterKey,
     current_id: String,
     by_id: HashMap<String, MasterKey>,
+    /// The data key sealing now (shared by clones).
+    sealing: Arc<Mutex<Option<DataKey>>>,
+    /// Data keys derived for opening, by master key id and salt (shared by clones).
+    opening: Arc<Mutex<OpenCache>>,
+}
+
+/// Data keys derived for opening, by master key id and salt.
+type OpenCache = HashMap<(String, [u8; SALT_LEN]), Aes256Gcm>;
+
+/// A data key in use for sealing: its salt, its cipher and how many values it may
+/// still seal.
+struct DataKey {
+    salt: [u8; SALT_LEN],
+    cipher: Aes256Gcm,
+    left: u32,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -105,6 +128,8 @@ impl Keyring {
             current,
             current_id,
             by_id,
+            sealing: Arc::default(),
+            opening: Arc::default(),
         }
     }
 
@@ -162,22 +187,38 @@ impl Keyring {
 
     /// Encrypts `plaintext` for `binding` under the current key.
     pub fn seal(&self, plaintext: &[u8], binding: Binding<'_>) -> Result<Sealed, Error> {
-        let random = token::random_bytes(SALT_LEN + NONCE_LEN)?;
-        let (salt, nonce) = random.split_at(SALT_LEN);
-        let cipher = Self::cipher(&self.current, salt);
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| Error::Random(e.to_string()))?;
         let aad = binding.aad();
-        let ct = cipher
-            .encrypt(
-                nonce.try_into().expect("12-byte nonce"),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| Error::Random("encryption failed".into()))?;
+        let (salt, ct) = {
+            let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+            if sealing.as_ref().is_none_or(|k| k.left == 0) {
+                let mut salt = [0u8; SALT_LEN];
+                getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
+                *sealing = Some(DataKey {
+                    salt,
+                    cipher: Self::cipher(&self.current, &salt),
+                    left: DATA_KEY_USES,
+                });
+            }
+            let key = sealing.as_mut().expect("set above");
+            key.left -= 1;
+            let ct = key
+                .cipher
+                .encrypt(
+                    (&nonce).into(),
+                    Payload {
+                        msg: plaintext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| Error::Random("encryption failed".into()))?;
+            (key.salt, ct)
+        };
         let mut data = Vec::with_capacity(HEADER_LEN + ct.len());
         data.push(VERSION);
-        data.extend_from_slice(&random);
+        data.extend_from_slice(&salt);
+        data.extend_from_slice(&nonce);
         data.extend_from_slice(&ct);
         Ok(Sealed {
             key_id: self.current_id.clone(),
@@ -201,8 +242,28 @@ impl Keyring {
         }
         let (salt, rest) = data[1..].split_at(SALT_LEN);
         let (nonce, ct) = rest.split_at(NONCE_LEN);
+        let salt: [u8; SALT_LEN] = salt.try_into().expect("16-byte salt");
         let aad = binding.aad();
-        Self::cipher(key, salt)
+        let cache_key = (key_id.to_owned(), salt);
+        let cached = self
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+            .cloned();
+        let cipher = match cached {
+            Some(c) => c,
+            None => {
+                let c = Self::cipher(key, &salt);
+                let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+                if opening.len() >= OPEN_CACHE {
+                    opening.clear();
+                }
+                opening.insert(cache_key, c.clone());
+                c
+            }
+        };
+        cipher
             .decrypt(
                 nonce.try_into().expect("12-byte nonce"),
                 Payload { msg: ct, aad: &aad },
@@ -263,8 +324,72 @@ mod tests {
             ring.open(&sealed.key_id, &sealed.data, other_tenant)
                 .is_err()
         );
-        // Two seals of the same value differ (fresh salt and nonce).
+        // Two seals of the same value differ (a fresh nonce).
         assert_ne!(ring.seal(b"hello", binding()).unwrap().data, sealed.data);
+    }
+
+    #[test]
+    fn values_sharing_a_data_key_stay_bound_to_their_own_row_and_tenant() {
+        let ring = Keyring::new(MasterKey::generate().unwrap(), []);
+        let row = |tenant_id, record_id| Binding {
+            tenant_id,
+            record_id,
+            purpose: "event.body",
+        };
+        let a = ring.seal(b"for a", row("ten_1", "evt_a")).unwrap();
+        let b = ring.seal(b"for b", row("ten_1", "evt_b")).unwrap();
+        let c = ring.seal(b"for c", row("ten_2", "evt_c")).unwrap();
+        // One derivation for all three: the same salt, different nonces.
+        assert_eq!(a.data[1..17], b.data[1..17]);
+        assert_eq!(a.data[1..17], c.data[1..17]);
+        assert_ne!(a.data[17..29], b.data[17..29]);
+        // Each opens only for its own row, tenant and purpose, also from a clone
+        // of the ring (which shares its keys) and from a fresh ring (which derives).
+        let fresh = Keyring::new(ring.current_key().clone(), []);
+        for r in [&ring, &ring.clone(), &fresh] {
+            assert_eq!(
+                &*r.open(&a.key_id, &a.data, row("ten_1", "evt_a")).unwrap(),
+                b"for a"
+            );
+            assert_eq!(
+                &*r.open(&c.key_id, &c.data, row("ten_2", "evt_c")).unwrap(),
+                b"for c"
+            );
+            for wrong in [
+                row("ten_1", "evt_b"),
+                row("ten_2", "evt_a"),
+                row("ten_2", "evt_c"),
+            ] {
+                assert_eq!(
+                    r.open(&a.key_id, &a.data, wrong),
+                    Err(OpenError::Authentication)
+                );
+            }
+            let other_purpose = Binding {
+                purpose: "message.body",
+                ..row("ten_1", "evt_a")
+            };
+            assert_eq!(
+                r.open(&a.key_id, &a.data, other_purpose),
+                Err(OpenError::Authentication)
+            );
+        }
+        // A used-up data key is replaced by one with a fresh salt.
+        ring.sealing.lock().unwrap().as_mut().unwrap().left = 0;
+        let d = ring.seal(b"for d", row("ten_1", "evt_d")).unwrap();
+        assert_ne!(a.data[1..17], d.data[1..17]);
+        assert_eq!(
+            &*ring
+                .open(&d.key_id, &d.data, row("ten_1", "evt_d"))
+                .unwrap(),
+            b"for d"
+        );
+        assert_eq!(
+            &*ring
+                .open(&a.key_id, &a.data, row("ten_1", "evt_a"))
+                .unwrap(),
+            b"for a"
+        );
     }
 
     #[test]

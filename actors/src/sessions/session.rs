@@ -7,7 +7,12 @@
 //!
 //! It reports status changes to its `TenantSupervisor` (which stores and publishes
 //! them) and publishes each inbound message as a `message.received` event (marked
-//! for the RAG actor), awaiting the commit before taking the next one. QR codes
+//! for the RAG actor) through the session's [`Sequence`]: several in flight, committed
+//! in the order received, so the session's rate is not bounded by the commit latency.
+//! Every other event of the session goes through the same sequence and waits for its
+//! commit, and lookups of what the session stored first wait for the sequence to be
+//! committed (a change to a message follows the message). A message already stored
+//! (caught up again after a reconnect) is dropped by the writer. QR codes
 //! (`session.qr`, given up after the channel's refresh limit), pairing codes and
 //! login challenges (`session.challenge`, status `CHALLENGE`) are relayed as events;
 //! acks become `message.delivered` / `message.read`. The pump hands over one event at a time
@@ -25,7 +30,7 @@ use super::{
 use crate::channels::{
     self, AckLevel, Channel, ChannelError, ChannelEvent, ChannelKind, InboundMessage,
 };
-use crate::events::Publish;
+use crate::events::{Publish, Sequence};
 use crate::storage::{MessageRow, MessageWrite, SessionRow};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::time::Duration;
@@ -81,6 +86,8 @@ pub struct SessionState {
     supervisor: ActorRef<TenantMsg>,
     channel: Box<dyn Channel>,
     pump: Option<tokio::task::JoinHandle<()>>,
+    /// The session's events, in order; taken when the actor stops.
+    sequence: Option<(Sequence, tokio::task::JoinHandle<()>)>,
     /// QR codes shown since the last connect (pairing gives up past the limit).
     qr_shown: u32,
 }
@@ -96,7 +103,41 @@ impl std::fmt::Debug for SessionState {
 #[derive(Debug)]
 pub struct SessionActor;
 
+/// Waits until a session's events so far are committed.
+async fn flush(sequence: Sequence) {
+    if let Err(e) = sequence.flush().await {
+        tracing::warn!(error = %e, "the session's events are not all stored");
+    }
+}
+
+/// How long a stopping session waits for its events to be committed.
+const SEQUENCE_DRAIN: Duration = Duration::from_secs(10);
+
 impl SessionState {
+    /// The session's sequence (a handle: the state itself is not `Sync`).
+    fn sequence(&self) -> Sequence {
+        self.sequence
+            .as_ref()
+            .expect("the sequence is taken only when the actor stops")
+            .0
+            .clone()
+    }
+
+    /// Stores an event after the session's earlier ones and waits for the commit.
+    fn publish(&self, event: Publish) -> impl Future<Output = ()> + Send + 'static {
+        let sequence = self.sequence();
+        async move {
+            if let Err(e) = sequence.publish(event).await {
+                tracing::error!(error = %e, "could not publish a session event");
+            }
+        }
+    }
+
+    /// Waits until the session's events so far are committed.
+    fn flush(&self) -> impl Future<Output = ()> + Send + 'static {
+        flush(self.sequence())
+    }
+
     /// An event about this session.
     fn event(&self, event_type: &str, data: serde_json::Value) -> Publish {
         let mut event = Publish::new(&self.row.tenant_id, event_type, data);
@@ -128,12 +169,14 @@ impl Actor for SessionActor {
         let config =
             channels::session_config(&args.row, &args.deps.store, &args.deps.keyring).await?;
         let channel = kind.build(&args.row, &config, &args.deps.channel_context())?;
+        let sequence = Sequence::spawn(args.deps.events.clone());
         Ok(SessionState {
             row: args.row,
             deps: args.deps,
             supervisor: args.supervisor,
             channel,
             pump: None,
+            sequence: Some(sequence),
             qr_shown: 0,
         })
     }
@@ -156,6 +199,14 @@ impl Actor for SessionActor {
             p.abort();
         }
         state.channel.disconnect().await;
+        if let Some((sequence, task)) = state.sequence.take() {
+            // What the session gave is committed before a successor starts (so its
+            // events follow); past the wait the task goes on by itself.
+            drop(sequence);
+            if tokio::time::timeout(SEQUENCE_DRAIN, task).await.is_err() {
+                tracing::warn!("the session's last events are still being stored");
+            }
+        }
         Ok(())
     }
 
@@ -220,7 +271,7 @@ async fn process(
                     return Ok(());
                 }
                 let data = qr_event(&value, policy.lifetime)?;
-                publish(&state.deps.events, state.event(SESSION_QR, data)).await;
+                state.publish(state.event(SESSION_QR, data)).await;
                 if state.row.status != status::SCAN_QR {
                     state.row.status = status::SCAN_QR.into();
                     state.report(status::SCAN_QR, "waiting for a scan");
@@ -228,7 +279,7 @@ async fn process(
             }
             ChannelEvent::PairingCode(code) => {
                 let data = serde_json::json!({ "code": code });
-                publish(&state.deps.events, state.event(SESSION_PAIRING_CODE, data)).await;
+                state.publish(state.event(SESSION_PAIRING_CODE, data)).await;
             }
             ChannelEvent::Challenge(c) => {
                 let data = serde_json::json!({
@@ -236,28 +287,16 @@ async fn process(
                     "hint": c.hint,
                     "expires_at": crate::clock::rfc3339(c.expires_at),
                 });
-                publish(&state.deps.events, state.event(SESSION_CHALLENGE, data)).await;
+                state.publish(state.event(SESSION_CHALLENGE, data)).await;
                 state.row.status = status::CHALLENGE.into();
                 state.report(status::CHALLENGE, "waiting for a login code");
             }
             ChannelEvent::Inbound(m) => {
-                // Caught up again after a reconnect: stored once, reported once.
-                match state
-                    .deps
-                    .store
-                    .message_by_external_id(&state.row.id, &m.external_id)
-                    .await
-                {
-                    Ok(Some(_)) => {
-                        tracing::debug!(external_id = %m.external_id, "already received");
-                        return Ok(());
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "duplicate check failed; storing"),
-                }
-                opt_out(&state.deps, &state.row, &m).await;
+                // Caught up again after a reconnect, a message is stored and
+                // reported once: the writer drops one it already has.
+                opt_out(&state.deps, &state.row, state.sequence(), &m).await;
                 for address in &m.bounced {
-                    bounced(&state.deps, &state.row, address, &m.external_id).await;
+                    bounced(&state.row, state.sequence(), address, &m.external_id).await;
                 }
                 let mut data = serde_json::json!({
                     "external_id": m.external_id,
@@ -286,6 +325,7 @@ async fn process(
                 }
                 if let Some(quoted) = &m.reply_to {
                     // Our id for the message it answers, where we have it.
+                    state.flush().await;
                     let ours = state
                         .deps
                         .store
@@ -316,13 +356,9 @@ async fn process(
                 let mut event = state.event(MESSAGE_RECEIVED, data);
                 event.message = Some(MessageWrite::Insert(Box::new(row)));
                 event.feeds_rag = true;
-                // Retry until stored: the channel waits meanwhile, nothing is dropped.
-                let mut wait = Duration::from_millis(50);
-                while let Err(e) = state.deps.events.publish(event.clone()).await {
-                    tracing::warn!(error = %e, "inbound message not stored yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
+                // Retried until stored, in order; the channel waits while the
+                // session's window is full, so nothing piles up or is dropped.
+                state.sequence().push(event).await?;
                 metrics::counter!("switchboard_inbound_messages_total", "channel" => state.row.channel.clone()).increment(1);
             }
             ChannelEvent::Ack { id, level } => {
@@ -369,6 +405,7 @@ async fn process(
                 about_received(
                     &state.deps,
                     &state.row,
+                    state.sequence(),
                     MESSAGE_UPDATED,
                     &external_id,
                     change,
@@ -379,13 +416,31 @@ async fn process(
                 event,
                 external_id,
                 change,
-            } => about_received(&state.deps, &state.row, event, &external_id, change).await,
+            } => {
+                about_received(
+                    &state.deps,
+                    &state.row,
+                    state.sequence(),
+                    event,
+                    &external_id,
+                    change,
+                )
+                .await
+            }
             ChannelEvent::Deleted { external_id } => {
                 let data = serde_json::json!({});
-                about_received(&state.deps, &state.row, MESSAGE_DELETED, &external_id, data).await;
+                about_received(
+                    &state.deps,
+                    &state.row,
+                    state.sequence(),
+                    MESSAGE_DELETED,
+                    &external_id,
+                    data,
+                )
+                .await;
             }
             ChannelEvent::MailboxReset(data) => {
-                publish(&state.deps.events, state.event(MAILBOX_RESET, data)).await;
+                state.publish(state.event(MAILBOX_RESET, data)).await;
             }
             ChannelEvent::Throttled(why) => {
                 tracing::warn!(reason = %why, "the network pushed back; cooling down");
@@ -397,7 +452,7 @@ async fn process(
                 state.report(status::WORKING, "connected");
             }
             ChannelEvent::Notice { event, data } => {
-                publish(&state.deps.events, state.event(event, data)).await;
+                state.publish(state.event(event, data)).await;
             }
         },
         SessionMsg::Ping(reply) => {
@@ -525,10 +580,13 @@ pub(crate) async fn publish_status(deps: &Deps, row: &SessionRow, status: &str, 
 async fn about_received(
     deps: &Deps,
     session: &SessionRow,
+    sequence: Sequence,
     event_type: &str,
     external_id: &str,
     change: serde_json::Value,
 ) {
+    // The message may still be on its way to the database.
+    flush(sequence.clone()).await;
     let row = match deps
         .store
         .message_by_external_id(&session.id, external_id)
@@ -557,7 +615,9 @@ async fn about_received(
     let mut event = Publish::new(&session.tenant_id, event_type, data);
     event.session_id = Some(session.id.clone());
     event.channel = Some(session.channel.clone());
-    publish(&deps.events, event).await;
+    if let Err(e) = sequence.publish(event).await {
+        tracing::error!(error = %e, "could not publish a session event");
+    }
 }
 
 /// A message the account sent from elsewhere (written on the phone): stored once as a
@@ -566,6 +626,7 @@ async fn sent_elsewhere(
     state: &mut SessionState,
     m: InboundMessage,
 ) -> Result<(), ActorProcessingErr> {
+    state.flush().await;
     if let Ok(Some(_)) = state
         .deps
         .store
@@ -598,12 +659,8 @@ async fn sent_elsewhere(
     }
     let mut event = state.event(MESSAGE_SENT, data);
     event.message = Some(MessageWrite::Insert(Box::new(row)));
-    let mut wait = Duration::from_millis(50);
-    while let Err(e) = state.deps.events.publish(event.clone()).await {
-        tracing::warn!(error = %e, "message sent from the device not stored yet; retrying");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
+    // Retried until stored.
+    state.sequence().publish(event).await?;
     Ok(())
 }
 
@@ -671,7 +728,7 @@ pub(crate) fn fenced(session_id: &str, what: &str) {
 /// suppression list with a `contact.opted_out` event, before the message itself is
 /// stored: a crash in between reports the message again, and the opt-out is not
 /// lost (nor reported twice: an address already listed adds no event).
-async fn opt_out(deps: &Deps, row: &SessionRow, m: &InboundMessage) {
+async fn opt_out(deps: &Deps, row: &SessionRow, sequence: Sequence, m: &InboundMessage) {
     let Ok(kind) = row.channel.parse::<ChannelKind>() else {
         return;
     };
@@ -709,11 +766,10 @@ async fn opt_out(deps: &Deps, row: &SessionRow, m: &InboundMessage) {
     event.session_id = Some(row.id.clone());
     event.channel = Some(row.channel.clone());
     event.suppress = vec![entry];
-    let mut wait = Duration::from_millis(50);
-    while let Err(e) = deps.events.publish(event.clone()).await {
-        tracing::warn!(error = %e, "opt-out not stored yet; retrying");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+    // Committed before the message (the sequence keeps the order), retried until stored.
+    if let Err(e) = sequence.push(event).await {
+        tracing::error!(error = %e, "opt-out not stored");
+        return;
     }
     metrics::counter!("switchboard_opt_outs_total", "channel" => kind.as_str()).increment(1);
 }
@@ -721,7 +777,7 @@ async fn opt_out(deps: &Deps, row: &SessionRow, m: &InboundMessage) {
 /// Puts `address`, which a delivery status notification says is gone for good, on
 /// the suppression list (reason `bounced`) with a `contact.bounced` event, before
 /// the notification itself is stored (as [`opt_out`] does).
-async fn bounced(deps: &Deps, row: &SessionRow, address: &str, external_id: &str) {
+async fn bounced(row: &SessionRow, sequence: Sequence, address: &str, external_id: &str) {
     let address = crate::suppression::recipient(ChannelKind::Email, address);
     let event = crate::consent::bounce_event(
         &row.tenant_id,
@@ -729,10 +785,8 @@ async fn bounced(deps: &Deps, row: &SessionRow, address: &str, external_id: &str
         &address,
         serde_json::json!({ "external_id": external_id, "via": "dsn" }),
     );
-    let mut wait = Duration::from_millis(50);
-    while let Err(e) = deps.events.publish(event.clone()).await {
-        tracing::warn!(error = %e, "bounce not stored yet; retrying");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+    // Committed before the notification, retried until stored.
+    if let Err(e) = sequence.push(event).await {
+        tracing::error!(error = %e, "bounce not stored");
     }
 }

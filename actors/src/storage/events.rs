@@ -6,7 +6,7 @@ use super::webhooks::type_matches;
 use super::{BeginWrite, Result, Store, StoreError, on_pool, on_write_pool};
 use crate::clock;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use switchboard_crypto::Sealed;
 
 /// Which endpoints an event goes to.
@@ -108,6 +108,91 @@ type Subscriber = (String, Option<Vec<String>>);
 /// Outbox rows are inserted this many at a time (bind-parameter limits).
 const OUTBOX_CHUNK: usize = 500;
 const EVENT_CHUNK: usize = 200;
+/// Message rows (18 columns) per statement.
+const MESSAGE_CHUNK: usize = 100;
+/// External ids looked up per statement (each also as its erased hash).
+const EXTERNAL_CHUNK: usize = 200;
+
+/// Inserts (and empties) `$rows`, a `Vec<&MessageRow>`, through the transaction
+/// `$tx` in as few statements as the parameter limits allow.
+macro_rules! insert_messages {
+    ($tx:expr, $rows:expr) => {{
+        for chunk in $rows.chunks(MESSAGE_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(concat!(
+                "INSERT INTO messages (",
+                super::messages::message_columns!(),
+                ") "
+            ));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.tenant_id)
+                    .push_bind(&r.session_id)
+                    .push_bind(&r.direction)
+                    .push_bind(&r.peer)
+                    .push_bind(&r.status)
+                    .push_bind(&r.idempotency_key)
+                    .push_bind(&r.request_hash)
+                    .push_bind(&r.external_id)
+                    .push_bind(r.attempts)
+                    .push_bind(&r.body_key_id)
+                    .push_bind(&r.body)
+                    .push_bind(&r.error)
+                    .push_bind(r.created_at)
+                    .push_bind(r.updated_at)
+                    .push_bind(&r.reply_to)
+                    .push_bind(&r.extras_key_id)
+                    .push_bind(&r.extras);
+            });
+            q.build()
+                .execute(&mut *$tx)
+                .await
+                .map_err(|e| super::conflict_or(e, "message"))?;
+        }
+        $rows.clear();
+    }};
+}
+
+/// The `(session, external id)` pairs among `$events`' new message rows that are
+/// stored already (under the id or, erased, its hash): one query per session.
+macro_rules! known_external_ids {
+    ($tx:expr, $events:expr) => {{
+        let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
+        for e in $events {
+            if let Some(super::MessageWrite::Insert(row)) = &e.message
+                && let Some(x) = row.external_id.as_deref()
+            {
+                wanted.entry(row.session_id.as_str()).or_default().push(x);
+            }
+        }
+        let mut known: HashSet<(String, String)> = HashSet::new();
+        for (session, ids) in wanted {
+            for chunk in ids.chunks(EXTERNAL_CHUNK) {
+                // Erased messages keep their network id only as a hash.
+                let erased: HashMap<String, &str> = chunk
+                    .iter()
+                    .map(|x| (super::contacts::erased_external_id(x), *x))
+                    .collect();
+                let mut q =
+                    sqlx::QueryBuilder::new("SELECT external_id FROM messages WHERE session_id = ");
+                q.push_bind(session).push(" AND external_id IN (");
+                let mut sep = q.separated(", ");
+                for x in chunk {
+                    sep.push_bind(*x);
+                }
+                for h in erased.keys() {
+                    sep.push_bind(h.as_str());
+                }
+                q.push(")");
+                let found: Vec<String> = q.build_query_scalar().fetch_all(&mut *$tx).await?;
+                for f in found {
+                    let x = erased.get(&f).map(|x| (*x).to_owned()).unwrap_or(f);
+                    known.insert((session.to_owned(), x));
+                }
+            }
+        }
+        known
+    }};
+}
 
 impl Store {
     /// Writes events and their outbox rows atomically. Returns, per event, how many
@@ -146,7 +231,7 @@ impl Store {
                 subs.insert((*t).to_owned(), parsed);
             }
             // Sessions whose inbound messages the RAG actor answers.
-            let mut answered: std::collections::HashSet<String> = Default::default();
+            let mut answered: HashSet<String> = HashSet::new();
             for t in &tenants {
                 if !events.iter().any(|e| e.tenant_id == *t && e.feeds_rag) {
                     continue;
@@ -159,13 +244,34 @@ impl Store {
                 .await?;
                 answered.extend(ids);
             }
-            // Message writes first: a send that is not queued, or an ack the message
-            // is already past, drops its event.
+            // Messages this batch would store a second time (a channel catching up
+            // after a reconnect): one lookup per session, not one per message.
+            let known = known_external_ids!(tx, events);
+            let mut seen: HashSet<(&str, &str)> = HashSet::new();
+            // Message writes first: a send that is not queued, an ack the message is
+            // already past, or a message already stored drops its event. New rows are
+            // inserted many per statement, in order with the other writes.
             let mut enqueued = Vec::with_capacity(events.len());
             let mut keep = Vec::with_capacity(events.len());
+            let mut rows: Vec<&super::MessageRow> = Vec::new();
             for e in events {
                 match &e.message {
+                    Some(super::MessageWrite::Insert(row)) => {
+                        let new = match row.external_id.as_deref() {
+                            Some(x) => {
+                                !known.contains(&(row.session_id.clone(), x.to_owned()))
+                                    && seen.insert((&row.session_id, x))
+                            }
+                            None => true,
+                        };
+                        if new {
+                            rows.push(row);
+                        }
+                        keep.push(new);
+                        enqueued.push(None);
+                    }
                     Some(w) => {
+                        insert_messages!(tx, rows);
                         let applied = super::messages::apply_write!(&mut *tx, w);
                         keep.push(applied.keeps_event());
                         enqueued.push(applied.into_enqueued());
@@ -176,6 +282,7 @@ impl Store {
                     }
                 }
                 if !e.suppress.is_empty() {
+                    insert_messages!(tx, rows);
                     let mut added = 0;
                     for r in &e.suppress {
                         added += sqlx::query(
@@ -200,6 +307,7 @@ impl Store {
                     }
                 }
             }
+            insert_messages!(tx, rows);
             let kept: Vec<&NewEvent> = events
                 .iter()
                 .zip(&keep)

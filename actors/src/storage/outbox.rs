@@ -103,6 +103,53 @@ impl Store {
         Ok(rows)
     }
 
+    /// Due deliveries, as [`Self::claim_deliveries`] picks them, that are not in
+    /// `held`: for a database no other process shares (SQLite), where the claims
+    /// are kept in the dispatcher's memory and nothing needs writing to take one
+    /// (a crash forgets them with the process). Read from the read pool.
+    pub async fn due_deliveries(
+        &self,
+        limit: u32,
+        saturated: &[String],
+        held: &[i64],
+    ) -> Result<Vec<Claimed>> {
+        let now = clock::now_ms();
+        let rows = match &self.pool {
+            Pool::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT o.id, o.tenant_id, o.event_id, o.endpoint_id, o.attempts \
+                     FROM outbox o JOIN webhook_endpoints e ON e.id = o.endpoint_id \
+                     WHERE {CLAIM_WHERE} AND NOT (o.endpoint_id = ANY($3)) AND NOT (o.id = ANY($4)) \
+                     ORDER BY o.next_attempt_at, o.id LIMIT $2"
+                );
+                sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .bind(saturated)
+                    .bind(held)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Pool::Sqlite { read: pool, .. } => {
+                let sql = format!(
+                    "SELECT o.id, o.tenant_id, o.event_id, o.endpoint_id, o.attempts \
+                     FROM outbox o JOIN webhook_endpoints e ON e.id = o.endpoint_id \
+                     WHERE {CLAIM_WHERE} AND o.endpoint_id NOT IN (SELECT value FROM json_each($3)) \
+                     AND o.id NOT IN (SELECT value FROM json_each($4)) \
+                     ORDER BY o.next_attempt_at, o.id LIMIT $2"
+                );
+                sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .bind(serde_json::to_string(saturated).unwrap_or_else(|_| "[]".into()))
+                    .bind(serde_json::to_string(held).unwrap_or_else(|_| "[]".into()))
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
     /// Clears every lease. Only for a single-process database (SQLite) at start-up,
     /// where no other dispatcher can hold one.
     pub async fn release_all_leases(&self) -> Result<u64> {

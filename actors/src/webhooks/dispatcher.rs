@@ -16,6 +16,11 @@
 //! the result is committed; if the process dies in between, the lease runs out and
 //! the row is delivered again with the same `webhook-id` (at-least-once).
 //!
+//! Where no other process shares the database (SQLite, `single_process`), the
+//! leases are kept in memory instead: a claim is a read, and a claimed row stays
+//! held until its result is committed. A crash forgets them with the process, which
+//! is what an expired lease would come to; at start every row is free.
+//!
 //! Runs until `cancel` fires; in-flight deliveries are then abandoned to their
 //! leases. It is spawned by the gateway and supervised with the shared restart
 //! strategy ([`crate::supervision::supervise_task`]): a panicking loop is restarted
@@ -84,6 +89,35 @@ struct Shared {
     /// Per endpoint: claimed rows not yet finished, and the semaphore that lets at
     /// most its cap of them be in flight.
     assigned: Mutex<HashMap<String, Slot>>,
+    /// The rows this process holds when leases are kept in memory (`single_process`).
+    held: Option<Arc<Held>>,
+}
+
+/// Outbox rows claimed in memory: taken at the claim, let go once their result is
+/// committed (or they are given back).
+#[derive(Default)]
+struct Held(Mutex<std::collections::HashSet<i64>>);
+
+impl Held {
+    fn ids(&self) -> Vec<i64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn take(&self, ids: impl IntoIterator<Item = i64>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+    }
+
+    fn let_go(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            held.remove(&id);
+        }
+    }
 }
 
 struct Slot {
@@ -113,7 +147,7 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(config.max_in_flight)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")))
@@ -122,6 +156,7 @@ impl Dispatcher {
             }))
             .build()?;
         let (results, results_rx) = mpsc::channel(4 * config.max_in_flight.max(16));
+        let held = config.single_process.then(|| Arc::new(Held::default()));
         let shared = Arc::new(Shared {
             store: store.clone(),
             keyring,
@@ -130,8 +165,9 @@ impl Dispatcher {
             client,
             results,
             assigned: Mutex::new(HashMap::new()),
+            held: held.clone(),
         });
-        let writer = tokio::spawn(result_writer(store, results_rx, wake.clone()));
+        let writer = tokio::spawn(result_writer(store, results_rx, wake.clone(), held));
         Ok(tokio::spawn(async move {
             // Supervised: a panic in the loop restarts it (rows keep their leases).
             let policy = crate::supervision::RestartPolicy::default();
@@ -181,11 +217,25 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
         };
         let limit = (free as u32).min(shared.config.batch);
         let lease_until = clock::now_ms() + lease.as_millis() as i64;
-        let claimed = match shared
-            .store
-            .claim_deliveries(lease_until, limit, &saturated)
-            .await
-        {
+        let claimed = match &shared.held {
+            Some(held) => {
+                let due = shared
+                    .store
+                    .due_deliveries(limit, &saturated, &held.ids())
+                    .await;
+                if let Ok(rows) = &due {
+                    held.take(rows.iter().map(|r| r.id));
+                }
+                due
+            }
+            None => {
+                shared
+                    .store
+                    .claim_deliveries(lease_until, limit, &saturated)
+                    .await
+            }
+        };
+        let claimed = match claimed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming deliveries failed; retrying");
@@ -204,8 +254,13 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
             }
             continue;
         }
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         if let Err(e) = start_deliveries(&shared, &global, claimed).await {
             tracing::warn!(error = %e, "loading claimed deliveries failed; their leases will expire");
+            if let Some(held) = &shared.held {
+                // Nothing of the batch started: free again (memory leases do not expire).
+                held.let_go(ids);
+            }
         }
     }
     tracing::info!("webhook dispatcher stopped");
@@ -243,6 +298,9 @@ async fn start_deliveries(
             (endpoints.get(&row.endpoint_id), events.get(&row.event_id))
         else {
             // Deleted meanwhile: the cascade removes the row too.
+            if let Some(held) = &shared.held {
+                held.let_go([row.id]);
+            }
             continue;
         };
         let cap = if endpoint.fifo {
@@ -298,7 +356,10 @@ async fn start_deliveries(
         });
     }
     if !give_back.is_empty() {
-        shared.store.release_claims(&give_back).await?;
+        match &shared.held {
+            Some(held) => held.let_go(give_back),
+            None => shared.store.release_claims(&give_back).await?,
+        }
     }
     Ok(())
 }
@@ -434,7 +495,9 @@ fn prepare(
         .map_err(|e| format!("endpoint secret: {e}"))?;
     let timestamp = clock::now_ms() / 1000;
     let signature = webhook::signature_header(&secrets, &event.id, timestamp, &body);
-    Ok((body.to_vec(), signature, timestamp))
+    // The opened buffer itself goes out as the body: no copy.
+    let mut body = body;
+    Ok((std::mem::take(&mut *body), signature, timestamp))
 }
 
 async fn snippet(res: reqwest::Response) -> Option<String> {
@@ -521,7 +584,12 @@ async fn disable(shared: &Shared, endpoint: &Endpoint, reason: &str) {
 
 /// Commits attempt results in batches; wakes the dispatcher so FIFO successors and
 /// immediate retries go out without waiting for the next poll.
-async fn result_writer(store: Store, mut rx: mpsc::Receiver<AttemptResult>, wake: Arc<Notify>) {
+async fn result_writer(
+    store: Store,
+    mut rx: mpsc::Receiver<AttemptResult>,
+    wake: Arc<Notify>,
+    held: Option<Arc<Held>>,
+) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
         let mut tries = 0;
@@ -534,11 +602,16 @@ async fn result_writer(store: Store, mut rx: mpsc::Receiver<AttemptResult>, wake
                     tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                 }
                 Err(e) => {
-                    // The rows keep their leases and are delivered again when those expire.
+                    // The rows keep their leases and are delivered again when those
+                    // expire (held in memory: at once).
                     tracing::error!(error = %e, attempts = batch.len(), "attempts not recorded; deliveries will repeat");
                     break;
                 }
             }
+        }
+        if let Some(held) = &held {
+            // Committed (or given up): a claim may take them again only now.
+            held.let_go(batch.iter().map(|r| r.outbox_id));
         }
         batch.clear();
         wake.notify_one();

@@ -350,6 +350,69 @@ async fn sim_traffic_arrives_as_signed_webhooks_none_lost() {
     assert_eq!(external.len(), stored.len());
 }
 
+/// Sessions fast enough to have many events in flight at once (the session's
+/// sequence does not wait for each commit) still store each session's messages
+/// exactly in the order the channel produced them: the sim numbers its messages,
+/// and the events, listed in commit order, follow those numbers without a gap.
+#[tokio::test]
+async fn fast_sessions_store_their_messages_in_the_order_produced() {
+    let gw = Gateway::start_with(options(5)).await;
+    let (_, key) = gw.create_tenant("ordered").await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let id = create_session(
+            &gw,
+            &key,
+            json!({ "inbound_per_second": 2500, "payload_bytes": 16 }),
+        )
+        .await;
+        sessions.push(id);
+    }
+    for id in &sessions {
+        wait_status(&gw, &key, id, "WORKING").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&gw, "switchboard_inbound_messages_total{channel=\"sim\"}").await < 4000.0 {
+        assert!(
+            Instant::now() < deadline,
+            "4,000 messages not stored within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &sessions {
+        gw.tenant(&key, Method::POST, &format!("/v1/sessions/{id}/stop"), None)
+            .await;
+    }
+    // `sim-{session}-{ms}-{n}`: n counts the session's messages from 1.
+    let mut numbers: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    let mut path = "/v1/events?type=message.received&limit=200".to_owned();
+    loop {
+        let page = gw.tenant(&key, Method::GET, &path, None).await;
+        for e in page.json["data"].as_array().unwrap() {
+            let external = e["data"]["external_id"].as_str().unwrap();
+            let n = external.rsplit('-').next().unwrap().parse().unwrap();
+            numbers
+                .entry(e["session_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(n);
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/events?type=message.received&limit=200&after={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(numbers.len(), 2);
+    for (session, ns) in &numbers {
+        assert!(ns.len() > 500, "{session}: only {} messages", ns.len());
+        let expected: Vec<u64> = (1..=ns.len() as u64).collect();
+        assert!(
+            *ns == expected,
+            "{session}: messages stored out of order or with a gap, first at {:?}",
+            ns.iter().zip(&expected).position(|(a, b)| a != b)
+        );
+    }
+}
+
 #[tokio::test]
 async fn running_sessions_come_back_after_sigkill() {
     let mut gw = Gateway::start_with(options(5)).await;
