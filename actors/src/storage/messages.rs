@@ -216,9 +216,9 @@ macro_rules! enqueue {
             }
             Some(_) => Enqueued::KeyReused,
             None => {
+                // Kept by triggers on `messages` (migration 0021): one row, not a count.
                 let queued: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM messages WHERE tenant_id = $1 AND direction = 'outbound' \
-                     AND status IN ('queued', 'sending')",
+                    "SELECT COALESCE((SELECT queued FROM queued_sends WHERE tenant_id = $1), 0)",
                 )
                 .bind(&row.tenant_id)
                 .fetch_one($exec)

@@ -254,6 +254,25 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let accepted = codes.iter().filter(|c| **c == 202).count();
     // Every accepted send is sent eventually; nothing was dropped silently.
     wait_sent(&gw, &key, accepted, Duration::from_secs(30)).await;
+    // The queue's count (kept by triggers) went down as they went out: the queue
+    // takes three again, and the count agrees with the rows.
+    assert_eq!(gw.db.count("queued_sends WHERE queued <> 0").await, 0);
+    for i in 0..3 {
+        let (s, body, _) = send(&gw, &key, &session, &format!("again{i}"), None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    }
+    let waiting = gw
+        .db
+        .count("messages WHERE direction = 'outbound' AND status IN ('queued', 'sending')")
+        .await;
+    let counted = gw
+        .db
+        .count("queued_sends WHERE queued = (SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND status IN ('queued', 'sending'))")
+        .await;
+    assert!(
+        waiting > 0 && counted == 1,
+        "{waiting} waiting, count agrees: {counted}"
+    );
 }
 
 #[tokio::test]
