@@ -39,12 +39,30 @@ pub struct SearchPoint {
     pub with_embedding_p50_ms: f64,
 }
 
+/// The same sentences embedded by sentence-transformers (PyTorch, CPU), when the
+/// machine's `python3` has it; else why not.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Reference {
+    Measured {
+        engine: String,
+        sentences_per_second: f64,
+        /// Ours divided by theirs.
+        ratio: f64,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RagReport {
     pub scenario: &'static str,
     pub model: String,
     pub sentences: usize,
     pub sentences_per_second: f64,
+    /// sentence-transformers on the same model and sentences, in the same run.
+    pub reference: Reference,
     pub documents: usize,
     pub document_bytes: usize,
     pub chunks_ingested: usize,
@@ -66,6 +84,18 @@ impl RagReport {
                 "  sentences embedded: {:.1}/s ({} sentences of 9-20 words)",
                 self.sentences_per_second, self.sentences
             ),
+            match &self.reference {
+                Reference::Measured {
+                    engine,
+                    sentences_per_second,
+                    ratio,
+                } => format!(
+                    "  same sentences, {engine}: {sentences_per_second:.1}/s (ours {ratio:.2}× that)"
+                ),
+                Reference::Skipped { reason } => {
+                    format!("  sentence-transformers side by side: skipped ({reason})")
+                }
+            },
             format!(
                 "  documents ingested: {:.1}/s ({} documents, {} KiB, {} chunks; chunk + embed + upsert)",
                 self.documents_per_second,
@@ -194,6 +224,15 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
         "  embedded {} sentences: {sentences_per_second:.1}/s",
         params.sentences
     );
+    let reference = match reference_rate(model_dir, &sentences).await {
+        Ok((engine, rate)) => Reference::Measured {
+            engine,
+            sentences_per_second: rate,
+            ratio: sentences_per_second / rate,
+        },
+        Err(reason) => Reference::Skipped { reason },
+    };
+    eprintln!("  sentence-transformers: {reference:?}");
 
     // 2. Documents ingested per second: ~1.5 KB FAQ-like documents, 4 paragraphs.
     let dir = tempfile::tempdir()?;
@@ -303,6 +342,7 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
         model: MiniLm::MODEL_ID.into(),
         sentences: params.sentences,
         sentences_per_second,
+        reference,
         documents: params.documents,
         document_bytes,
         chunks_ingested,
@@ -310,4 +350,62 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
         search,
         distribution,
     })
+}
+
+/// Embeds `sentences` with sentence-transformers from `python3` (same model files,
+/// batches of 32, CPU, one warm-up batch first) and returns its engine and rate; an
+/// `Err` says why it could not (no python3, no sentence_transformers module, or
+/// the run failed).
+async fn reference_rate(model_dir: &Path, sentences: &[String]) -> Result<(String, f64), String> {
+    use tokio::io::AsyncWriteExt;
+    const SCRIPT: &str = r#"
+import json, sys, time
+try:
+    import sentence_transformers, torch
+except ImportError as e:
+    print(json.dumps({"missing": str(e)}))
+    sys.exit(0)
+sentences = json.load(sys.stdin)
+model = sentence_transformers.SentenceTransformer(sys.argv[1], device="cpu")
+model.encode(sentences[:8], batch_size=32)
+started = time.perf_counter()
+model.encode(sentences, batch_size=32)
+rate = len(sentences) / (time.perf_counter() - started)
+print(json.dumps({"rate": rate, "engine": "sentence-transformers %s on PyTorch %s CPU (%d threads)"
+    % (sentence_transformers.__version__, torch.__version__, torch.get_num_threads())}))
+"#;
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(model_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("python3 not runnable: {e}"))?;
+    let input = serde_json::to_vec(sentences).map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A script that stops before reading (no module) closes the pipe: its
+        // output says why.
+        let _ = stdin.write_all(&input).await;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("no output");
+        return Err(format!("python3 failed: {last}"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("python3 printed no result ({e})"))?;
+    if let Some(missing) = v["missing"].as_str() {
+        return Err(format!("python3 has no sentence-transformers: {missing}"));
+    }
+    match (v["engine"].as_str(), v["rate"].as_f64()) {
+        (Some(engine), Some(rate)) if rate > 0.0 => Ok((engine.to_owned(), rate)),
+        _ => Err(format!("python3 printed {v}")),
+    }
 }

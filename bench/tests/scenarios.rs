@@ -259,6 +259,24 @@ async fn rag_measures_embedding_ingest_and_search() {
         "{json}"
     );
     assert!(r.chunks_ingested >= 2, "{json}");
+    // sentence-transformers beside ours when python3 has it, else a reason.
+    match &json["reference"]["status"] {
+        v if v == "measured" => {
+            assert!(json["reference"]["sentences_per_second"].as_f64().unwrap() > 0.0);
+            assert!(json["reference"]["ratio"].as_f64().unwrap() > 0.0);
+        }
+        v if v == "skipped" => {
+            assert!(!json["reference"]["reason"].as_str().unwrap().is_empty());
+        }
+        other => panic!("reference: {other} in {json}"),
+    }
+    assert!(
+        r.summary()
+            .iter()
+            .any(|l| l.contains("sentence-transformers")),
+        "{:?}",
+        r.summary()
+    );
     assert_eq!(r.search.len(), 1, "{json}");
     let s = &r.search[0];
     assert_eq!(s.chunks, 300);
