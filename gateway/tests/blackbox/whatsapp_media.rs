@@ -671,6 +671,17 @@ async fn sends_are_humanised_and_capped_per_contact() {
         "{} ms apart",
         second.at_ms - first.at_ms
     );
+    // "paused" follows the send; under load it can reach the stand-in a moment
+    // after the message does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !standin
+        .signals(PHONE)
+        .iter()
+        .any(|x| x.state == "paused" && x.at_ms >= second.at_ms)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let signals = standin.signals(PHONE);
     for s in [&first, &second] {
         let typed = signals
