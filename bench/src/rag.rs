@@ -49,6 +49,9 @@ pub enum Reference {
         sentences_per_second: f64,
         /// Ours divided by theirs.
         ratio: f64,
+        /// The least cosine between our vector and theirs, over every tenth
+        /// sentence (1 is the same direction).
+        min_cosine: f64,
     },
     Skipped {
         reason: String,
@@ -89,8 +92,9 @@ impl RagReport {
                     engine,
                     sentences_per_second,
                     ratio,
+                    min_cosine,
                 } => format!(
-                    "  same sentences, {engine}: {sentences_per_second:.1}/s (ours {ratio:.2}× that)"
+                    "  same sentences, {engine}: {sentences_per_second:.1}/s (ours {ratio:.2}× that; vectors agree to cosine ≥ {min_cosine:.9})"
                 ),
                 Reference::Skipped { reason } => {
                     format!("  sentence-transformers side by side: skipped ({reason})")
@@ -218,17 +222,21 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
         .embed(sentences[..8.min(sentences.len())].to_vec())
         .await?;
     let started = Instant::now();
-    let _ = model.embed(sentences.clone()).await?;
+    let ours = model.embed(sentences.clone()).await?;
     let sentences_per_second = params.sentences as f64 / started.elapsed().as_secs_f64();
     eprintln!(
         "  embedded {} sentences: {sentences_per_second:.1}/s",
         params.sentences
     );
     let reference = match reference_rate(model_dir, &sentences).await {
-        Ok((engine, rate)) => Reference::Measured {
+        Ok((engine, rate, theirs)) => Reference::Measured {
             engine,
             sentences_per_second: rate,
             ratio: sentences_per_second / rate,
+            min_cosine: theirs
+                .iter()
+                .map(|(i, v)| cosine(&ours[*i], v))
+                .fold(1.0, f64::min),
         },
         Err(reason) => Reference::Skipped { reason },
     };
@@ -352,11 +360,27 @@ pub async fn rag(model_dir: &Path, params: &RagParams) -> anyhow::Result<RagRepo
     })
 }
 
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b)).max(f64::MIN_POSITIVE)
+}
+
+/// Their vectors for every tenth sentence, by index.
+type Sample = Vec<(usize, Vec<f32>)>;
+
 /// Embeds `sentences` with sentence-transformers from `python3` (same model files,
-/// batches of 32, CPU, one warm-up batch first) and returns its engine and rate; an
-/// `Err` says why it could not (no python3, no sentence_transformers module, or
-/// the run failed).
-async fn reference_rate(model_dir: &Path, sentences: &[String]) -> Result<(String, f64), String> {
+/// batches of 32, CPU, one warm-up batch first) and returns its engine, its rate and
+/// its vectors for every tenth sentence; an `Err` says why it could not (no
+/// python3, no sentence_transformers module, or the run failed).
+async fn reference_rate(
+    model_dir: &Path,
+    sentences: &[String],
+) -> Result<(String, f64, Sample), String> {
     use tokio::io::AsyncWriteExt;
     const SCRIPT: &str = r#"
 import json, sys, time
@@ -369,9 +393,9 @@ sentences = json.load(sys.stdin)
 model = sentence_transformers.SentenceTransformer(sys.argv[1], device="cpu")
 model.encode(sentences[:8], batch_size=32)
 started = time.perf_counter()
-model.encode(sentences, batch_size=32)
+vectors = model.encode(sentences, batch_size=32)
 rate = len(sentences) / (time.perf_counter() - started)
-print(json.dumps({"rate": rate, "engine": "sentence-transformers %s on PyTorch %s CPU (%d threads)"
+print(json.dumps({"rate": rate, "sample": [[i, vectors[i].tolist()] for i in range(0, len(sentences), 10)], "engine": "sentence-transformers %s on PyTorch %s CPU (%d threads)"
     % (sentence_transformers.__version__, torch.__version__, torch.get_num_threads())}))
 "#;
     let mut child = tokio::process::Command::new("python3")
@@ -404,8 +428,13 @@ print(json.dumps({"rate": rate, "engine": "sentence-transformers %s on PyTorch %
     if let Some(missing) = v["missing"].as_str() {
         return Err(format!("python3 has no sentence-transformers: {missing}"));
     }
-    match (v["engine"].as_str(), v["rate"].as_f64()) {
-        (Some(engine), Some(rate)) if rate > 0.0 => Ok((engine.to_owned(), rate)),
-        _ => Err(format!("python3 printed {v}")),
+    let sample: Option<Sample> = serde_json::from_value(v["sample"].clone()).ok();
+    match (v["engine"].as_str(), v["rate"].as_f64(), sample) {
+        (Some(engine), Some(rate), Some(sample))
+            if rate > 0.0 && sample.iter().all(|(i, _)| *i < sentences.len()) =>
+        {
+            Ok((engine.to_owned(), rate, sample))
+        }
+        _ => Err("python3 printed no rate and vectors".into()),
     }
 }

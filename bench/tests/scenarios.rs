@@ -264,6 +264,9 @@ async fn rag_measures_embedding_ingest_and_search() {
         v if v == "measured" => {
             assert!(json["reference"]["sentences_per_second"].as_f64().unwrap() > 0.0);
             assert!(json["reference"]["ratio"].as_f64().unwrap() > 0.0);
+            // The same model, so the same vectors.
+            let cosine = json["reference"]["min_cosine"].as_f64().unwrap();
+            assert!(cosine > 0.99999, "cosine {cosine} in {json}");
         }
         v if v == "skipped" => {
             assert!(!json["reference"]["reason"].as_str().unwrap().is_empty());

@@ -1,18 +1,29 @@
 //! Embeddings: the [`Embedder`] trait and the default, all-MiniLM-L6-v2 run in-process
-//! with candle from local files ([`MiniLm`]).
+//! from local files ([`MiniLm`]).
 //!
 //! Parity with sentence-transformers: the same WordPiece tokenizer (`tokenizer.json`,
 //! truncated at 256 tokens like the model's `max_seq_length`), the BERT encoder,
-//! masked mean pooling over the last hidden state, then L2 normalisation. A fixture
-//! of reference vectors made by sentence-transformers checks it (`tests/parity.rs`).
+//! mean pooling over each text's tokens of the last hidden state, then L2
+//! normalisation. A fixture of reference vectors made by sentence-transformers
+//! checks it (`tests/parity.rs`).
+//!
+//! The encoder is our own ([`bert`]), on `gemm`'s matrix multiply: texts are not
+//! padded to a common length, and the batches of one call run on as many threads
+//! as the machine has cores, each multiplying on its own thread (no worker pool to
+//! hand each operation to and wait on).
+//!
+//! # Layout
+//! - [`bert`]: the encoder's weights and forward pass.
+//! - [`kernels`]: matrix multiply, layer norm, softmax, GELU on `f32` slices.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokenizers::{Tokenizer, TruncationParams};
+
+mod bert;
+mod kernels;
 
 /// Longest input, in tokens (the model's `max_seq_length`); longer texts are cut.
 pub const MAX_TOKENS: usize = 256;
@@ -26,7 +37,7 @@ pub enum EmbedError {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("inference: {0}")]
-    Inference(#[from] candle_core::Error),
+    Inference(String),
     #[error("embedding service: {0}")]
     Remote(String),
 }
@@ -46,6 +57,9 @@ pub trait Embedder: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
+/// Vectors with the index of their text.
+type Indexed = Vec<(usize, Vec<f32>)>;
+
 /// all-MiniLM-L6-v2 (384 dimensions) on the CPU.
 #[derive(Clone)]
 pub struct MiniLm {
@@ -53,10 +67,11 @@ pub struct MiniLm {
 }
 
 struct Inner {
-    model: BertModel,
+    model: bert::Bert,
     tokenizer: Tokenizer,
-    device: Device,
     dims: usize,
+    /// Threads one call may use (the machine's cores).
+    threads: usize,
 }
 
 impl std::fmt::Debug for MiniLm {
@@ -86,47 +101,91 @@ impl MiniLm {
     /// Loads the model from `dir` (see [`model_files`]).
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
         let [weights, tokenizer, config] = model_files(dir)?;
-        let config: Config = serde_json::from_str(
+        let config: bert::Config = serde_json::from_str(
             &std::fs::read_to_string(&config).map_err(|e| EmbedError::Files(e.to_string()))?,
         )
         .map_err(|e| EmbedError::Files(format!("config.json: {e}")))?;
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // No padding: the encoder takes each text at its own length.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_TOKENS,
                 ..TruncationParams::default()
             }))
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let device = Device::Cpu;
         let bytes = std::fs::read(&weights).map_err(|e| EmbedError::Files(e.to_string()))?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)?;
-        let model = BertModel::load(vb, &config)?;
+        let model = bert::Bert::load(&bytes, &config)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         Ok(Self {
             inner: Arc::new(Inner {
+                dims: model.hidden_size(),
                 model,
                 tokenizer,
-                device,
-                dims: config.hidden_size,
+                threads,
             }),
         })
     }
 
-    /// Embeds on the calling thread (call it off the async runtime). Texts are
-    /// batched longest first, so each batch pads to a length close to its own texts'
-    /// (every position of a padded batch goes through the model); the vectors come
-    /// back in the order given.
+    /// Embeds on the calling thread and, for more than one batch, on as many more
+    /// as the machine has cores (call it off the async runtime). Texts are batched
+    /// longest first, so the batches are of even work; the vectors come back in the
+    /// order given.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .inner
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].len()));
+        // Enough batches to keep every thread busy, none larger than BATCH.
+        let threads = self.inner.threads.min(texts.len());
+        let size = texts.len().div_ceil(threads).clamp(1, BATCH);
+        let batches: Vec<&[usize]> = order.chunks(size).collect();
+        let next = AtomicUsize::new(0);
+        let work = || -> Result<Indexed, EmbedError> {
+            let mut scratch = bert::Scratch::default();
+            let mut done = Vec::new();
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = batches.get(b) else {
+                    return Ok(done);
+                };
+                let tokens: Vec<bert::Tokens<'_>> = batch
+                    .iter()
+                    .map(|&i| bert::Tokens {
+                        ids: encodings[i].get_ids(),
+                        types: encodings[i].get_type_ids(),
+                    })
+                    .collect();
+                let vectors = self.inner.model.embed(&tokens, &mut scratch)?;
+                done.extend(batch.iter().copied().zip(vectors));
+            }
+        };
+        let results: Vec<Result<Indexed, EmbedError>> = if batches.len() == 1 {
+            vec![work()]
+        } else {
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..threads.min(batches.len()))
+                    .map(|_| scope.spawn(work))
+                    .collect();
+                let mut results = vec![work()];
+                for helper in helpers {
+                    results.push(helper.join().unwrap_or_else(|_| {
+                        Err(EmbedError::Inference("an embedding thread panicked".into()))
+                    }));
+                }
+                results
+            })
+        };
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
-            for (&i, vector) in chunk.iter().zip(self.inner.forward(&batch)?) {
+        for result in results {
+            for (i, vector) in result? {
                 out[i] = vector;
             }
         }
@@ -140,33 +199,6 @@ impl MiniLm {
             .encode(text, false)
             .map(|e| e.len())
             .unwrap_or_else(|_| text.split_whitespace().count())
-    }
-}
-
-impl Inner {
-    fn forward(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> Result<Tensor, EmbedError> {
-            let rows = encodings
-                .iter()
-                .map(|e| Tensor::new(f(e).as_slice(), &self.device))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Tensor::stack(&rows, 0)?)
-        };
-        let ids = rows(&|e| e.get_ids().to_vec())?;
-        let types = rows(&|e| e.get_type_ids().to_vec())?;
-        let mask = rows(&|e| e.get_attention_mask().to_vec())?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-        // Masked mean pooling, then L2 normalisation (sentence-transformers' recipe).
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
     }
 }
 
@@ -189,7 +221,7 @@ impl Embedder for MiniLm {
             // Inference is CPU-bound: keep it off the runtime's worker threads.
             tokio::task::spawn_blocking(move || me.embed_blocking(&texts))
                 .await
-                .map_err(|e| EmbedError::Inference(candle_core::Error::Msg(e.to_string())))?
+                .map_err(|e| EmbedError::Inference(e.to_string()))?
         })
     }
 }
