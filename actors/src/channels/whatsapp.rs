@@ -62,6 +62,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_crypto::Binding;
@@ -186,6 +187,9 @@ pub struct WhatsApp {
     pacing: pacing::Pacing,
     /// The browser context, once the connection task has it.
     lease: Arc<Mutex<Option<Lease>>>,
+    /// The page is logged in and connected (its messages synced): what a lazy
+    /// file's download needs, which a page still loading or restoring cannot do.
+    page_ready: Arc<AtomicBool>,
     /// Connects, then pumps the page's reports (off the actor, so a slow page
     /// never blocks the session's mailbox).
     task: Option<JoinHandle<()>>,
@@ -459,6 +463,7 @@ impl WhatsApp {
             pacing,
             ctx,
             lease: Arc::default(),
+            page_ready: Arc::default(),
             task: None,
         })
     }
@@ -495,6 +500,7 @@ impl WhatsApp {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+        self.page_ready.store(false, Ordering::Release);
         self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(pool) = &self.ctx.browser {
             pool.close(&self.session_id);
@@ -507,6 +513,7 @@ impl WhatsApp {
 async fn connect_and_pump(
     saver: Saver,
     slot: Arc<Mutex<Option<Lease>>>,
+    page_ready: Arc<AtomicBool>,
     events: mpsc::Sender<ChannelEvent>,
 ) -> Result<(), ChannelError> {
     let pool: BrowserPool = saver
@@ -577,6 +584,7 @@ async fn connect_and_pump(
         isolation,
         restored,
         ready: false,
+        page_ready,
         saw_qr: false,
         reconnecting_since: None,
         seen: Seen::default(),
@@ -701,6 +709,8 @@ struct Pump {
     /// The page was given a saved login (a QR code then means it is gone).
     restored: bool,
     ready: bool,
+    /// Shared with the channel: logged in and connected right now.
+    page_ready: Arc<AtomicBool>,
     /// A QR code was shown on this connection (a `Ready` after it is a new pairing).
     saw_qr: bool,
     /// Since when the page has been getting its connection back by itself.
@@ -804,6 +814,7 @@ impl Pump {
                 }
             }
         };
+        self.page_ready.store(false, Ordering::Release);
         let _ = self.events.send(end).await;
     }
 
@@ -1026,6 +1037,7 @@ impl Pump {
                         contract::blocked_reason(&state),
                     ))),
                     StateMeaning::Reconnecting => {
+                        self.page_ready.store(false, Ordering::Release);
                         self.reconnecting_since
                             .get_or_insert_with(tokio::time::Instant::now);
                         one(Flow::Emit(ChannelEvent::Reconnecting(format!(
@@ -1034,6 +1046,7 @@ impl Pump {
                     }
                     StateMeaning::Connected if self.ready => {
                         // Back from TIMEOUT: working again.
+                        self.page_ready.store(true, Ordering::Release);
                         one(Flow::Emit(ChannelEvent::Ready))
                     }
                     StateMeaning::Idle => {
@@ -1060,6 +1073,7 @@ impl Pump {
                 if !self.saw_qr {
                     flows.extend(self.catch_up().await);
                 }
+                self.page_ready.store(true, Ordering::Release);
                 flows
             }
             PageEvent::Logout { via } => {
@@ -1327,11 +1341,11 @@ impl Channel for WhatsApp {
                     "the browser pool is not running".into(),
                 ));
             }
-            let (saver, slot) = (self.saver(), self.lease.clone());
+            let (saver, slot, ready) = (self.saver(), self.lease.clone(), self.page_ready.clone());
             // Connecting can take a while (a browser launch, a slow page): it runs
             // beside the actor, and a failure arrives as a disconnection.
             self.task = Some(tokio::spawn(async move {
-                if let Err(e) = connect_and_pump(saver, slot, events.clone()).await {
+                if let Err(e) = connect_and_pump(saver, slot, ready, events.clone()).await {
                     let _ = events
                         .send(ChannelEvent::Disconnected(format!("connect failed: {e}")))
                         .await;
@@ -1382,22 +1396,25 @@ impl Channel for WhatsApp {
         external_id: String,
         described: ReceivedMedia,
     ) -> BoxFuture<'static, Result<ReceivedMedia, ChannelError>> {
-        let (lease, store, tenant) = (
+        let (lease, ready, store, tenant) = (
             self.lease.clone(),
+            self.page_ready.clone(),
             self.ctx.media.clone(),
             self.tenant_id.clone(),
         );
         Box::pin(async move {
             let store = store
                 .ok_or_else(|| ChannelError::Failed("the media store is not running".into()))?;
-            // A session that is (re)connecting gets a while to open its page.
+            // A session that is (re)connecting gets a while to open its page and
+            // log in: a page still restoring or loading would navigate away under
+            // the download, or not hold the message yet.
             let deadline = tokio::time::Instant::now() + FETCH_WAIT;
             let page = loop {
                 let page = lease
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_ref()
-                    .filter(|l| !l.lost.is_cancelled())
+                    .filter(|l| !l.lost.is_cancelled() && ready.load(Ordering::Acquire))
                     .map(|l| l.page.clone());
                 match page {
                     Some(p) => break p,
@@ -1452,6 +1469,7 @@ impl Channel for WhatsApp {
             if let Some(t) = self.task.take() {
                 t.abort();
             }
+            self.page_ready.store(false, Ordering::Release);
             self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(pool) = self.ctx.browser.clone() {
                 // Closed gracefully, so the profile on disk is complete.

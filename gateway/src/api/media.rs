@@ -181,7 +181,7 @@ fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
 
 /// A pending file (`media.download = "lazy"`) fetched through its session, then its
 /// row as stored. The session must be running (409 `session_not_running`) and get
-/// its page open within 30 s (else 503 `session_not_connected`); a file
+/// its page open and logged in within 30 s (else 503 `session_not_connected`); a file
 /// gone from the network is 410 `media_unavailable`; one that did not come whole, or
 /// whose bytes are not the ones the message named, is 502 `media_not_downloaded`.
 ///

@@ -974,7 +974,7 @@ pub static ROUTES: &[Route] = &[
             "/v1/media/{id}",
             GetMedia,
             Tenant,
-            "Stream a stored file with its type, ETag (its sha256) and Accept-Ranges; one `Range: bytes=…` gives 206 with Content-Range, an unsatisfiable one 416. Another tenant's id is 404. With `media.download = \"lazy\"` a received file is fetched through its session on its first read (once): 409 `session_not_running` when that session is stopped, 503 `session_not_connected` when its page does not open within 30 s, 410 `media_unavailable` when the network no longer has the file, 502 `media_not_downloaded` when it did not come whole or its SHA-256 is not the one the message named.",
+            "Stream a stored file with its type, ETag (its sha256) and Accept-Ranges; one `Range: bytes=…` gives 206 with Content-Range, an unsatisfiable one 416. Another tenant's id is 404. With `media.download = \"lazy\"` a received file is fetched through its session on its first read (once): 409 `session_not_running` when that session is stopped, 503 `session_not_connected` when its page is not open and logged in within 30 s, 410 `media_unavailable` when the network no longer has the file, 502 `media_not_downloaded` when it did not come whole or its SHA-256 is not the one the message named.",
         ),
         None,
         (200, None),
