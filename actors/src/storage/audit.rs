@@ -91,10 +91,25 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
+        let at = crate::clock::now_ms();
+        // One multi-row statement per chunk (7 binds a row, under SQLite's 32,766).
+        let details: Vec<String> = entries.iter().map(|e| e.details.to_string()).collect();
         super::on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            for e in entries {
-                insert_audit!(&mut *tx, e, &e.tenant_id, &e.target).await?;
+            for (chunk, details) in entries.chunks(500).zip(details.chunks(500)) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_log (at, actor, tenant_id, action, target, details, request_id) ",
+                );
+                q.push_values(chunk.iter().zip(details), |mut b, (e, d)| {
+                    b.push_bind(at)
+                        .push_bind(&e.actor)
+                        .push_bind(&e.tenant_id)
+                        .push_bind(&*e.action)
+                        .push_bind(&e.target)
+                        .push_bind(d)
+                        .push_bind(&e.request_id);
+                });
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
