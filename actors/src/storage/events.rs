@@ -110,8 +110,11 @@ const OUTBOX_CHUNK: usize = 500;
 const EVENT_CHUNK: usize = 200;
 /// Message rows (18 columns) per statement.
 const MESSAGE_CHUNK: usize = 100;
-/// External ids looked up per statement (each also as its erased hash).
+/// External ids looked up per statement (each also as its erased hash, and with
+/// its session).
 const EXTERNAL_CHUNK: usize = 200;
+/// Tenants whose endpoints (or reply settings) are read per statement.
+const TENANT_CHUNK: usize = 500;
 
 /// Inserts (and empties) `$rows`, a `Vec<&MessageRow>`, through the transaction
 /// `$tx` in as few statements as the parameter limits allow.
@@ -153,41 +156,52 @@ macro_rules! insert_messages {
 }
 
 /// The `(session, external id)` pairs among `$events`' new message rows that are
-/// stored already (under the id or, erased, its hash): one query per session.
+/// stored already (under the id or, erased, its hash): one query for the batch's
+/// pairs together, not one per session.
 macro_rules! known_external_ids {
     ($tx:expr, $events:expr) => {{
-        let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut wanted: Vec<(&str, &str)> = Vec::new();
         for e in $events {
             if let Some(super::MessageWrite::Insert(row)) = &e.message
                 && let Some(x) = row.external_id.as_deref()
             {
-                wanted.entry(row.session_id.as_str()).or_default().push(x);
+                wanted.push((row.session_id.as_str(), x));
             }
         }
         let mut known: HashSet<(String, String)> = HashSet::new();
-        for (session, ids) in wanted {
-            for chunk in ids.chunks(EXTERNAL_CHUNK) {
-                // Erased messages keep their network id only as a hash.
-                let erased: HashMap<String, &str> = chunk
-                    .iter()
-                    .map(|x| (super::contacts::erased_external_id(x), *x))
-                    .collect();
-                let mut q =
-                    sqlx::QueryBuilder::new("SELECT external_id FROM messages WHERE session_id = ");
-                q.push_bind(session).push(" AND external_id IN (");
-                let mut sep = q.separated(", ");
-                for x in chunk {
-                    sep.push_bind(*x);
-                }
-                for h in erased.keys() {
-                    sep.push_bind(h.as_str());
-                }
-                q.push(")");
-                let found: Vec<String> = q.build_query_scalar().fetch_all(&mut *$tx).await?;
-                for f in found {
-                    let x = erased.get(&f).map(|x| (*x).to_owned()).unwrap_or(f);
-                    known.insert((session.to_owned(), x));
-                }
+        for chunk in wanted.chunks(EXTERNAL_CHUNK) {
+            // Erased messages keep their network id only as a hash.
+            let hashes: Vec<String> = chunk
+                .iter()
+                .map(|(_, x)| super::contacts::erased_external_id(x))
+                .collect();
+            // Exact (session, id) pairs, so each is one index lookup on both
+            // backends (`messages_by_external_id`).
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT session_id, external_id FROM messages WHERE (session_id, external_id) IN (VALUES ",
+            );
+            let mut sep = q.separated(", ");
+            for ((session, x), hash) in chunk.iter().zip(&hashes) {
+                sep.push("(")
+                    .push_bind_unseparated(*session)
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(*x)
+                    .push_unseparated("), (")
+                    .push_bind_unseparated(*session)
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(hash.as_str())
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            let found: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *$tx).await?;
+            let erased: HashMap<&str, &str> = hashes
+                .iter()
+                .zip(chunk)
+                .map(|(h, (_, x))| (h.as_str(), *x))
+                .collect();
+            for (session, f) in found {
+                let x = erased.get(f.as_str()).map(|x| (*x).to_owned()).unwrap_or(f);
+                known.insert((session, x));
             }
         }
         known
@@ -207,41 +221,47 @@ impl Store {
         tenants.dedup();
         let counts = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            // Subscribed endpoints per tenant, read inside the transaction.
+            // Subscribed endpoints of the batch's tenants, read inside the
+            // transaction (one statement per chunk of tenants).
             let mut subs: HashMap<String, Vec<Subscriber>> = HashMap::new();
-            for t in &tenants {
-                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-                    "SELECT id, event_types FROM webhook_endpoints WHERE tenant_id = $1 AND status = 'enabled'",
-                )
-                .bind(*t)
-                .fetch_all(&mut *tx)
-                .await?;
-                let parsed = rows
-                    .into_iter()
-                    .map(|(id, types)| {
-                        let types = types
-                            .map(|s| serde_json::from_str::<Vec<String>>(&s))
-                            .transpose()
-                            .map_err(|e| {
-                                StoreError::Corrupt(format!("endpoint {id} event_types: {e}"))
-                            })?;
-                        Ok((id, types))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                subs.insert((*t).to_owned(), parsed);
+            for chunk in tenants.chunks(TENANT_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT tenant_id, id, event_types FROM webhook_endpoints WHERE status = 'enabled' AND tenant_id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for t in chunk {
+                    sep.push_bind(*t);
+                }
+                q.push(") ORDER BY tenant_id, id");
+                let rows: Vec<(String, String, Option<String>)> =
+                    q.build_query_as().fetch_all(&mut *tx).await?;
+                for (tenant, id, types) in rows {
+                    let types = types
+                        .map(|s| serde_json::from_str::<Vec<String>>(&s))
+                        .transpose()
+                        .map_err(|e| {
+                            StoreError::Corrupt(format!("endpoint {id} event_types: {e}"))
+                        })?;
+                    subs.entry(tenant).or_default().push((id, types));
+                }
             }
             // Sessions whose inbound messages the RAG actor answers.
             let mut answered: HashSet<String> = HashSet::new();
-            for t in &tenants {
-                if !events.iter().any(|e| e.tenant_id == *t && e.feeds_rag) {
-                    continue;
+            let feeding: Vec<&str> = tenants
+                .iter()
+                .copied()
+                .filter(|t| events.iter().any(|e| e.tenant_id == *t && e.feeds_rag))
+                .collect();
+            for chunk in feeding.chunks(TENANT_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT session_id FROM reply_settings WHERE mode <> 'off' AND tenant_id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for t in chunk {
+                    sep.push_bind(*t);
                 }
-                let ids: Vec<String> = sqlx::query_scalar(
-                    "SELECT session_id FROM reply_settings WHERE tenant_id = $1 AND mode <> 'off'",
-                )
-                .bind(*t)
-                .fetch_all(&mut *tx)
-                .await?;
+                q.push(")");
+                let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
                 answered.extend(ids);
             }
             // Messages this batch would store a second time (a channel catching up

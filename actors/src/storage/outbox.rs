@@ -234,13 +234,26 @@ impl Store {
             for r in results {
                 last.insert(&r.endpoint_id, r);
             }
+            // Streaks that ended: one statement for every such endpoint.
+            let mut healthy: Vec<&str> = last
+                .iter()
+                .filter(|(_, r)| r.outcome == Outcome::Delivered)
+                .map(|(endpoint, _)| *endpoint)
+                .collect();
+            healthy.sort_unstable();
+            for chunk in healthy.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE failing_since IS NOT NULL AND id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for endpoint in chunk {
+                    sep.push_bind(*endpoint);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
             for (endpoint, r) in last {
-                if r.outcome == Outcome::Delivered {
-                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(endpoint)
-                        .execute(&mut *tx)
-                        .await?;
-                } else {
+                if r.outcome != Outcome::Delivered {
                     sqlx::query("UPDATE webhook_endpoints SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
                         .bind(r.attempted_at)
                         .bind(endpoint)
