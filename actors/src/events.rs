@@ -103,6 +103,28 @@ pub enum PublishError {
     Store(String),
     #[error("the event writer has stopped")]
     Closed,
+    /// Its [`Targets::Only`] endpoint is not one of the tenant's (nothing was
+    /// stored).
+    #[error("no such webhook endpoint")]
+    UnknownTarget,
+}
+
+/// What the writer's result for event `id` means to its publisher.
+pub(crate) fn published(
+    id: String,
+    created_at: i64,
+    result: Result<crate::storage::EventResult, String>,
+) -> Result<Published, PublishError> {
+    let result = result.map_err(PublishError::Store)?;
+    if result.unknown_target {
+        return Err(PublishError::UnknownTarget);
+    }
+    Ok(Published {
+        id,
+        created_at,
+        deliveries: result.deliveries,
+        enqueued: result.enqueued,
+    })
 }
 
 /// The envelope every webhook receives (and the bytes that are signed).
@@ -145,17 +167,8 @@ pub(crate) struct Pending {
 impl Pending {
     /// Waits for the commit.
     pub(crate) async fn committed(self) -> Result<Published, PublishError> {
-        let result = self
-            .done
-            .await
-            .map_err(|_| PublishError::Closed)?
-            .map_err(PublishError::Store)?;
-        Ok(Published {
-            id: self.id,
-            created_at: self.created_at,
-            deliveries: result.deliveries,
-            enqueued: result.enqueued,
-        })
+        let result = self.done.await.map_err(|_| PublishError::Closed)?;
+        published(self.id, self.created_at, result)
     }
 }
 

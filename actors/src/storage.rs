@@ -20,6 +20,7 @@ mod audit;
 mod cluster;
 mod contacts;
 mod events;
+mod key_cache;
 mod mailboxes;
 mod media;
 pub(crate) mod messages;
@@ -38,6 +39,7 @@ pub use audit::{AuditEntry, AuditRecord};
 pub use cluster::{CommandRow, Fence, Lease, NOTIFY_CHANNEL, ReplicaRow};
 pub use contacts::{ERASED, erased_external_id};
 pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
+pub use key_cache::{KEYS_CHANGED, KEYS_TTL};
 pub use mailboxes::FolderPosition;
 pub use media::MediaRow;
 pub use messages::{
@@ -223,6 +225,8 @@ pub struct Store {
     pool: Pool,
     /// Tenants' consent settings as last read (see [`SETTINGS_TTL`]).
     consent_cache: ConsentCache,
+    /// Keys as last looked up (see [`KEYS_TTL`]).
+    keys: std::sync::Arc<key_cache::KeyCache>,
 }
 
 type ConsentCache = std::sync::Arc<
@@ -287,6 +291,7 @@ impl Store {
         Ok(Self {
             pool,
             consent_cache: ConsentCache::default(),
+            keys: std::sync::Arc::default(),
         })
     }
 

@@ -15,8 +15,16 @@ use std::time::{Duration, Instant};
 /// A fresh database for one test: a new database named `{prefix}_{ulid}` on the
 /// Postgres server `TEST_DATABASE_URL` names, else a SQLite file in `dir`.
 pub async fn fresh_store(dir: &std::path::Path, prefix: &str) -> crate::Store {
+    crate::Store::connect(&fresh_target(dir, prefix).await)
+        .await
+        .expect("open the test database")
+}
+
+/// Where [`fresh_store`] would open its database (created, not yet migrated), for
+/// tests that open it more than once, as several processes would.
+pub async fn fresh_target(dir: &std::path::Path, prefix: &str) -> crate::storage::DatabaseTarget {
     use crate::storage::DatabaseTarget;
-    let target = match std::env::var("TEST_DATABASE_URL")
+    match std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))
     {
@@ -36,10 +44,7 @@ pub async fn fresh_store(dir: &std::path::Path, prefix: &str) -> crate::Store {
             DatabaseTarget::from_url(&format!("{base}/{name}")).expect("a Postgres URL")
         }
         None => DatabaseTarget::Sqlite(dir.join(format!("{prefix}.db"))),
-    };
-    crate::Store::connect(&target)
-        .await
-        .expect("open the test database")
+    }
 }
 
 /// A free loopback port (bound, then released for the server to take).

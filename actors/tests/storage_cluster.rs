@@ -284,3 +284,110 @@ async fn the_shared_send_limit_gives_out_its_rate_and_burst_and_no_more() {
     }
     assert!((199..=201).contains(&sent), "{sent} slots in 10 s");
 }
+
+#[tokio::test]
+async fn a_key_revoked_by_another_process_is_not_served_from_a_replicas_cache() {
+    use switchboard_actors::cluster::bus::{Bus, Signal};
+    use switchboard_actors::storage::{Backend, KEYS_TTL};
+    use tokio_util::sync::CancellationToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = switchboard_actors::testkit::fresh_target(dir.path(), "sbkeys").await;
+    let replica = Store::connect(&target).await.unwrap();
+    // Another process on the same database (the `admin` CLI, another replica).
+    let other = Store::connect(&target).await.unwrap();
+    let hash = ApiKeyHash::of("sbk_cached_key_for_the_test");
+    let (tenant, key) = other
+        .create_tenant(
+            "Acme",
+            &LimitOverrides::default(),
+            None,
+            &hash,
+            "sbk_ca",
+            &AuditEntry::new("test", "tenant.create"),
+        )
+        .await
+        .unwrap();
+
+    // The replica listens, as a serving gateway does; a signal from the other
+    // process shows the listener is up before the change.
+    let cancel = CancellationToken::new();
+    let bus = Bus::new(replica.clone(), "rep_cache".into());
+    let listening = bus.spawn(cancel.clone());
+    if replica.backend() == Backend::Postgres {
+        let mut signals = bus.subscribe();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            other.notify("rep_other lease").await.unwrap();
+            let got = tokio::time::timeout(std::time::Duration::from_millis(200), signals.recv());
+            if let Ok(Ok(Signal::Leases)) = got.await {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "listener never up");
+        }
+    }
+
+    // Looked up once, then served from the cache.
+    assert_eq!(
+        replica.authenticate(&hash).await.unwrap().unwrap().key_id,
+        key.id
+    );
+    let seen = replica.key_changes_seen();
+    assert!(
+        other
+            .revoke_api_key(
+                &tenant.id,
+                &key.id,
+                &AuditEntry::new("test", "api_key.revoke")
+            )
+            .await
+            .unwrap()
+    );
+
+    if replica.backend() == Backend::Postgres {
+        // The signal makes the replica forget its keys (not the cache's time bound).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while replica.key_changes_seen() == seen {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the key change was not signalled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(replica.authenticate(&hash).await.unwrap().is_none());
+    } else {
+        // SQLite: no signal between processes; the cache's bound holds.
+        assert_eq!(replica.key_changes_seen(), seen);
+        tokio::time::sleep(KEYS_TTL).await;
+        assert!(replica.authenticate(&hash).await.unwrap().is_none());
+    }
+    // A change made through the store itself is seen at once, without waiting.
+    let second = ApiKeyHash::of("sbk_second_key_for_the_test");
+    let key2 = replica
+        .create_api_key(
+            &tenant.id,
+            None,
+            &second,
+            "sbk_se",
+            switchboard_actors::scopes::Scopes::all(),
+            &AuditEntry::new("test", "api_key.create"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(replica.authenticate(&second).await.unwrap().is_some());
+    replica
+        .revoke_api_key(
+            &tenant.id,
+            &key2.id,
+            &AuditEntry::new("test", "api_key.revoke"),
+        )
+        .await
+        .unwrap();
+    assert!(replica.authenticate(&second).await.unwrap().is_none());
+
+    cancel.cancel();
+    if let Some(l) = listening {
+        l.await.unwrap();
+    }
+}

@@ -29,6 +29,9 @@ pub enum Signal {
     Events,
     /// Sends of tenant `1` wait for replica `0`'s sender.
     Sends(String, String),
+    /// API keys or tenants changed: cached keys are stale (sent by the store,
+    /// [`crate::storage::KEYS_CHANGED`]; the listener acts on it itself).
+    Keys,
     /// The listener reconnected: signals may have been missed; look again.
     Resync,
 }
@@ -41,6 +44,7 @@ impl Signal {
             Self::Leases => format!("{origin} lease"),
             Self::Events => format!("{origin} ev"),
             Self::Sends(r, t) => format!("{origin} send {r} {t}"),
+            Self::Keys => format!("{origin} keys"),
             Self::Resync => format!("{origin} resync"),
         }
     }
@@ -55,6 +59,7 @@ impl Signal {
             ("lease", None, None) => Self::Leases,
             ("ev", None, None) => Self::Events,
             ("send", Some(r), Some(t)) => Self::Sends(r.to_owned(), t.to_owned()),
+            ("keys", None, None) => Self::Keys,
             ("resync", None, None) => Self::Resync,
             _ => return None,
         };
@@ -184,6 +189,7 @@ impl Bus {
                 }
             };
             if !first {
+                self.inner.store.forget_keys();
                 let _ = self.inner.tx.send(Signal::Resync);
             }
             first = false;
@@ -194,6 +200,9 @@ impl Bus {
                             tracing::debug!(payload = n.payload(), "unknown cluster signal");
                             continue;
                         };
+                        if signal == Signal::Keys {
+                            self.inner.store.forget_keys();
+                        }
                         if origin != self.inner.me {
                             let _ = self.inner.tx.send(signal);
                         }
@@ -201,6 +210,7 @@ impl Bus {
                     // The connection went: signals meanwhile are lost.
                     Ok(None) => {
                         tracing::info!("cluster listener reconnecting");
+                        self.inner.store.forget_keys();
                         let _ = self.inner.tx.send(Signal::Resync);
                     }
                     Err(e) => {
@@ -226,12 +236,17 @@ mod tests {
             Signal::Leases,
             Signal::Events,
             Signal::Sends("rep_b".into(), "ten_1".into()),
+            Signal::Keys,
             Signal::Resync,
         ];
         for s in all {
             let payload = s.encode("rep_x");
             assert_eq!(Signal::decode(&payload), Some(("rep_x", s)));
         }
+        assert_eq!(
+            Signal::decode(crate::storage::KEYS_CHANGED),
+            Some(("-", Signal::Keys))
+        );
         assert_eq!(Signal::decode("rep_x nonsense"), None);
         assert_eq!(Signal::decode("rep_x cmd"), None);
         assert_eq!(Signal::decode(""), None);

@@ -173,15 +173,7 @@ async fn committed(flight: &mut VecDeque<InFlight>) -> Result<Published, Publish
         Some(p) => (&mut p.done)
             .await
             .map_err(|_| PublishError::Closed)
-            .and_then(|r| {
-                let r = r.map_err(PublishError::Store)?;
-                Ok(Published {
-                    id: p.id.clone(),
-                    created_at: p.created_at,
-                    deliveries: r.deliveries,
-                    enqueued: r.enqueued,
-                })
-            }),
+            .and_then(|r| super::published(p.id.clone(), p.created_at, r)),
         None => std::future::pending().await,
     }
 }

@@ -150,6 +150,7 @@ impl Store {
             if done.rows_affected() == 1 {
                 insert_audit!(&mut *tx, audit, Some(tenant_id), Some(key_id)).await?;
                 tx.commit().await?;
+                self.keys_changed().await;
                 true
             } else {
                 false
@@ -158,8 +159,24 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Finds the active key with this hash and its tenant (whatever the tenant's status).
+    /// Finds the active key with this hash and its tenant (whatever the tenant's
+    /// status): from the cache when it was looked up less than [`KEYS_TTL`] ago and
+    /// nothing changed since (see [`super::key_cache`]).
+    ///
+    /// [`KEYS_TTL`]: super::KEYS_TTL
     pub async fn authenticate(&self, hash: &ApiKeyHash) -> Result<Option<AuthenticatedKey>> {
+        if let Some(key) = self.keys.get(hash.as_bytes()) {
+            return Ok(Some(key));
+        }
+        let generation = self.keys.generation();
+        let found = self.look_up_key(hash).await?;
+        if let Some(key) = &found {
+            self.keys.put(hash.as_bytes(), generation, key);
+        }
+        Ok(found)
+    }
+
+    async fn look_up_key(&self, hash: &ApiKeyHash) -> Result<Option<AuthenticatedKey>> {
         const SQL: &str = "SELECT k.id AS key_id, k.scopes, t.id, t.name, t.status, t.limits, t.created_at, t.updated_at \
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
@@ -177,6 +194,30 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// After a change to keys or tenants has committed: forgets this process's
+    /// cached keys and tells the other processes to forget theirs (Postgres). A
+    /// failed signal is logged; the others see the change within [`KEYS_TTL`].
+    ///
+    /// [`KEYS_TTL`]: super::KEYS_TTL
+    pub(super) async fn keys_changed(&self) {
+        self.keys.forget();
+        if let Err(e) = self.notify(super::KEYS_CHANGED).await {
+            tracing::warn!(error = %e, "key change not signalled; other replicas see it within the cache's bound");
+        }
+    }
+
+    /// Forgets the cached keys (a replica's listener, when another process
+    /// changed keys or signals may have been missed).
+    pub fn forget_keys(&self) {
+        self.keys.forget();
+    }
+
+    /// How many times this store has forgotten its cached keys: changes it made
+    /// and changes signalled by other processes.
+    pub fn key_changes_seen(&self) -> u64 {
+        self.keys.generation()
     }
 
     /// Records that a key was used (callers throttle this; it is not per request).

@@ -14,7 +14,9 @@ use switchboard_crypto::Sealed;
 pub enum Targets {
     /// Every enabled endpoint of the tenant whose filter matches.
     Subscribers,
-    /// Exactly this endpoint (test events), whatever its filter.
+    /// Exactly this endpoint of the tenant (test events), whatever its filter
+    /// and status. If the tenant has no such endpoint the event is not stored
+    /// ([`EventResult::unknown_target`]).
     Only(String),
 }
 
@@ -89,6 +91,8 @@ pub struct EventResult {
     pub deliveries: usize,
     /// For events carrying a send: whether it was queued (if not, the event was not stored).
     pub enqueued: Option<super::Enqueued>,
+    /// Its [`Targets::Only`] endpoint is not one of its tenant's: it was not stored.
+    pub unknown_target: bool,
 }
 
 /// Filters for listing events.
@@ -102,8 +106,8 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
-/// An enabled endpoint and its event-type filter.
-type Subscriber = (String, Option<Vec<String>>);
+/// An endpoint, whether it is enabled, and its event-type filter.
+type Subscriber = (String, bool, Option<Vec<String>>);
 
 /// Outbox rows are inserted this many at a time (bind-parameter limits).
 const OUTBOX_CHUNK: usize = 500;
@@ -221,28 +225,30 @@ impl Store {
         tenants.dedup();
         let counts = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            // Subscribed endpoints of the batch's tenants, read inside the
-            // transaction (one statement per chunk of tenants).
+            // The batch's tenants' endpoints, read inside the transaction (one
+            // statement per chunk of tenants): the enabled ones are subscribed, and
+            // a test event's target must be among them all.
             let mut subs: HashMap<String, Vec<Subscriber>> = HashMap::new();
             for chunk in tenants.chunks(TENANT_CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT tenant_id, id, event_types FROM webhook_endpoints WHERE status = 'enabled' AND tenant_id IN (",
+                    "SELECT tenant_id, id, status, event_types FROM webhook_endpoints WHERE tenant_id IN (",
                 );
                 let mut sep = q.separated(", ");
                 for t in chunk {
                     sep.push_bind(*t);
                 }
                 q.push(") ORDER BY tenant_id, id");
-                let rows: Vec<(String, String, Option<String>)> =
+                let rows: Vec<(String, String, String, Option<String>)> =
                     q.build_query_as().fetch_all(&mut *tx).await?;
-                for (tenant, id, types) in rows {
+                for (tenant, id, status, types) in rows {
                     let types = types
                         .map(|s| serde_json::from_str::<Vec<String>>(&s))
                         .transpose()
                         .map_err(|e| {
                             StoreError::Corrupt(format!("endpoint {id} event_types: {e}"))
                         })?;
-                    subs.entry(tenant).or_default().push((id, types));
+                    let enabled = status == super::EndpointStatus::Enabled.as_str();
+                    subs.entry(tenant).or_default().push((id, enabled, types));
                 }
             }
             // Sessions whose inbound messages the RAG actor answers.
@@ -274,7 +280,21 @@ impl Store {
             let mut enqueued = Vec::with_capacity(events.len());
             let mut keep = Vec::with_capacity(events.len());
             let mut rows: Vec<&super::MessageRow> = Vec::new();
-            for e in events {
+            let unknown_target: Vec<bool> = events
+                .iter()
+                .map(|e| match &e.targets {
+                    Targets::Only(target) => !subs
+                        .get(&e.tenant_id)
+                        .is_some_and(|s| s.iter().any(|(id, _, _)| id == target)),
+                    Targets::Subscribers => false,
+                })
+                .collect();
+            for (e, unknown) in events.iter().zip(&unknown_target) {
+                if *unknown {
+                    keep.push(false);
+                    enqueued.push(None);
+                    continue;
+                }
                 match &e.message {
                     Some(super::MessageWrite::Insert(row)) => {
                         let new = match row.external_id.as_deref() {
@@ -363,8 +383,10 @@ impl Store {
                         rows.push((&e.tenant_id, &e.id, endpoint.clone()));
                     }
                     Targets::Subscribers => {
-                        for (endpoint, types) in subs.get(&e.tenant_id).into_iter().flatten() {
-                            if type_matches(types.as_deref(), &e.event_type) {
+                        for (endpoint, enabled, types) in
+                            subs.get(&e.tenant_id).into_iter().flatten()
+                        {
+                            if *enabled && type_matches(types.as_deref(), &e.event_type) {
                                 rows.push((&e.tenant_id, &e.id, endpoint.clone()));
                             }
                         }
@@ -412,9 +434,11 @@ impl Store {
             counts
                 .into_iter()
                 .zip(enqueued)
-                .map(|(deliveries, enqueued)| EventResult {
+                .zip(unknown_target)
+                .map(|((deliveries, enqueued), unknown_target)| EventResult {
                     deliveries,
                     enqueued,
+                    unknown_target,
                 })
                 .collect::<Vec<_>>()
         });

@@ -305,6 +305,7 @@ impl Store {
                     };
                     insert_audit!(&mut *tx, entry, Some(id), Some(id)).await?;
                     tx.commit().await?;
+                    self.keys_changed().await;
                     Some(t)
                 }
             }
@@ -323,6 +324,7 @@ impl Store {
             if done.rows_affected() == 1 {
                 insert_audit!(&mut *tx, audit, Some(id), Some(id)).await?;
                 tx.commit().await?;
+                self.keys_changed().await;
                 true
             } else {
                 false

@@ -1,7 +1,9 @@
 //! Authentication: the admin token for admin routes, tenant API keys for the rest.
 //!
 //! Keys are accepted as `X-API-Key: <key>` or `Authorization: Bearer <key>`; the key
-//! is hashed and looked up, so neither the key nor its hash is ever logged. Missing
+//! is hashed and looked up (from the store's key cache when it was looked up less
+//! than `KEYS_TTL` ago and nothing changed since), so neither the key nor its hash
+//! is ever logged. Missing
 //! credentials → 401 `unauthenticated`; wrong or revoked → 401 `invalid_credentials`;
 //! a disabled tenant → 403 `tenant_disabled`; over the key's rate → 429 with
 //! `Retry-After`; a key without the route's scope → 403 `insufficient_scope`

@@ -401,7 +401,23 @@ async fn webhook_urls_are_checked_against_ssrf_and_tenants_are_isolated() {
     let r = gw2
         .tenant(&b, Method::POST, &format!("/v1/webhooks/{ep}/test"), None)
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    // A test event for an endpoint the tenant does not have stores nothing.
+    let none = switchboard_actors::ids::new_id("whk");
+    let r = gw2
+        .tenant(&a, Method::POST, &format!("/v1/webhooks/{none}/test"), None)
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    for k in [&a, &b] {
+        let listed = gw2.tenant(k, Method::GET, "/v1/events", None).await;
+        let n = if k == &a { 1 } else { 0 };
+        assert_eq!(
+            listed.json["data"].as_array().unwrap().len(),
+            n,
+            "{}",
+            listed.text
+        );
+    }
     let r = gw2
         .tenant(&b, Method::DELETE, &format!("/v1/webhooks/{ep}"), None)
         .await;
