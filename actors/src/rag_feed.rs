@@ -33,7 +33,9 @@ const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 /// The actor the feed talks to; replaced when the actor is restarted.
 pub type RagSlot = Arc<RwLock<Option<ActorRef<RagMsg>>>>;
 
-/// Runs until `cancel` fires.
+/// Runs until `cancel` fires. `commits` changes when a commit queued jobs here;
+/// jobs queued by another replica, retries and expired leases are found by the
+/// poll, once a second.
 pub async fn run(
     store: Store,
     keyring: Arc<Keyring>,

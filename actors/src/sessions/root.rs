@@ -189,7 +189,7 @@ impl Actor for Root {
                     state.deps.keyring.clone(),
                     key,
                     slot,
-                    state.deps.events.commits(),
+                    state.deps.events.rag_commits(),
                     cancel,
                 ));
             }

@@ -93,6 +93,8 @@ pub struct EventResult {
     pub enqueued: Option<super::Enqueued>,
     /// Its [`Targets::Only`] endpoint is not one of its tenant's: it was not stored.
     pub unknown_target: bool,
+    /// A RAG job was queued with it.
+    pub rag_job: bool,
 }
 
 /// Filters for listing events.
@@ -410,12 +412,20 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            let jobs: Vec<&NewEvent> = kept
+            let rag_job: Vec<bool> = events
                 .iter()
-                .filter(|e| {
-                    e.feeds_rag && e.session_id.as_ref().is_some_and(|s| answered.contains(s))
+                .zip(&keep)
+                .map(|(e, keep)| {
+                    *keep
+                        && e.feeds_rag
+                        && e.session_id.as_ref().is_some_and(|s| answered.contains(s))
                 })
-                .copied()
+                .collect();
+            let jobs: Vec<&NewEvent> = events
+                .iter()
+                .zip(&rag_job)
+                .filter(|(_, job)| **job)
+                .map(|(e, _)| e)
                 .collect();
             for chunk in jobs.chunks(EVENT_CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
@@ -435,11 +445,15 @@ impl Store {
                 .into_iter()
                 .zip(enqueued)
                 .zip(unknown_target)
-                .map(|((deliveries, enqueued), unknown_target)| EventResult {
-                    deliveries,
-                    enqueued,
-                    unknown_target,
-                })
+                .zip(rag_job)
+                .map(
+                    |(((deliveries, enqueued), unknown_target), rag_job)| EventResult {
+                        deliveries,
+                        enqueued,
+                        unknown_target,
+                        rag_job,
+                    },
+                )
                 .collect::<Vec<_>>()
         });
         Ok(counts)

@@ -12,6 +12,11 @@
 //! the endpoint was disabled (410 Gone, or failing longer than `disable_after`, which
 //! also emits `webhook.endpoint_disabled`).
 //!
+//! After a round that took every due row, the next claim waits to be woken: by a
+//! commit of new rows, or of a result that can make another row due (a FIFO
+//! endpoint's, one not delivered, or one of an endpoint that was at its claim
+//! depth), else by the poll. A claim after plain deliveries would find nothing.
+//!
 //! Crash safety: a row is only marked delivered after the receiver answered 2xx and
 //! the result is committed; if the process dies in between, the lease runs out and
 //! the row is delivered again with the same `webhook-id` (at-least-once).
@@ -85,7 +90,7 @@ struct Shared {
     events: Events,
     config: DispatcherConfig,
     client: reqwest::Client,
-    results: mpsc::Sender<AttemptResult>,
+    results: mpsc::Sender<Finished>,
     /// Per endpoint: claimed rows not yet finished, and the semaphore that lets at
     /// most its cap of them be in flight.
     assigned: Mutex<HashMap<String, Slot>>,
@@ -118,6 +123,15 @@ impl Held {
             held.remove(&id);
         }
     }
+}
+
+/// An attempt's result, and whether committing it can make another row due at
+/// once (the next row of a FIFO endpoint, a row parked or retried): then the
+/// dispatcher is woken after the commit. A delivered row of any other endpoint
+/// frees nothing that is not already claimable.
+struct Finished {
+    result: AttemptResult,
+    frees_another: bool,
 }
 
 struct Slot {
@@ -199,7 +213,18 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
         max_in_flight = shared.config.max_in_flight,
         "webhook dispatcher started"
     );
+    // Set after a round that took every due row: the next claim waits for a wake
+    // (a commit of new rows or results, a freed permit's round) or the poll.
+    let mut drained = false;
     while !cancel.is_cancelled() {
+        if drained {
+            drained = false;
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(shared.config.poll) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
         let free = global.available_permits();
         if free == 0 {
             tokio::select! {
@@ -254,6 +279,8 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
             }
             continue;
         }
+        // Fewer than asked for: nothing else is due until something commits.
+        drained = claimed.len() < limit as usize;
         let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         if let Err(e) = start_deliveries(&shared, &global, claimed).await {
             tracing::warn!(error = %e, "loading claimed deliveries failed; their leases will expire");
@@ -347,11 +374,18 @@ async fn start_deliveries(
             let result = deliver(&shared, &row, &endpoint, &event)
                 .instrument(span)
                 .await;
-            if shared.results.send(result).await.is_err() {
+            drop(endpoint_permit);
+            // Before the result is sent, so the claim its commit wakes sees the
+            // endpoint's room (the row itself stays held or leased until then).
+            let was_full = release_slot(&shared, &endpoint.id);
+            let frees_another = endpoint.fifo || was_full || result.outcome != Outcome::Delivered;
+            let finished = Finished {
+                result,
+                frees_another,
+            };
+            if shared.results.send(finished).await.is_err() {
                 tracing::error!(event_id = %row.event_id, "result writer gone; the lease will expire and retry");
             }
-            drop(endpoint_permit);
-            release_slot(&shared, &endpoint.id);
             drop(global_permit);
         });
     }
@@ -364,14 +398,19 @@ async fn start_deliveries(
     Ok(())
 }
 
-fn release_slot(shared: &Shared, endpoint_id: &str) {
+/// One claimed row of the endpoint finished; returns whether the endpoint was at
+/// its claim depth (so claims were passing over its due rows).
+fn release_slot(shared: &Shared, endpoint_id: &str) -> bool {
     let mut map = shared.assigned.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(slot) = map.get_mut(endpoint_id) {
-        slot.claimed = slot.claimed.saturating_sub(1);
-        if slot.claimed == 0 {
-            map.remove(endpoint_id);
-        }
+    let Some(slot) = map.get_mut(endpoint_id) else {
+        return false;
+    };
+    let was_full = slot.claimed >= slot.cap * CLAIM_DEPTH;
+    slot.claimed = slot.claimed.saturating_sub(1);
+    if slot.claimed == 0 {
+        map.remove(endpoint_id);
     }
+    was_full
 }
 
 /// One attempt: sign, POST, classify.
@@ -583,15 +622,19 @@ async fn disable(shared: &Shared, endpoint: &Endpoint, reason: &str) {
 }
 
 /// Commits attempt results in batches; wakes the dispatcher so FIFO successors and
-/// immediate retries go out without waiting for the next poll.
+/// immediate retries go out without waiting for the next poll (only then: a
+/// claim after plain deliveries would find nothing new).
 async fn result_writer(
     store: Store,
-    mut rx: mpsc::Receiver<AttemptResult>,
+    mut rx: mpsc::Receiver<Finished>,
     wake: Arc<Notify>,
     held: Option<Arc<Held>>,
 ) {
+    let mut finished = Vec::with_capacity(512);
     let mut batch = Vec::with_capacity(512);
-    while rx.recv_many(&mut batch, 512).await > 0 {
+    while rx.recv_many(&mut finished, 512).await > 0 {
+        let frees_another = finished.iter().any(|f| f.frees_another);
+        batch.extend(finished.drain(..).map(|f| f.result));
         let mut tries = 0;
         loop {
             match store.record_attempts(&batch).await {
@@ -614,6 +657,8 @@ async fn result_writer(
             held.let_go(batch.iter().map(|r| r.outbox_id));
         }
         batch.clear();
-        wake.notify_one();
+        if frees_another {
+            wake.notify_one();
+        }
     }
 }
