@@ -7,7 +7,9 @@
 //! event id), and hands it to a writer task that commits whatever has queued up in
 //! one transaction (group commit): the event rows and one outbox row per matching
 //! endpoint. `publish` returns only after that commit, so an acknowledged event is
-//! never lost; then the dispatcher is woken.
+//! never lost; then the dispatcher is handed the new outbox rows with their events
+//! when it keeps its claims in memory ([`crate::webhooks::handoff`]), else woken to
+//! claim them.
 //!
 //! Under load the writer lingers: when the last round held at least [`LOADED`]
 //! events and the next finds fewer than [`FULL_ENOUGH`] waiting, it waits up to
@@ -27,8 +29,10 @@
 //! prefix of what was given.
 
 use crate::clock;
-use crate::storage::{NewEvent, Store, Targets};
+use crate::storage::{EventRow, NewEvent, Store, Targets};
+use crate::webhooks::handoff::Handoff;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_crypto::{Binding, Keyring};
@@ -45,14 +49,14 @@ pub const BODY_PURPOSE: &str = "event.body";
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 512;
 /// A round at least this big means the gateway is under load.
-const LOADED: usize = 8;
+pub(crate) const LOADED: usize = 8;
 /// A round that finds this many waiting commits at once.
-const FULL_ENOUGH: usize = 64;
+pub(crate) const FULL_ENOUGH: usize = 64;
 /// How long a round under load waits for more events. Measured with the bench's
 /// `pipeline --rate 8000 --sessions 4` on SQLite, alternating builds: 3 ms took
 /// gateway CPU per event from 133-136 to 114-133 µs and p99.9 from 33-344 to 28-43
 /// ms; 6 and 10 ms were no better on CPU and raised p50.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 /// Why a sequence's event was refused.
 const OUT_OF_TURN: &str = "an earlier event of its sequence was not stored";
 
@@ -196,6 +200,8 @@ pub struct Events {
     commits: watch::Receiver<u64>,
     /// Counts commits that queued RAG jobs (the RAG feed waits on it).
     rag_commits: watch::Receiver<u64>,
+    /// Committed outbox rows, for a dispatcher that takes them directly.
+    handoff: Arc<Handoff>,
 }
 
 impl std::fmt::Debug for Events {
@@ -217,8 +223,10 @@ impl Events {
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let (commits_tx, commits) = watch::channel(0);
         let (rag_tx, rag_commits) = watch::channel(0);
+        let handoff = Arc::new(Handoff::default());
         let signals = Signals {
             deliveries: committed,
+            handoff: handoff.clone(),
             commits: commits_tx,
             rag_jobs: rag_tx,
         };
@@ -229,6 +237,7 @@ impl Events {
                 keyring,
                 commits,
                 rag_commits,
+                handoff,
             },
             task,
         )
@@ -237,6 +246,11 @@ impl Events {
     /// A receiver that changes after every commit.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.commits.clone()
+    }
+
+    /// Where the writer offers the outbox rows it commits (see [`Handoff`]).
+    pub fn handoff(&self) -> Arc<Handoff> {
+        self.handoff.clone()
     }
 
     /// A receiver that changes after every commit that queued RAG jobs.
@@ -297,12 +311,32 @@ impl Events {
 
 /// Who the writer tells about a commit.
 struct Signals {
-    /// The dispatcher, when the commit queued deliveries.
+    /// The dispatcher, when the commit queued deliveries it did not hand off.
     deliveries: Arc<Notify>,
+    /// The dispatcher, with the rows themselves, when it takes them.
+    handoff: Arc<Handoff>,
     /// Every commit.
     commits: watch::Sender<u64>,
     /// The RAG feed, when the commit queued RAG jobs.
     rag_jobs: watch::Sender<u64>,
+}
+
+/// Hands a commit's outbox rows, held before it, with their events to the
+/// dispatcher.
+fn hand_off(handoff: &Handoff, queued: Vec<crate::storage::Claimed>, events: &[NewEvent]) {
+    let by_id: HashMap<&str, &NewEvent> = events.iter().map(|e| (e.id.as_str(), e)).collect();
+    handoff.offer(queued, |id| {
+        by_id.get(id).map(|e| EventRow {
+            id: e.id.clone(),
+            tenant_id: e.tenant_id.clone(),
+            session_id: e.session_id.clone(),
+            channel: e.channel.clone(),
+            event_type: e.event_type.clone(),
+            body_key_id: e.body.key_id.clone(),
+            body: e.body.data.clone(),
+            created_at: e.created_at,
+        })
+    })
 }
 
 async fn writer(
@@ -353,16 +387,27 @@ async fn writer(
         if events.is_empty() {
             continue;
         }
-        match store.insert_events(&events).await {
-            Ok(counts) => {
+        // Rows held for the dispatcher before their commit (see `Handoff::hold`).
+        let mut held: Vec<i64> = Vec::new();
+        let stored = store
+            .insert_events(&events, |queued| {
+                if signals.handoff.hold(queued) {
+                    held = queued.iter().map(|r| r.id).collect();
+                }
+            })
+            .await;
+        match stored {
+            Ok(inserted) => {
                 metrics::counter!("switchboard_events_committed_total")
                     .increment(events.len() as u64);
-                let deliveries = counts.iter().any(|c| c.deliveries > 0);
+                let counts = inserted.results;
                 let rag_jobs = counts.iter().any(|c| c.rag_job);
                 for (ack, count) in acks.into_iter().zip(counts) {
                     let _ = ack.send(Ok(count));
                 }
-                if deliveries {
+                if !held.is_empty() {
+                    hand_off(&signals.handoff, inserted.queued, &events);
+                } else if !inserted.queued.is_empty() {
                     signals.deliveries.notify_one();
                 }
                 if rag_jobs {
@@ -372,6 +417,7 @@ async fn writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "event batch not stored; producers will retry");
+                signals.handoff.release(held);
                 // Before the next batch is taken: later events of these sequences
                 // are refused until each has submitted again.
                 for broken in sequences {

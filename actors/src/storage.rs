@@ -38,7 +38,9 @@ pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use audit::{AuditEntry, AuditRecord};
 pub use cluster::{CommandRow, Fence, Lease, NOTIFY_CHANNEL, ReplicaRow};
 pub use contacts::{ERASED, erased_external_id};
-pub use events::{AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, NewEvent, Targets};
+pub use events::{
+    AttemptRow, DeliveryRow, EventQuery, EventResult, EventRow, Inserted, NewEvent, Targets,
+};
 pub use key_cache::{KEYS_CHANGED, KEYS_TTL};
 pub use mailboxes::FolderPosition;
 pub use media::MediaRow;

@@ -4,8 +4,10 @@
 //! - [`ssrf`]: which URLs and addresses deliveries may reach.
 //! - [`schedule`]: when a failed delivery is tried again.
 //! - [`dispatcher`]: claims due outbox rows, signs, POSTs, records every attempt.
+//! - [`handoff`]: rows the event writer commits, handed to the dispatcher directly.
 
 pub mod dispatcher;
+pub mod handoff;
 pub mod schedule;
 pub mod ssrf;
 

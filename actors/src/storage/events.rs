@@ -97,6 +97,15 @@ pub struct EventResult {
     pub rag_job: bool,
 }
 
+/// What a batch of events stored.
+#[derive(Debug, Default)]
+pub struct Inserted {
+    /// Per event, in the order given.
+    pub results: Vec<EventResult>,
+    /// The outbox rows queued, as a claim would return them.
+    pub queued: Vec<super::Claimed>,
+}
+
 /// Filters for listing events.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -215,17 +224,28 @@ macro_rules! known_external_ids {
 }
 
 impl Store {
-    /// Writes events and their outbox rows atomically. Returns, per event, how many
-    /// deliveries were queued.
-    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventResult>> {
+    /// Writes events and their outbox rows atomically. Returns, per event, what was
+    /// stored, and the outbox rows queued. `before_commit` sees those rows before
+    /// the commit makes them visible to anyone else.
+    pub async fn insert_events(
+        &self,
+        events: &[NewEvent],
+        before_commit: impl FnOnce(&[super::Claimed]) + Send,
+    ) -> Result<Inserted> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Inserted::default());
         }
         let now = clock::now_ms();
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let counts = on_write_pool!(self, |pool| {
+        // SQLite gives one statement's AUTOINCREMENT rows consecutive ids (each the
+        // largest yet, plus one) and this transaction is its only writer: the ids
+        // follow from the last one, without returning a row per id. Postgres' are
+        // drawn from a sequence other sessions share, so they come back with RETURNING,
+        // matched by the row's (event, endpoint), which is unique.
+        let consecutive_ids = self.backend() == super::Backend::Sqlite;
+        let inserted = on_write_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             // The batch's tenants' endpoints, read inside the transaction (one
             // statement per chunk of tenants): the enabled ones are subscribed, and
@@ -396,6 +416,7 @@ impl Store {
                 }
                 counts.push(rows.len() - before);
             }
+            let mut queued: Vec<super::Claimed> = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(OUTBOX_CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO outbox (tenant_id, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) ",
@@ -410,7 +431,46 @@ impl Store {
                         .push_bind(now)
                         .push_bind(now);
                 });
-                q.build().execute(&mut *tx).await?;
+                let ids: Vec<i64> = if consecutive_ids {
+                    q.build().execute(&mut *tx).await?;
+                    let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    (last - chunk.len() as i64 + 1..=last).collect()
+                } else {
+                    q.push(" RETURNING id, event_id, endpoint_id");
+                    let back: Vec<(i64, String, String)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    let by_row: HashMap<(&str, &str), i64> = back
+                        .iter()
+                        .map(|(id, event, endpoint)| ((event.as_str(), endpoint.as_str()), *id))
+                        .collect();
+                    chunk
+                        .iter()
+                        .filter_map(|(_, event, endpoint)| {
+                            by_row.get(&(*event, endpoint.as_str())).copied()
+                        })
+                        .collect()
+                };
+                if ids.len() != chunk.len() {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} outbox rows inserted, {} ids returned",
+                        chunk.len(),
+                        ids.len()
+                    )));
+                }
+                queued.extend(
+                    chunk
+                        .iter()
+                        .zip(ids)
+                        .map(|((tenant, event, endpoint), id)| super::Claimed {
+                            id,
+                            tenant_id: (*tenant).to_owned(),
+                            event_id: (*event).to_owned(),
+                            endpoint_id: endpoint.clone(),
+                            attempts: 0,
+                        }),
+                );
             }
             let rag_job: Vec<bool> = events
                 .iter()
@@ -440,8 +500,9 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            before_commit(&queued);
             tx.commit().await?;
-            counts
+            let results = counts
                 .into_iter()
                 .zip(enqueued)
                 .zip(unknown_target)
@@ -454,9 +515,10 @@ impl Store {
                         rag_job,
                     },
                 )
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            Inserted { results, queued }
         });
-        Ok(counts)
+        Ok(inserted)
     }
 
     pub async fn list_events(&self, tenant_id: &str, q: &EventQuery) -> Result<Vec<EventRow>> {

@@ -17,6 +17,11 @@
 //! endpoint's, one not delivered, or one of an endpoint that was at its claim
 //! depth), else by the poll. A claim after plain deliveries would find nothing.
 //!
+//! Where the leases are kept in memory (below), the event writer also hands over
+//! the rows it commits with their events ([`super::handoff`]): those start without
+//! a claim or a read, and the claim takes only what the handoff leaves (a FIFO
+//! endpoint's rows, one at its claim depth, retries).
+//!
 //! Crash safety: a row is only marked delivered after the receiver answered 2xx and
 //! the result is committed; if the process dies in between, the lease runs out and
 //! the row is delivered again with the same `webhook-id` (at-least-once).
@@ -31,6 +36,7 @@
 //! strategy ([`crate::supervision::supervise_task`]): a panicking loop is restarted
 //! with backoff, and the leases of what it had claimed let the new one take over.
 
+use super::handoff::{Fresh, Handoff, Held};
 use super::schedule;
 use super::ssrf::{self, FilteringResolver};
 use crate::events::{Events, Publish, body_binding};
@@ -96,33 +102,8 @@ struct Shared {
     assigned: Mutex<HashMap<String, Slot>>,
     /// The rows this process holds when leases are kept in memory (`single_process`).
     held: Option<Arc<Held>>,
-}
-
-/// Outbox rows claimed in memory: taken at the claim, let go once their result is
-/// committed (or they are given back).
-#[derive(Default)]
-struct Held(Mutex<std::collections::HashSet<i64>>);
-
-impl Held {
-    fn ids(&self) -> Vec<i64> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect()
-    }
-
-    fn take(&self, ids: impl IntoIterator<Item = i64>) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
-    }
-
-    fn let_go(&self, ids: impl IntoIterator<Item = i64>) {
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for id in ids {
-            held.remove(&id);
-        }
-    }
+    /// Then also: the rows the event writer hands over as it commits them.
+    handoff: Option<Arc<Handoff>>,
 }
 
 /// An attempt's result, and whether committing it can make another row due at
@@ -170,7 +151,12 @@ impl Dispatcher {
             }))
             .build()?;
         let (results, results_rx) = mpsc::channel(4 * config.max_in_flight.max(16));
-        let held = config.single_process.then(|| Arc::new(Held::default()));
+        let handoff = config.single_process.then(|| {
+            let handoff = events.handoff();
+            handoff.open();
+            handoff
+        });
+        let held = handoff.as_ref().map(|h| h.held());
         let shared = Arc::new(Shared {
             store: store.clone(),
             keyring,
@@ -180,6 +166,7 @@ impl Dispatcher {
             results,
             assigned: Mutex::new(HashMap::new()),
             held: held.clone(),
+            handoff,
         });
         let writer = tokio::spawn(result_writer(store, results_rx, wake.clone(), held));
         Ok(tokio::spawn(async move {
@@ -217,13 +204,24 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
     // (a commit of new rows or results, a freed permit's round) or the poll.
     let mut drained = false;
     while !cancel.is_cancelled() {
+        if let Some(handoff) = &shared.handoff
+            && global.available_permits() > 0
+        {
+            let fresh = handoff.take();
+            if !fresh.rows.is_empty() && start_fresh(&shared, &global, fresh).await {
+                // Some were left to the claim.
+                drained = false;
+            }
+        }
         if drained {
-            drained = false;
             tokio::select! {
                 () = wake.notified() => {}
+                // Stays drained: only handed-over rows to start.
+                () = handed_over(&shared) => continue,
                 () = tokio::time::sleep(shared.config.poll) => {}
                 () = cancel.cancelled() => break,
             }
+            drained = false;
         }
         let free = global.available_permits();
         if free == 0 {
@@ -244,14 +242,10 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
         let lease_until = clock::now_ms() + lease.as_millis() as i64;
         let claimed = match &shared.held {
             Some(held) => {
-                let due = shared
+                shared
                     .store
                     .due_deliveries(limit, &saturated, &held.ids())
-                    .await;
-                if let Ok(rows) = &due {
-                    held.take(rows.iter().map(|r| r.id));
-                }
-                due
+                    .await
             }
             None => {
                 shared
@@ -271,16 +265,17 @@ async fn run(shared: Arc<Shared>, wake: Arc<Notify>, cancel: CancellationToken) 
                 continue;
             }
         };
-        if claimed.is_empty() {
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(shared.config.poll) => {}
-                () = cancel.cancelled() => break,
-            }
-            continue;
-        }
         // Fewer than asked for: nothing else is due until something commits.
         drained = claimed.len() < limit as usize;
+        let claimed = match &shared.held {
+            // Rows held since the claim began (by the handoff, before their commit)
+            // are passed over.
+            Some(held) => held.take_new(claimed),
+            None => claimed,
+        };
+        if claimed.is_empty() {
+            continue;
+        }
         let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         if let Err(e) = start_deliveries(&shared, &global, claimed).await {
             tracing::warn!(error = %e, "loading claimed deliveries failed; their leases will expire");
@@ -319,6 +314,76 @@ async fn start_deliveries(
         .into_iter()
         .map(|e| (e.id.clone(), Arc::new(e)))
         .collect();
+    let give_back = spawn_deliveries(shared, global, claimed, &endpoints, &events);
+    if !give_back.is_empty() {
+        match &shared.held {
+            Some(held) => held.let_go(give_back),
+            None => shared.store.release_claims(&give_back).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Starts handed-over rows (held already; see [`Handoff`]): their events came with
+/// them, their endpoints are read here. Returns whether some were let go for the
+/// claim to take: a FIFO endpoint's (the claim keeps their order), one not
+/// enabled, one at its claim depth, or past the room in flight.
+async fn start_fresh(shared: &Arc<Shared>, global: &Arc<Semaphore>, fresh: Fresh) -> bool {
+    let Some(held) = &shared.held else {
+        return true;
+    };
+    let mut endpoint_ids: Vec<String> = fresh.rows.iter().map(|r| r.endpoint_id.clone()).collect();
+    endpoint_ids.sort_unstable();
+    endpoint_ids.dedup();
+    let endpoints: HashMap<String, Arc<Endpoint>> = match shared
+        .store
+        .endpoints_by_ids(&endpoint_ids)
+        .await
+    {
+        Ok(found) => found
+            .into_iter()
+            .filter(|e| e.status == EndpointStatus::Enabled && !e.fifo)
+            .map(|e| (e.id.clone(), Arc::new(e)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "loading endpoints of handed-over rows failed; leaving them to the claim");
+            held.let_go(fresh.rows.iter().map(|r| r.id));
+            return true;
+        }
+    };
+    let (startable, left): (Vec<Claimed>, Vec<Claimed>) = fresh.rows.into_iter().partition(|r| {
+        endpoints.contains_key(&r.endpoint_id) && fresh.events.contains_key(&r.event_id)
+    });
+    let mut give_back: Vec<i64> = left.iter().map(|r| r.id).collect();
+    give_back.extend(spawn_deliveries(
+        shared,
+        global,
+        startable,
+        &endpoints,
+        &fresh.events,
+    ));
+    let some_left = !give_back.is_empty();
+    held.let_go(give_back);
+    some_left
+}
+
+/// Resolves when the writer may have handed rows over (never without a handoff).
+async fn handed_over(shared: &Shared) {
+    match &shared.handoff {
+        Some(handoff) => handoff.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Spawns one delivery per row within its endpoint's claim depth and the room in
+/// flight; returns the ids of the rows it did not start.
+fn spawn_deliveries(
+    shared: &Arc<Shared>,
+    global: &Arc<Semaphore>,
+    claimed: Vec<Claimed>,
+    endpoints: &HashMap<String, Arc<Endpoint>>,
+    events: &HashMap<String, Arc<EventRow>>,
+) -> Vec<i64> {
     let mut give_back = Vec::new();
     for row in claimed {
         let (Some(endpoint), Some(event)) =
@@ -389,13 +454,7 @@ async fn start_deliveries(
             drop(global_permit);
         });
     }
-    if !give_back.is_empty() {
-        match &shared.held {
-            Some(held) => held.let_go(give_back),
-            None => shared.store.release_claims(&give_back).await?,
-        }
-    }
-    Ok(())
+    give_back
 }
 
 /// One claimed row of the endpoint finished; returns whether the endpoint was at
@@ -621,18 +680,35 @@ async fn disable(shared: &Shared, endpoint: &Endpoint, reason: &str) {
     }
 }
 
+/// Most results committed in one transaction.
+const RESULTS_BATCH: usize = 512;
+
 /// Commits attempt results in batches; wakes the dispatcher so FIFO successors and
 /// immediate retries go out without waiting for the next poll (only then: a
-/// claim after plain deliveries would find nothing new).
+/// claim after plain deliveries would find nothing new). Under load it lingers as
+/// the event writer does ([`crate::events::LINGER`]): results only move rows on, so
+/// the wait delays no delivery, and a row stays held or leased until then.
 async fn result_writer(
     store: Store,
     mut rx: mpsc::Receiver<Finished>,
     wake: Arc<Notify>,
     held: Option<Arc<Held>>,
 ) {
-    let mut finished = Vec::with_capacity(512);
-    let mut batch = Vec::with_capacity(512);
-    while rx.recv_many(&mut finished, 512).await > 0 {
+    let mut finished = Vec::with_capacity(RESULTS_BATCH);
+    let mut batch = Vec::with_capacity(RESULTS_BATCH);
+    let mut last_round = 0;
+    while rx.recv_many(&mut finished, RESULTS_BATCH).await > 0 {
+        if last_round >= crate::events::LOADED && finished.len() < crate::events::FULL_ENOUGH {
+            // Under load: a moment's wait makes one commit of what would be several.
+            tokio::time::sleep(crate::events::LINGER).await;
+            while finished.len() < RESULTS_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => finished.push(f),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_round = finished.len();
         let frees_another = finished.iter().any(|f| f.frees_another);
         batch.extend(finished.drain(..).map(|f| f.result));
         let mut tries = 0;
