@@ -47,6 +47,39 @@ pub async fn fresh_target(dir: &std::path::Path, prefix: &str) -> crate::storage
     }
 }
 
+/// An enabled endpoint of `tenant` at `url` (no FIFO, at most 8 deliveries in
+/// flight), its secret sealed as the gateway seals it, not yet stored.
+pub fn endpoint(
+    keyring: &switchboard_crypto::Keyring,
+    tenant: &str,
+    url: &str,
+) -> crate::storage::Endpoint {
+    let id = crate::ids::new_id("whk");
+    let now = crate::clock::now_ms();
+    crate::storage::Endpoint {
+        secret: keyring
+            .seal(
+                b"0123456789abcdef0123456789abcdef",
+                crate::webhooks::secret_binding(tenant, &id),
+            )
+            .expect("seal a test secret"),
+        id,
+        tenant_id: tenant.to_owned(),
+        url: url.to_owned(),
+        description: None,
+        event_types: None,
+        previous_secret: None,
+        previous_expires_at: None,
+        status: crate::storage::EndpointStatus::Enabled,
+        disabled_reason: None,
+        fifo: false,
+        max_in_flight: 8,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// A free loopback port (bound, then released for the server to take).
 pub(crate) fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

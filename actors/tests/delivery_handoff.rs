@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard_actors::Store;
 use switchboard_actors::events::{Events, Publish};
-use switchboard_actors::storage::{AuditEntry, Backend, Endpoint, EndpointStatus, LimitOverrides};
+use switchboard_actors::storage::{AuditEntry, Backend, Endpoint, LimitOverrides};
 use switchboard_actors::webhooks::{Dispatcher, DispatcherConfig};
-use switchboard_actors::{Store, clock, ids, webhooks};
 use switchboard_crypto::{ApiKeyHash, Keyring, MasterKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -66,29 +66,10 @@ async fn receiver() -> (String, Received) {
 }
 
 async fn endpoint(store: &Store, keyring: &Keyring, tenant: &str, url: String, fifo: bool) {
-    let id = ids::new_id("whk");
-    let now = clock::now_ms();
     let e = Endpoint {
-        id: id.clone(),
-        tenant_id: tenant.to_owned(),
-        url,
-        description: None,
-        event_types: None,
-        secret: keyring
-            .seal(
-                b"0123456789abcdef0123456789abcdef",
-                webhooks::secret_binding(tenant, &id),
-            )
-            .unwrap(),
-        previous_secret: None,
-        previous_expires_at: None,
-        status: EndpointStatus::Enabled,
-        disabled_reason: None,
         fifo,
         max_in_flight: 2,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
+        ..switchboard_actors::testkit::endpoint(keyring, tenant, &url)
     };
     store
         .create_endpoint(&e, &AuditEntry::new("test", "webhook.create"))

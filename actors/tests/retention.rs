@@ -7,10 +7,10 @@ use std::sync::Arc;
 use switchboard_actors::consent::{ConsentSettings, Retention};
 use switchboard_actors::events::{Events, Publish};
 use switchboard_actors::storage::{
-    AttemptResult, AuditEntry, Endpoint, EndpointStatus, EventQuery, LimitOverrides, MessageExtras,
-    MessageRow, MessageWrite, Outcome, SessionRow,
+    AttemptResult, AuditEntry, EventQuery, LimitOverrides, MessageExtras, MessageRow, MessageWrite,
+    Outcome, SessionRow,
 };
-use switchboard_actors::{Store, clock, ids, retention, webhooks};
+use switchboard_actors::{Store, clock, ids, retention};
 use switchboard_crypto::{ApiKeyHash, Keyring, MasterKey};
 use tokio_util::sync::CancellationToken;
 
@@ -49,35 +49,12 @@ async fn tenant_and_session(store: &Store) -> SessionRow {
 }
 
 async fn endpoint(store: &Store, keyring: &Keyring, tenant: &str, url: &str) -> String {
-    let id = ids::new_id("ep");
-    let now = clock::now_ms();
-    let e = Endpoint {
-        id: id.clone(),
-        tenant_id: tenant.to_owned(),
-        url: url.to_owned(),
-        description: None,
-        event_types: None,
-        secret: keyring
-            .seal(
-                b"0123456789abcdef0123456789abcdef",
-                webhooks::secret_binding(tenant, &id),
-            )
-            .unwrap(),
-        previous_secret: None,
-        previous_expires_at: None,
-        status: EndpointStatus::Enabled,
-        disabled_reason: None,
-        fifo: false,
-        max_in_flight: 8,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let e = switchboard_actors::testkit::endpoint(keyring, tenant, url);
     store
         .create_endpoint(&e, &AuditEntry::new("test", "webhook.create"))
         .await
         .unwrap();
-    id
+    e.id
 }
 
 /// Every event id of the tenant, oldest first.
