@@ -261,7 +261,11 @@ impl Store {
                     .foreign_keys(true)
                     // Deleted and overwritten content is zeroed, not left in free
                     // pages: an erased contact is gone from the file too.
-                    .pragma("secure_delete", "on");
+                    .pragma("secure_delete", "on")
+                    // Statement journals (one per multi-row statement in a transaction
+                    // that may abort half-way) stay in memory instead of spilling to a
+                    // temporary file that is created, written and removed per statement.
+                    .pragma("temp_store", "memory");
                 // A local file: checking a connection before each use only costs a
                 // round trip to its worker thread.
                 let write = SqlitePoolOptions::new()
